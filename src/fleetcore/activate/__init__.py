@@ -1,0 +1,1 @@
+"""Activating releases: the :class:`~fleetcore.activate.interface.ActivatorImpl` interface."""

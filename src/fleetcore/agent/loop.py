@@ -1,0 +1,61 @@
+"""``fleetcore agent run``: cycles forever, sleeping between them.
+
+The interval is the agent's ``update_interval``, else the running role's,
+else the power-class default (mains 60 s, battery 30 min). Sleeping is a
+blocking wait, not polling: an idle agent uses no CPU. SIGTERM and SIGINT
+finish the current cycle and exit.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from types import FrameType
+
+from fleetcore.agent.update import Agent
+from fleetcore.config.agent import DEFAULT_UPDATE_INTERVAL
+from fleetcore.errors import FleetcoreError
+
+log = logging.getLogger("fleetcore.agent")
+
+
+def interval(agent: Agent) -> float:
+    if agent.config.update_interval is not None:
+        return agent.config.update_interval.seconds
+    current = agent.store.current()
+    if current is not None:
+        role_interval = agent._role_config_of(current).update_interval
+        if role_interval is not None:
+            return role_interval.seconds
+    return DEFAULT_UPDATE_INTERVAL[agent.config.power].seconds
+
+
+def run_forever(agent: Agent, *, max_cycles: int | None = None) -> None:
+    stopping = False
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+        log.info("received %s, stopping after this cycle", signal.Signals(signum).name)
+        agent.clock.wake()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    cycles = 0
+    log.info("agent started for %s (%s)", agent.device.device_id, agent.device.role)
+    while not stopping:
+        try:
+            result = agent.once()
+            log.info("%s: %s", result.outcome, result.message)
+        except FleetcoreError as exc:
+            # Bad config in the repo or a broken plugin must not kill the
+            # loop: the device keeps running what it runs, and tries again.
+            log.error("cycle failed: %s", exc)
+        except Exception:
+            log.exception("cycle crashed")
+        cycles += 1
+        if max_cycles is not None and cycles >= max_cycles:
+            break
+        if not stopping:
+            agent.clock.sleep(interval(agent))
+    log.info("agent stopped")

@@ -1,0 +1,38 @@
+"""What ``fleetcore agent status`` shows (and, later, what the device reports)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fleetcore.agent.state import StateStore, history_json
+from fleetcore.config.agent import AgentConfig
+
+
+def status_report(config: AgentConfig) -> dict[str, Any]:
+    store = StateStore(config.state_dir)
+    state = store.load() if store.state_file.exists() else None
+    current = store.current()
+    status = "unknown"
+    if state is not None:
+        status = "safe_mode" if state.mode == "safe_mode" else state.status
+    if state is not None and state.in_flight is not None:
+        status = "updating"
+    return {
+        "device_id": config.device_id,
+        "role": config.role,
+        "segment": config.segment,
+        "commit": store.commit_of(current),
+        "release": current,
+        "previous_commit": store.commit_of(store.previous()),
+        "status": status,
+        "status_reason": state.status_reason if state else "",
+        "mode": state.mode if state else "normal",
+        "mode_since": state.mode_since.isoformat() if state and state.mode_since else None,
+        "mode_reason": state.mode_reason if state else "",
+        "desired_commit": state.desired_commit if state else None,
+        "desired_reason": state.desired_reason if state else "",
+        "pending_commit": state.pending_commit if state else None,
+        "last_check": state.last_check.isoformat() if state and state.last_check else None,
+        "last_update": history_json(state.last_update) if state and state.last_update else None,
+        "consecutive_failures": state.consecutive_failures if state else 0,
+    }

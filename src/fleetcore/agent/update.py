@@ -1,0 +1,737 @@
+"""The update pipeline of one device.
+
+::
+
+    lock -> recover -> desired state -> gates -> fetch -> unpack+verify -> secrets
+         -> validate -> swap links -> activate -> settle -> health -> keep | roll back
+         -> record
+
+Every step before the swap works on copies: a failure there leaves the
+running release untouched. From the swap on, any failure (or a crash, found
+by the next run through ``state.in_flight``) swaps back to the previous
+release and starts it again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import random
+import shutil
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Literal, TypeVar
+
+import attrs
+from attrs import frozen
+
+from fleetcore.activate.interface import ActivationContext, ActivatorImpl, project_name
+from fleetcore.agent import logs
+from fleetcore.agent.clock import Clock
+from fleetcore.agent.files import exclusive_lock
+from fleetcore.agent.gates import Deferred, attempts_after, throttle_gate, window_gate
+from fleetcore.agent.state import InFlight, Phase, State, StateStore, release_name
+from fleetcore.checks import runner
+from fleetcore.config.agent import AgentConfig
+from fleetcore.config.units import Duration
+from fleetcore.config.fleet import FleetPolicy, parse_device_policy, parse_fleet_policy
+from fleetcore.config.role import CheckSelection, RoleConfig, parse_role_config
+from fleetcore.errors import ConfigError, FetchError, FleetcoreError, VerifyError
+from fleetcore.fetch.interface import Fetched, Source
+from fleetcore.plugin.manager import PluginManager
+from fleetcore.plugin.types import (
+    CheckContext,
+    DeviceInfo,
+    ModeChange,
+    SourceSettings,
+    UpdateRecord,
+    UpdateResult,
+    UpdateStart,
+)
+from fleetcore.policy import DesiredState, resolve
+from fleetcore.release import Manifest, unpack, write_manifest
+from fleetcore.secrets.interface import SecretsContext
+
+log = logging.getLogger("fleetcore.agent")
+T = TypeVar("T")
+
+Outcome = Literal["converged", "updated", "failed", "rolled_back", "deferred", "locked",
+                  "safe_mode", "unreachable"]
+EXIT_CODES: dict[Outcome, int] = {
+    "converged": 0, "updated": 0,
+    "failed": 1, "rolled_back": 1,
+    "deferred": 3, "locked": 3,
+    "safe_mode": 4,
+    "unreachable": 5,
+}
+ENV_FILE = ".fleetcore.env"
+
+
+@frozen(kw_only=True)
+class CycleResult:
+    """What one cycle did, for the CLI and the loop."""
+
+    outcome: Outcome
+    message: str
+    commit: str | None = None
+    pending_commit: str | None = None
+    retry_after: dt.datetime | None = None
+
+    @property
+    def exit_code(self) -> int:
+        if self.outcome == "updated" and self.pending_commit:
+            return 3  # healthy, but a newer commit is already waiting
+        return EXIT_CODES[self.outcome]
+
+
+class UpdateFailed(FleetcoreError):
+    """A step before activation refused the release."""
+
+
+class Unhealthy(FleetcoreError):
+    """The activated release did not pass its health checks."""
+
+
+class DiskFull(FleetcoreError):
+    """Not enough free space for the update even after cleaning old releases."""
+
+
+class Agent:
+    """One device's agent: configuration, plugins, state folder and clock."""
+
+    def __init__(self, config: AgentConfig, *, pm: PluginManager | None = None,
+                 clock: Clock | None = None) -> None:
+        self.config = config
+        self.pm = pm or PluginManager(disabled=config.plugins.disable)
+        self.clock = clock or Clock()
+        self.store = StateStore(config.state_dir)
+        self.device = DeviceInfo(device_id=config.device_id, role=config.role,
+                                 segment=config.segment)
+        self.config_source = str(config.path or "agent.toml")
+        self._source: Source | None = None
+        logs.set_context(device_id=config.device_id, role=config.role)
+
+    # -- entry points ------------------------------------------------------------
+
+    def once(self) -> CycleResult:
+        """One cycle: converge to the desired release if the gates allow it."""
+        self.store.ensure()
+        try:
+            with exclusive_lock(self.store.lock_file):
+                state = self.recover(self.store.load())
+                logs.set_context(commit=self.store.commit_of(self.store.current()))
+                return self._cycle(state)
+        except FleetcoreError as exc:
+            if exc.exit_code == 3:
+                log.info("%s", exc)
+                return CycleResult(outcome="locked", message=str(exc))
+            raise
+
+    def apply(self, fetched: Fetched, *, reason: str = "bundle") -> CycleResult:
+        """Apply a release brought by hand (an offline bundle): the same
+        verify, unpack, validate, activate and health steps, no gates."""
+        self.store.ensure()
+        with exclusive_lock(self.store.lock_file):
+            state = self.recover(self.store.load())
+            manifest = fetched.manifest
+            if manifest.role != self.device.role:
+                raise FleetcoreError(f"the bundle is for role {manifest.role!r}, "
+                                     f"this device runs {self.device.role!r}")
+            if manifest.commit == self.store.commit_of(self.store.current()):
+                return CycleResult(outcome="converged", commit=manifest.commit,
+                                   message=f"already running {manifest.commit[:12]}")
+            role_cfg = self._role_config_from_archive(fetched)
+            return self._update(state, manifest.commit, reason, lambda _w: fetched, role_cfg)
+
+    # -- the cycle -----------------------------------------------------------------
+
+    def source(self) -> Source:
+        if self._source is None:
+            src = self.config.source
+            record = self.pm.registry("fetcher").get(src.fetcher, where="source.fetcher",
+                                                     source=self.config_source)
+            options = self.pm.options(record, src.options, where="source",
+                                      source=self.config_source)
+            cache = self.store.cache / record.name
+            cache.mkdir(parents=True, exist_ok=True)
+            settings = SourceSettings(repo=src.repo, branch=src.branch, cache_dir=cache)
+            self._source = record.factory(settings, options)
+        return self._source
+
+    def desired(self, state: State | None = None) -> tuple[DesiredState, str]:
+        """The desired state from the head of the configured branch, and the head."""
+        source = self.source()
+        head = self._retry("resolve the branch head", lambda: source.head(self.config.source.branch))
+        device_file = f"devices/{self.device.device_id}.toml"
+        files = self._retry("read the fleet policy", lambda: source.read(head, ["fleet.toml",
+                                                                              device_file]))
+        at = f"@{head[:12]}"
+        fleet = parse_fleet_policy(files.get("fleet.toml"), f"fleet.toml{at}")
+        device_policy = parse_device_policy(files.get(device_file), f"{device_file}{at}")
+        desired = resolve(
+            device=self.device, fleet=fleet, device_policy=device_policy, head=head,
+            now=self.clock.now(), eligible=self._eligibility(fleet, at),
+            override_head=lambda branch: self._retry(f"resolve branch {branch}",
+                                                      lambda: source.head(branch)),
+        )
+        return desired, head
+
+    def _eligibility(self, fleet: FleetPolicy, at: str) -> Callable[[str, DeviceInfo, str], bool]:
+        def eligible(name: str, device: DeviceInfo, commit: str) -> bool:
+            where = "rollout" if device.role not in fleet.roles else f"roles.{device.role}.rollout"
+            record = self.pm.registry("rollout strategy").get(
+                name, where=f"{where}.strategy", source=f"fleet.toml{at}")
+            options = self.pm.options(record, fleet.rollout_for(device.role).options,
+                                      where=where, source=f"fleet.toml{at}")
+            return bool(record.factory(options).eligible(device, commit))
+
+        return eligible
+
+    def _cycle(self, state: State) -> CycleResult:
+        now = self.clock.now()
+        current = self.store.current()
+        current_commit = self.store.commit_of(current)
+        try:
+            desired, head = self.desired(state)
+        except FetchError as exc:
+            self.store.update(state, last_check=now)
+            log.warning("fleet repo unreachable, keeping %s: %s",
+                        current_commit[:12] if current_commit else "nothing", exc)
+            return CycleResult(outcome="unreachable", commit=current_commit,
+                               message=f"fleet repo unreachable: {exc}")
+        state = self.store.update(state, last_check=now, desired_commit=desired.commit,
+                                  desired_why=desired.why, desired_reason=desired.reason)
+        if state.mode == "safe_mode":
+            if desired.why == "pin" and desired.commit != state.safe_mode_pin:
+                state = self._set_mode(state, "normal", f"new forced version {desired.commit}")
+            else:
+                return CycleResult(outcome="safe_mode", commit=current_commit,
+                                   message=f"safe mode: {state.mode_reason}; "
+                                   "`fleetcore agent resume` to leave it")
+        if desired.commit is None or desired.commit == current_commit:
+            if state.pending_commit:
+                state = self.store.update(state, pending_commit=None)
+            if current_commit is None:
+                return CycleResult(outcome="deferred", message=desired.reason or "nothing to run")
+            if state.status != "healthy":
+                state = self.recheck(state)
+            if state.status != "healthy":
+                return CycleResult(outcome="failed", commit=current_commit,
+                                   message=f"running {current_commit[:12]} but {state.status}: "
+                                   f"{state.status_reason}")
+            return CycleResult(outcome="converged", commit=current_commit,
+                               message=f"running {current_commit[:12]} ({desired.why}"
+                               f"{': ' + desired.reason if desired.reason else ''})")
+        commit = desired.commit
+        try:
+            role_text = self.source().read(commit, [self._role_file]).get(self._role_file)
+            role_cfg = parse_role_config(role_text, f"{self._role_file}@{commit[:12]}")
+        except FetchError as exc:
+            return CycleResult(outcome="unreachable", commit=current_commit, message=str(exc))
+        except ConfigError as exc:
+            return self._refuse(state, commit, current_commit, f"invalid role.toml: {exc}")
+        deferred = throttle_gate(state, self.config.throttle, now)
+        if deferred is None and role_cfg.requires_reboot:
+            deferred = window_gate(desired.maintenance_window, now)
+        if deferred is not None:
+            return self._defer(state, commit, deferred)
+        if state.pending_commit and state.pending_commit not in (commit, current_commit):
+            self._record(None, state.pending_commit, "skipped", 0.0,
+                         f"superseded by {commit[:12]} before it was deployed")
+        return self._update(state, commit, desired.why,
+                            lambda work: self.source().fetch(commit, self.device.role, work),
+                            role_cfg)
+
+    @property
+    def _role_file(self) -> str:
+        return f"roles/{self.device.role}/role.toml"
+
+    def _defer(self, state: State, commit: str, deferred: Deferred) -> CycleResult:
+        self.store.update(state, pending_commit=commit)
+        log.info("update to %s deferred: %s", commit[:12], deferred.reason)
+        return CycleResult(outcome="deferred", message=deferred.reason, commit=self.store.commit_of(
+            self.store.current()), pending_commit=commit, retry_after=deferred.until)
+
+    def _refuse(self, state: State, commit: str, current_commit: str | None,
+                reason: str) -> CycleResult:
+        now = self.clock.now()
+        self._record(current_commit, commit, "failed", 0.0, reason)
+        self._count_failure(attrs.evolve(state, last_attempt=now), reason)
+        return CycleResult(outcome="failed", commit=current_commit, message=reason)
+
+    # -- one update ----------------------------------------------------------------
+
+    def _update(self, state: State, commit: str, why: str,
+                fetch: Callable[[Path], Fetched], role_cfg: RoleConfig) -> CycleResult:
+        now = self.clock.now()
+        started = self.clock.monotonic()
+        name = release_name(self.device.role, commit)
+        from_release = self.store.current()
+        from_commit = self.store.commit_of(from_release)
+        state = self.store.update(
+            state,
+            in_flight=InFlight(to_commit=commit, from_commit=from_commit, release=name,
+                               phase="fetch", started=now, reason=why, from_release=from_release,
+                               previous_release=self.store.previous(),
+                               status_before=state.status),
+            last_attempt=now, recent_attempts=attempts_after(state, now), pending_commit=None,
+        )
+        logs.set_context(commit=commit)
+        log.info("updating %s -> %s (%s)", from_commit[:12] if from_commit else "nothing",
+                 commit[:12], why)
+        self.pm.notify("fleetcore_update_started", event=UpdateStart(
+            device=self.device, from_commit=from_commit, to_commit=commit, reason=why))
+        try:
+            state, release_dir, env = self._prepare(state, name, commit, fetch, role_cfg)
+        except DiskFull as exc:
+            return self._abandon(state, "skipped", str(exc), started)
+        except (FleetcoreError, OSError) as exc:
+            return self._abandon(state, "failed", str(exc), started)
+        state = self._phase(state, "swap")
+        self.store.point(self.store.previous_link, from_release)
+        self.store.point(self.store.current_link, name)
+        activator_name, activator = self._activator(release_dir, role_cfg)
+        try:
+            state = self._phase(state, "activate")
+            if from_release and state.current_activator and state.current_activator != activator_name:
+                # A role that changes activator: the old one takes its services down.
+                old_name, old = self._activator(self.store.release_dir(from_release),
+                                                self._role_config_of(from_release))
+                old.stop(self._activation_ctx(from_release, self.store.commit_of(from_release)))
+            activator.start(self._activation_ctx(name, commit, previous=from_release, env=env))
+            state = self._phase(state, "health")
+            self._wait_healthy(release_dir, commit, role_cfg, activator_name, env)
+        except Exception as exc:
+            reason = str(exc) if isinstance(exc, FleetcoreError) else f"{type(exc).__name__}: {exc}"
+            return self._rollback(state, reason, started, new_activator=activator_name)
+        state = self.store.update(
+            state, in_flight=None, status="healthy", status_reason="",
+            consecutive_failures=0, current_activator=activator_name,
+            previous_activator=state.current_activator,
+        )
+        entry = self._record(from_commit, commit, "success", self.clock.monotonic() - started,
+                             why)
+        state = self.store.update(state, last_update=entry)
+        self._clean_releases()
+        log.info("now running %s, healthy", commit[:12])
+        pending = self._newer_commit(commit)
+        if pending:
+            state = self.store.update(state, pending_commit=pending)
+            log.info("a newer commit %s is pending", pending[:12])
+        return CycleResult(outcome="updated", commit=commit, pending_commit=pending,
+                           message=f"updated to {commit[:12]}, healthy")
+
+    def _prepare(self, state: State, name: str, commit: str, fetch: Callable[[Path], Fetched],
+                 role_cfg: RoleConfig) -> tuple[State, Path, dict[str, str]]:
+        """Fetch, unpack, verify, add secrets and validate, all beside the
+        running release. Returns the release folder and its environment."""
+        staging = self.store.staging
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        self._ensure_space(self._current_size() * 2, "fetch")
+
+        def attempt() -> Fetched:
+            work = staging / "fetch"
+            shutil.rmtree(work, ignore_errors=True)
+            work.mkdir()
+            return fetch(work)
+
+        fetched = self._retry("fetch the release", attempt)
+        manifest = fetched.manifest
+        if manifest.commit != commit or manifest.role != self.device.role:
+            raise VerifyError(f"the fetched release is {manifest.role}@{manifest.commit[:12]}, "
+                              f"expected {self.device.role}@{commit[:12]}")
+        state = self._phase(state, "unpack")
+        self._ensure_space(manifest.total_size, "unpack")
+        tree = staging / "tree"
+        unpacked = unpack(fetched.archive, tree, prefix=fetched.prefix,
+                          max_bytes=self.config.disk.max_release_size.bytes,
+                          git_blobs=manifest.wants_git_blob)
+        state = self._phase(state, "verify")
+        ctx = self._check_ctx("verify", tree, commit, manifest, unpacked=unpacked)
+        # Verify checks guard the device, not the role: a role cannot opt out.
+        selected = runner.select(self.pm, "verify", CheckSelection(), ctx,
+                                 source=self.config_source)
+        if not selected:
+            raise VerifyError("no verify check is installed or enabled, so the release cannot be "
+                              "verified; install fleetcore-checks (see `fleetcore plugins`)")
+        failed = runner.failures(runner.run(selected, ctx))
+        if failed:
+            raise VerifyError("release does not match its manifest: " +
+                              runner.describe_failures(failed))
+        release_dir = self.store.release_dir(name)
+        if release_dir.exists():
+            shutil.rmtree(release_dir)
+        write_manifest(Manifest.from_unpacked(commit, self.device.role, unpacked),
+                       self.store.manifest_file(name))
+        tree.rename(release_dir)
+        shutil.rmtree(staging, ignore_errors=True)
+        state = self._phase(state, "secrets")
+        env = self._secrets(release_dir, commit, role_cfg)
+        state = self._phase(state, "validate")
+        ctx = self._check_ctx("validate", release_dir, commit, manifest, env=env)
+        selected = runner.select(self.pm, "validate", role_cfg.validate, ctx,
+                                 source=f"{self._role_file}@{commit[:12]}")
+        failed = runner.failures(runner.run(selected, ctx))
+        if failed:
+            raise UpdateFailed("validation failed: " + runner.describe_failures(failed))
+        return state, release_dir, env
+
+    def _wait_healthy(self, release_dir: Path, commit: str, role_cfg: RoleConfig,
+                      activator_name: str, env: Mapping[str, str]) -> None:
+        health = role_cfg.health
+        self.clock.sleep(health.settle.seconds)
+        ctx = self._check_ctx("health", release_dir, commit, None, env=env,
+                              activator=activator_name)
+        selected = runner.select(self.pm, "health", health, ctx,
+                                 source=f"{self._role_file}@{commit[:12]}")
+        for round_ in range(max(1, health.attempts)):
+            failed = runner.failures(runner.run(selected, ctx))
+            if not failed:
+                return
+            if round_ + 1 < health.attempts:
+                self.clock.sleep(health.interval.seconds)
+        raise Unhealthy("health checks failed: " + runner.describe_failures(failed))
+
+    def _abandon(self, state: State, result: UpdateResult, reason: str,
+                 started: float) -> CycleResult:
+        """An update refused before the swap: clean up, keep what runs."""
+        flight = state.in_flight
+        assert flight is not None
+        shutil.rmtree(self.store.staging, ignore_errors=True)
+        self._drop_release(flight.release)
+        log.error("update to %s %s: %s", flight.to_commit[:12],
+                  "skipped" if result == "skipped" else "refused", reason)
+        state = self.store.update(state, in_flight=None)
+        entry = self._record(flight.from_commit, flight.to_commit, result,
+                             self.clock.monotonic() - started, reason)
+        state = self.store.update(state, last_update=entry)
+        if result == "failed":
+            self._count_failure(state, reason)
+        logs.set_context(commit=flight.from_commit)
+        return CycleResult(outcome="failed", commit=flight.from_commit,
+                           message=f"update to {flight.to_commit[:12]} {result}: {reason}")
+
+    def _rollback(self, state: State, reason: str, started: float, *,
+                  new_activator: str | None = None) -> CycleResult:
+        """Swap back to the release that ran before, and start it again."""
+        flight = state.in_flight
+        assert flight is not None
+        log.error("update to %s failed, rolling back: %s", flight.to_commit[:12], reason)
+        state = self._phase(state, "rollback")
+        old = flight.from_release if flight.from_release and \
+            self.store.release_dir(flight.from_release).is_dir() else None
+        new_dir = self.store.release_dir(flight.release)
+        status: str = "failed"
+        status_reason = f"update to {flight.to_commit[:12]} failed and nothing ran before it"
+        if new_activator is None and new_dir.is_dir():
+            new_activator, _ = self._activator(new_dir, self._role_config_of(flight.release))
+        old_activator = state.current_activator
+        if old is not None:
+            self.store.point(self.store.current_link, old)
+            self.store.point(self.store.previous_link, flight.previous_release)
+            try:
+                old_name, activator = self._activator(self.store.release_dir(old),
+                                                      self._role_config_of(old))
+                if new_activator and new_activator != old_name and new_dir.is_dir():
+                    self._stop_quietly(new_activator, flight.release, flight.to_commit)
+                activator.start(self._activation_ctx(old, flight.from_commit or ""))
+                old_activator = old_name
+                role_cfg = self._role_config_of(old)
+                self._wait_healthy(self.store.release_dir(old), flight.from_commit or "",
+                                   role_cfg, old_name, self._read_env(old))
+                status, status_reason = "healthy", ""
+            except Exception as exc:
+                status = "degraded"
+                status_reason = f"rolled back to {str(flight.from_commit)[:12]}, which is not " \
+                                f"healthy either: {exc}"
+                log.error("%s", status_reason)
+        else:
+            if new_activator and new_dir.is_dir():
+                self._stop_quietly(new_activator, flight.release, flight.to_commit)
+            self.store.point(self.store.current_link, None)
+            self.store.point(self.store.previous_link, flight.previous_release)
+        self._drop_release(flight.release)
+        state = self.store.update(state, in_flight=None, status=status,  # type: ignore[arg-type]
+                                  status_reason=status_reason, current_activator=old_activator)
+        entry = self._record(flight.from_commit, flight.to_commit, "rollback",
+                             self.clock.monotonic() - started, reason)
+        state = self.store.update(state, last_update=entry)
+        self._count_failure(state, reason)
+        logs.set_context(commit=flight.from_commit)
+        return CycleResult(outcome="rolled_back", commit=flight.from_commit,
+                           message=f"update to {flight.to_commit[:12]} rolled back: {reason}")
+
+    def _stop_quietly(self, activator_name: str, release: str, commit: str) -> None:
+        try:
+            record = self.pm.registry("activator").get(activator_name, where="activate.plugin",
+                                                       source=self._role_file)
+            impl = record.factory(self.pm.options(record, None, where="activate",
+                                                  source=self._role_file))
+            impl.stop(self._activation_ctx(release, commit))
+        except Exception as exc:
+            log.warning("could not stop %s: %s", release, exc)
+
+    def recheck(self, state: State) -> State:
+        """Run the current release's health checks now (no settle) and record
+        the status they give."""
+        current = self.store.current()
+        if current is None:
+            return state
+        commit = self.store.commit_of(current) or ""
+        role_cfg = self._role_config_of(current)
+        role_cfg = attrs.evolve(role_cfg, health=attrs.evolve(role_cfg.health, settle=Duration(0),
+                                                               attempts=1))
+        try:
+            name, _ = self._activator(self.store.release_dir(current), role_cfg)
+            self._wait_healthy(self.store.release_dir(current), commit, role_cfg, name,
+                               self._read_env(current))
+        except FleetcoreError as exc:
+            return self.store.update(state, status="degraded", status_reason=str(exc))
+        return self.store.update(state, status="healthy", status_reason="")
+
+    # -- crash recovery -------------------------------------------------------------
+
+    def recover(self, state: State) -> State:
+        """Finish or undo an update a crash interrupted. Called under the lock."""
+        flight = state.in_flight
+        if flight is None:
+            if self.store.staging.exists() and any(self.store.staging.iterdir()):
+                shutil.rmtree(self.store.staging, ignore_errors=True)
+            return state
+        log.warning("the last update (to %s) was interrupted during %s; recovering",
+                    flight.to_commit[:12], flight.phase)
+        before_swap: tuple[Phase, ...] = ("fetch", "unpack", "verify", "secrets", "validate")
+        if flight.phase in before_swap and self.store.current() == flight.from_release:
+            # Nothing that runs was touched: drop the half-made release.
+            shutil.rmtree(self.store.staging, ignore_errors=True)
+            self._drop_release(flight.release)
+            state = self.store.update(state, in_flight=None, status=flight.status_before)
+            self._record(flight.from_commit, flight.to_commit, "failed", 0.0,
+                         f"interrupted during {flight.phase}")
+            return state
+        result = self._rollback(state, f"interrupted during {flight.phase}", self.clock.monotonic())
+        log.warning("recovered: %s", result.message)
+        return self.store.load()
+
+    # -- helpers ---------------------------------------------------------------------
+
+    def _phase(self, state: State, phase: Phase) -> State:
+        assert state.in_flight is not None
+        return self.store.update(state, in_flight=attrs.evolve(state.in_flight, phase=phase))
+
+    def _count_failure(self, state: State, reason: str) -> State:
+        failures = state.consecutive_failures + 1
+        state = self.store.update(state, consecutive_failures=failures,
+                                  last_failure=self.clock.now())
+        if failures >= self.config.throttle.max_failures and state.mode != "safe_mode":
+            state = self._set_mode(state, "safe_mode",
+                                   f"{failures} consecutive failed updates; last: {reason}")
+        return state
+
+    def _set_mode(self, state: State, mode: Literal["normal", "safe_mode"], reason: str) -> State:
+        old = state.mode
+        pin = state.desired_commit if state.desired_why == "pin" else None
+        changes: dict[str, object] = {"mode": mode, "mode_since": self.clock.now(),
+                                      "mode_reason": reason}
+        if mode == "safe_mode":
+            changes["safe_mode_pin"] = pin
+        else:
+            changes["consecutive_failures"] = 0
+        state = self.store.update(state, **changes)
+        log.warning("mode %s -> %s: %s", old, mode, reason)
+        self.pm.notify("fleetcore_mode_changed",
+                       change=ModeChange(device=self.device, old=old, new=mode, reason=reason))
+        return state
+
+    def resume(self) -> State:
+        """Leave safe mode (an operator's decision)."""
+        self.store.ensure()
+        with exclusive_lock(self.store.lock_file):
+            state = self.store.load()
+            if state.mode == "safe_mode":
+                state = self._set_mode(state, "normal", "resumed by an operator")
+            return state
+
+    def _record(self, from_commit: str | None, to_commit: str | None, result: UpdateResult,
+                duration: float, reason: str) -> UpdateRecord:
+        entry = UpdateRecord(timestamp=self.clock.now(), device_id=self.device.device_id,
+                             role=self.device.role, from_commit=from_commit, to_commit=to_commit,
+                             result=result, reason=reason, duration_seconds=round(duration, 3))
+        self.store.record(entry)
+        self.pm.notify("fleetcore_update_finished", record=entry)
+        return entry
+
+    def _retry(self, what: str, fn: Callable[[], T]) -> T:
+        retry = self.config.retry
+        delay = retry.backoff.seconds
+        for attempt in range(1, max(1, retry.attempts) + 1):
+            try:
+                return fn()
+            except FetchError as exc:
+                if attempt >= retry.attempts:
+                    raise
+                # Jitter: a fleet that lost its network together must not
+                # come back in lockstep.
+                wait = min(delay, retry.max_backoff.seconds) * random.uniform(0.5, 1.0)  # noqa: S311
+                log.warning("could not %s (attempt %d of %d), retrying in %.1fs: %s",
+                            what, attempt, retry.attempts, wait, exc)
+                self.clock.sleep(wait)
+                delay *= 2
+        raise AssertionError("unreachable")
+
+    def _newer_commit(self, deployed: str) -> str | None:
+        try:
+            desired, _ = self.desired()
+        except (FleetcoreError, OSError):
+            return None
+        return desired.commit if desired.commit not in (None, deployed) else None
+
+    def _activator(self, release_dir: Path, role_cfg: RoleConfig) -> tuple[str, ActivatorImpl]:
+        registry = self.pm.registry("activator")
+        source = self._role_file
+        name = role_cfg.activate.plugin
+        if name is None:
+            for record in sorted(registry, key=lambda r: -r.priority):
+                if record.detect is not None and record.detect(release_dir):
+                    name = record.name
+                    break
+            else:
+                raise UpdateFailed(
+                    f"no activator fits {release_dir.name}: add docker-compose.yml or activate.sh, "
+                    f"or name one in role.toml [activate] plugin; installed: "
+                    f"{', '.join(registry.names()) or 'none'}")
+        record = registry.get(name, where="activate.plugin", source=source)
+        options = self.pm.options(record, role_cfg.activate.options, where="activate",
+                                  source=source)
+        return name, record.factory(options)
+
+    def _role_config_of(self, release: str) -> RoleConfig:
+        path = self.store.release_dir(release) / "role.toml"
+        try:
+            return parse_role_config(path.read_bytes() if path.exists() else None, str(path))
+        except ConfigError as exc:
+            log.warning("%s", exc)
+            return RoleConfig()
+
+    def _role_config_from_archive(self, fetched: Fetched) -> RoleConfig:
+        import tarfile
+
+        member = f"{fetched.prefix.strip('/')}/role.toml".lstrip("/")
+        try:
+            with tarfile.open(fetched.archive, "r:*") as tar:
+                handle = tar.extractfile(member)
+                text = handle.read(1 << 20) if handle is not None else None
+        except KeyError:
+            text = None
+        except (tarfile.TarError, OSError) as exc:
+            raise UpdateFailed(f"cannot read the bundle: {exc}") from None
+        return parse_role_config(text, f"{self._role_file}@{fetched.manifest.commit[:12]}")
+
+    def _base_env(self, release_dir: Path, commit: str) -> dict[str, str]:
+        return {
+            "FLEETCORE_RELEASE_DIR": str(release_dir),
+            "FLEETCORE_COMMIT": commit,
+            "FLEETCORE_ROLE": self.device.role,
+            "FLEETCORE_DEVICE_ID": self.device.device_id,
+            "FLEETCORE_SEGMENT": self.device.segment,
+            "FLEETCORE_STATE_DIR": str(self.store.root),
+        }
+
+    def _activation_ctx(self, release: str, commit: str | None, *, previous: str | None = None,
+                        env: Mapping[str, str] | None = None) -> ActivationContext:
+        release_dir = self.store.release_dir(release)
+        full_env = {**(env if env is not None else self._read_env(release)),
+                    **self._base_env(release_dir, commit or "")}
+        return ActivationContext(
+            device=self.device, release_dir=release_dir, commit=commit or "", env=full_env,
+            project=project_name(self.device),
+            previous_dir=self.store.release_dir(previous) if previous else None,
+        )
+
+    def _check_ctx(self, kind: Literal["verify", "validate", "health", "drift"], release_dir: Path,
+                   commit: str, manifest: Manifest | None, *, env: Mapping[str, str] | None = None,
+                   **extra: object) -> CheckContext:
+        return CheckContext(kind=kind, device=self.device, release_dir=release_dir, commit=commit,
+                            manifest=manifest, options=None, log=log,
+                            env={**(env or {}), **self._base_env(release_dir, commit)},
+                            project=project_name(self.device), now=self.clock.now(),
+                            **extra)  # type: ignore[arg-type]
+
+    def _secrets(self, release_dir: Path, commit: str, role_cfg: RoleConfig) -> dict[str, str]:
+        registry = self.pm.registry("secrets provider")
+        source = f"{self._role_file}@{commit[:12]}"
+        names = role_cfg.secrets.providers
+        if names is None:
+            names = tuple(r.name for r in registry if r.detect is not None and r.detect(release_dir))
+        env: dict[str, str] = {}
+        ctx = SecretsContext(device=self.device, release_dir=release_dir, commit=commit,
+                             state_dir=self.store.root)
+        for name in names:
+            record = registry.get(name, where="secrets.providers", source=source)
+            options = self.pm.options(record, role_cfg.secrets.options.get(name),
+                                      where=f"secrets.{name}", source=source)
+            env.update(record.factory(options).provide(ctx))
+        if env:
+            _write_env(release_dir / ENV_FILE, env)
+        return env
+
+    def _read_env(self, release: str) -> dict[str, str]:
+        path = self.store.release_dir(release) / ENV_FILE
+        if not path.exists():
+            return {}
+        out = {}
+        for line in path.read_text().splitlines():
+            key, sep, value = line.partition("=")
+            if sep and key and not key.startswith("#"):
+                out[key] = value
+        return out
+
+    def _drop_release(self, name: str) -> None:
+        if name in (self.store.current(), self.store.previous()):
+            return
+        shutil.rmtree(self.store.release_dir(name), ignore_errors=True)
+        self.store.manifest_file(name).unlink(missing_ok=True)
+
+    def _clean_releases(self, keep_extra: tuple[str, ...] = ()) -> list[str]:
+        keep = {self.store.current(), self.store.previous(), *keep_extra}
+        removed = []
+        for name in self.store.release_names():
+            if name not in keep:
+                shutil.rmtree(self.store.release_dir(name), ignore_errors=True)
+                self.store.manifest_file(name).unlink(missing_ok=True)
+                removed.append(name)
+        return removed
+
+    def _current_size(self) -> int:
+        current = self.store.current()
+        if current is None:
+            return 0
+        try:
+            from fleetcore.release import read_manifest
+
+            return read_manifest(self.store.manifest_file(current)).total_size
+        except (FleetcoreError, OSError, ValueError):
+            return 0
+
+    def _ensure_space(self, needed: int, step: str) -> None:
+        reserve = self.config.disk.reserve.bytes
+        free = shutil.disk_usage(self.store.root).free
+        if free >= needed + reserve:
+            return
+        removed = self._clean_releases()
+        if removed:
+            log.info("cleaned old releases to make room: %s", ", ".join(removed))
+        free = shutil.disk_usage(self.store.root).free
+        if free < needed + reserve:
+            raise DiskFull(f"disk full: the {step} needs {needed + reserve} bytes free "
+                           f"({needed} + reserve {reserve}), {free} are free")
+
+
+def _write_env(path: Path, env: Mapping[str, str]) -> None:
+    from fleetcore.agent.files import atomic_write
+
+    for key, value in env.items():
+        if "\n" in value or "\n" in key:
+            raise UpdateFailed(f"secret {key!r} holds a newline, which env files cannot carry")
+    atomic_write(path, "".join(f"{k}={v}\n" for k, v in env.items()).encode(), mode=0o600)

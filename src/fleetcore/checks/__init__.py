@@ -1,0 +1,1 @@
+"""Running checks (verify, validate, health, drift) in isolation."""

@@ -1,0 +1,1 @@
+"""The ``fleetcore`` command line: one module per command group."""

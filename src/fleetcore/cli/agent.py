@@ -1,0 +1,135 @@
+"""``fleetcore agent``: the device side."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from fleetcore.cli.app import App
+
+config_option = click.option(
+    "--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
+    default="/etc/fleetcore/agent.toml", show_default=True, envvar="FLEETCORE_CONFIG",
+    help="The agent's configuration [env FLEETCORE_CONFIG].",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+
+
+@click.group()
+def agent() -> None:
+    """Run and inspect the agent of this device."""
+
+
+def _agent(app: App, config_path: Path) -> Any:
+    from fleetcore.agent.update import Agent
+
+    config = app.agent_config(config_path)
+    return Agent(config, pm=app.plugins(config.plugins.disable))
+
+
+@agent.command()
+@config_option
+@json_option
+@click.pass_obj
+def once(app: App, config_path: Path, as_json: bool) -> None:
+    """Run one update cycle and exit.
+
+    Exit 0 when the device runs its desired release and it is healthy; 1 when
+    an update failed or was rolled back; 3 when the update was deferred (lock
+    held, throttled, maintenance window, newer commit pending); 4 in safe
+    mode; 5 when the fleet repo is unreachable.
+    """
+    result = _agent(app, config_path).once()
+    _report(app, result, as_json)
+
+
+@agent.command()
+@config_option
+@click.pass_obj
+def run(app: App, config_path: Path) -> None:
+    """Run update cycles forever, every update_interval (SIGTERM stops it cleanly)."""
+    from fleetcore.agent.loop import run_forever
+
+    run_forever(_agent(app, config_path))
+
+
+@agent.command()
+@config_option
+@click.option("--bundle", "bundle_path", required=True,
+              type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              help="An offline bundle made by `fleetcore bundle create`.")
+@json_option
+@click.pass_obj
+def apply(app: App, config_path: Path, bundle_path: Path, as_json: bool) -> None:
+    """Apply an offline bundle (air-gapped devices): verify, unpack, validate,
+    activate and health-check it like any update."""
+    from fleetcore.bundle import open_bundle
+
+    the_agent = _agent(app, config_path)
+    result = the_agent.apply(open_bundle(bundle_path))
+    _report(app, result, as_json)
+
+
+@agent.command()
+@config_option
+@json_option
+@click.pass_obj
+def status(app: App, config_path: Path, as_json: bool) -> None:
+    """Show what the device runs and how it is doing."""
+    from fleetcore.agent.report import status_report
+
+    report = status_report(app.agent_config(config_path))
+    if as_json:
+        app.print_json(report)
+        return
+    width = max(len(k) for k in report)
+    for key, value in report.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k}={v}" for k, v in value.items() if v is not None)
+        click.echo(f"{key:<{width}}  {'-' if value is None else value}")
+
+
+@agent.command()
+@config_option
+@json_option
+@click.option("--limit", type=click.IntRange(min=1), help="Only the newest N entries.")
+@click.pass_obj
+def history(app: App, config_path: Path, as_json: bool, limit: int | None) -> None:
+    """Show the device's update history, oldest first."""
+    from fleetcore.agent.state import StateStore, history_json
+
+    config = app.agent_config(config_path)
+    entries = [history_json(e) for e in StateStore(config.state_dir).history()]
+    if limit:
+        entries = entries[-limit:]
+    if as_json:
+        app.print_json(entries)
+        return
+    for e in entries:
+        frm = (e["from_commit"] or "-")[:12]
+        to = (e["to_commit"] or "-")[:12]
+        reason = f"  {e['reason']}" if e["reason"] else ""
+        click.echo(f"{e['timestamp']}  {e['result']:<8} {frm} -> {to}  "
+                   f"{e['duration_seconds']:.1f}s{reason}")
+
+
+@agent.command()
+@config_option
+@click.pass_obj
+def resume(app: App, config_path: Path) -> None:
+    """Leave safe mode: let the agent attempt updates again."""
+    state = _agent(app, config_path).resume()
+    click.echo(f"mode: {state.mode}")
+
+
+def _report(app: App, result: Any, as_json: bool) -> None:
+    if as_json:
+        app.print_json({
+            "outcome": result.outcome, "message": result.message, "commit": result.commit,
+            "pending_commit": result.pending_commit, "exit_code": result.exit_code,
+        })
+    else:
+        click.echo(f"{result.outcome}: {result.message}")
+    raise click.exceptions.Exit(result.exit_code)

@@ -1,0 +1,1 @@
+"""Configuration: TOML files structured into frozen attrs classes with cattrs."""

@@ -1,0 +1,107 @@
+"""``agent.toml``: who the device is, where its fleet repo is, how often it may update."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from attrs import field, frozen
+
+from fleetcore.config.convert import checked, load_toml, not_empty, one_of, split_table, structure
+from fleetcore.config.units import Duration, Size
+
+SEGMENTS = ("canary", "early", "general")
+SOURCE_CORE_KEYS = ("repo", "branch", "fetcher")
+
+# The seed's defaults: battery nodes wake every 15-60 minutes, mains-powered
+# gear every 30-120 seconds.
+DEFAULT_UPDATE_INTERVAL = {"mains": Duration(60.0), "battery": Duration(30 * 60.0)}
+
+
+@frozen(kw_only=True)
+class Source:
+    repo: str = field(validator=checked(not_empty))
+    branch: str = "main"
+    fetcher: str = "git"
+    options: dict[str, Any] = field(factory=dict)
+    """Every other key of ``[source]``: the fetcher's own options."""
+
+
+@frozen(kw_only=True)
+class Throttle:
+    min_interval: Duration = Duration(300.0)
+    failure_pause: Duration = Duration(900.0)
+    max_per_hour: int = 1
+    max_failures: int = 3
+
+
+@frozen(kw_only=True)
+class Retry:
+    """Retries of a fetch that failed on the network: exponential back-off with jitter."""
+
+    attempts: int = 3
+    backoff: Duration = Duration(2.0)
+    max_backoff: Duration = Duration(300.0)
+
+
+@frozen(kw_only=True)
+class Disk:
+    reserve: Size = Size(500 * 1024**2)
+    """Free space to keep beyond twice the archive (the seed's 500 MB margin)."""
+    keep_releases: int = 2
+    """Releases kept on disk (current and previous), others are cleaned."""
+    max_release_size: Size = Size(2 * 1024**3)
+    """The largest role the agent will unpack: a guard against archive bombs."""
+
+
+@frozen(kw_only=True)
+class Plugins:
+    disable: tuple[str, ...] = ()
+
+
+@frozen(kw_only=True)
+class AgentConfig:
+    device_id: str = field(validator=checked(not_empty))
+    role: str = field(validator=checked(not_empty))
+    state_dir: Path
+    source: Source
+    segment: str = field(default="general", validator=checked(one_of(*SEGMENTS)))
+    power: Literal["mains", "battery"] = "mains"
+    update_interval: Duration | None = None
+    """Overrides the role's ``update_interval`` and the power-class default."""
+    log_format: Literal["text", "json"] = "text"
+    throttle: Throttle = Throttle()
+    retry: Retry = Retry()
+    disk: Disk = Disk()
+    plugins: Plugins = Plugins()
+    path: Path | None = None
+    """Where this config was read from (not a key)."""
+
+
+def parse_agent_config(data: dict[str, Any], source: str, base: Path | None = None) -> AgentConfig:
+    data = dict(data)
+    if isinstance(data.get("source"), dict):
+        core, rest = split_table(data["source"], SOURCE_CORE_KEYS)
+        data["source"] = {**core, "options": rest}
+    config = structure(data, AgentConfig, source=source)
+    # Relative paths in agent.toml are relative to the file, not to wherever
+    # the agent happens to be started from.
+    if base is not None and not config.state_dir.is_absolute():
+        config = _evolve(config, state_dir=(base / config.state_dir).resolve())
+    repo = config.source.repo
+    if base is not None and "://" not in repo and not Path(repo).is_absolute():
+        candidate = (base / repo).resolve()
+        if candidate.exists():
+            config = _evolve(config, source=_evolve(config.source, repo=str(candidate)))
+    return config
+
+
+def load_agent_config(path: Path) -> AgentConfig:
+    config = parse_agent_config(load_toml(path), str(path), base=path.parent.resolve())
+    return _evolve(config, path=path)
+
+
+def _evolve(obj: Any, **changes: Any) -> Any:
+    import attrs
+
+    return attrs.evolve(obj, **changes)

@@ -1,0 +1,1 @@
+"""Fetching releases: the :class:`~fleetcore.fetch.interface.Source` interface."""

@@ -1,0 +1,87 @@
+"""What a fetcher plugin implements: a :class:`Source` of releases.
+
+A fetcher brings three things from the fleet repo: the commit at the head of
+a branch, a few small files at a commit (``fleet.toml``,
+``devices/<id>.toml``, ``roles/<role>/role.toml``), and the archive of one
+role at one commit, with the manifest the archive will be verified against.
+
+A minimal fetcher, for a repo mirrored to a web server as plain tarballs::
+
+    from attrs import frozen
+    from fleetcore.fetch.interface import Fetched
+    from fleetcore.plugin import hookimpl
+    from fleetcore.plugin.types import Fetcher
+
+    @frozen(kw_only=True)
+    class MirrorOptions:
+        timeout: int = 30
+
+    class MirrorSource:
+        def __init__(self, settings, options):
+            self.base = settings.repo.rstrip("/")
+            self.options = options
+
+        def head(self, branch):
+            return http_get(f"{self.base}/refs/{branch}").decode().strip()
+
+        def read(self, commit, paths):
+            return {p: data for p in paths if (data := http_get_or_none(...))}
+
+        def fetch(self, commit, role, workdir):
+            archive = workdir / "role.tar"
+            download(f"{self.base}/{commit}/{role}.tar", archive)
+            manifest = Manifest.from_json(http_get(f"{self.base}/{commit}/{role}.json"))
+            return Fetched(archive=archive, prefix="", manifest=manifest)
+
+    @hookimpl
+    def fleetcore_register_fetchers():
+        yield Fetcher(name="mirror", summary="Tarballs from a web mirror",
+                      config_type=MirrorOptions, factory=MirrorSource)
+
+Raise :class:`fleetcore.errors.FetchError` for anything the network or the
+remote did wrong; the agent retries with back-off and, failing that, keeps the
+current release. The archive is untrusted: the agent unpacks it itself, member
+by member, and checks every file against the manifest.
+
+**Where the manifest comes from matters.** It must not be read from the same
+archive it vouches for. A git fetcher derives it from the git tree (whose
+object ids git has already checked); a server or mirror serves it separately.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Protocol
+
+from attrs import frozen
+
+from fleetcore.release import Manifest
+
+
+@frozen(kw_only=True)
+class Fetched:
+    """A role archive on disk, ready to be unpacked."""
+
+    archive: Path
+    """A tar file (plain, gzip, bzip2 or xz) in the work folder the agent gave."""
+    prefix: str
+    """The folder of the role inside the archive (``roles/web/``), stripped on unpack."""
+    manifest: Manifest
+    """What the unpacked role must contain, from a source other than the archive."""
+
+
+class Source(Protocol):
+    """The object a :class:`~fleetcore.plugin.types.Fetcher` factory returns."""
+
+    def head(self, branch: str) -> str:
+        """The full commit id at the head of ``branch``."""
+
+    def read(self, commit: str, paths: Sequence[str]) -> Mapping[str, bytes]:
+        """The contents of the files at ``paths`` in ``commit``; a missing file
+        is left out of the result (it is not an error)."""
+
+    def fetch(self, commit: str, role: str, workdir: Path) -> Fetched:
+        """Write the archive of ``roles/<role>`` at ``commit`` into ``workdir``
+        and return it with its manifest. ``workdir`` is empty and belongs to
+        this call; the agent removes it afterwards."""

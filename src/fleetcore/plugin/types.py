@@ -1,0 +1,247 @@
+"""The records plugins yield from register hooks, and the values hooks receive.
+
+All of them are frozen attrs classes: a record, once registered, cannot be
+changed by anyone. Options classes (``config_type``) are attrs classes too;
+fleetcore structures the role's or agent's TOML table into them with cattrs,
+so a typo in a key is reported with its path instead of being ignored.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from attrs import field, frozen
+
+if TYPE_CHECKING:
+    import logging
+
+    from fleetcore.activate.interface import ActivatorImpl
+    from fleetcore.fetch.interface import Source
+    from fleetcore.release import Manifest, Unpacked
+    from fleetcore.rollout.interface import Strategy
+    from fleetcore.secrets.interface import SecretsProviderImpl
+
+
+@frozen
+class NoOptions:
+    """The options type of a plugin that takes none: any key is an error."""
+
+
+def _name(_inst: object, _attr: object, value: str) -> None:
+    if not value or not all(c.isalnum() or c in "-_." for c in value):
+        raise ValueError(f"plugin record names are words like 'git-archive', got {value!r}")
+
+
+# -- identity -------------------------------------------------------------------
+
+
+@frozen(kw_only=True)
+class DeviceInfo:
+    """Who the device is, as far as policy and plugins are concerned."""
+
+    device_id: str
+    role: str
+    segment: str = "general"
+
+
+@frozen(kw_only=True)
+class SourceSettings:
+    """The core keys of ``[source]`` in ``agent.toml``, handed to fetchers."""
+
+    repo: str
+    branch: str = "main"
+    cache_dir: Path = Path()
+    """A folder the fetcher may keep between runs (e.g. a git mirror)."""
+
+
+# -- selectable strategies -------------------------------------------------------
+
+
+@frozen(kw_only=True)
+class Fetcher:
+    """A way to fetch releases. ``factory(settings, options)`` returns a
+    :class:`fleetcore.fetch.interface.Source`."""
+
+    name: str = field(validator=_name)
+    summary: str
+    factory: Callable[[SourceSettings, Any], Source]
+    config_type: type = NoOptions
+
+
+@frozen(kw_only=True)
+class Activator:
+    """A way to switch services to a release. ``factory(options)`` returns an
+    :class:`fleetcore.activate.interface.ActivatorImpl`.
+
+    ``detect(release_dir)`` says whether this activator fits a role folder
+    when the role does not name one; ``priority`` orders detection.
+    """
+
+    name: str = field(validator=_name)
+    summary: str
+    factory: Callable[[Any], ActivatorImpl]
+    config_type: type = NoOptions
+    detect: Callable[[Path], bool] | None = None
+    priority: int = 0
+
+
+@frozen(kw_only=True)
+class SecretsProvider:
+    """A source of secrets. ``factory(options)`` returns a
+    :class:`fleetcore.secrets.interface.SecretsProviderImpl`.
+
+    ``detect(release_dir)`` says whether a role uses this provider without
+    naming it (e.g. it contains ``*.age`` files)."""
+
+    name: str = field(validator=_name)
+    summary: str
+    factory: Callable[[Any], SecretsProviderImpl]
+    config_type: type = NoOptions
+    detect: Callable[[Path], bool] | None = None
+
+
+@frozen(kw_only=True)
+class RolloutStrategy:
+    """A rule for which devices may take a commit. ``factory(options)`` returns
+    a :class:`fleetcore.rollout.interface.Strategy`."""
+
+    name: str = field(validator=_name)
+    summary: str
+    factory: Callable[[Any], Strategy]
+    config_type: type = NoOptions
+
+
+# -- checks ---------------------------------------------------------------------
+
+CheckKind = Literal["verify", "validate", "health", "drift"]
+
+
+@frozen(kw_only=True)
+class Finding:
+    """One problem a check found. A check that finds nothing passed.
+
+    ``subject`` says where (a file, a container, a URL), ``expected`` and
+    ``found`` say how it differs; ``code`` lets drift fixes claim it.
+    """
+
+    message: str
+    subject: str = ""
+    code: str = ""
+    expected: str | None = None
+    found: str | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.subject}: " if self.subject else ""
+        how = ""
+        if self.expected is not None or self.found is not None:
+            how = f" (expected {self.expected}, found {self.found})"
+        return f"{where}{self.message}{how}"
+
+
+@frozen(kw_only=True)
+class CheckContext:
+    """What a check gets: the release it looks at and the device around it."""
+
+    kind: CheckKind
+    device: DeviceInfo
+    release_dir: Path
+    commit: str
+    manifest: Manifest | None
+    options: Any
+    """The check's options, structured into its ``config_type``."""
+    log: logging.Logger | logging.LoggerAdapter[logging.Logger]
+    env: Mapping[str, str] = field(factory=dict)
+    """Environment for anything the check runs (``FLEETCORE_*`` variables)."""
+    unpacked: Unpacked | None = None
+    """For verify checks: what the unpacker measured of each file."""
+    activator: str | None = None
+    """The name of the activator of this release, once known."""
+    project: str = ""
+    """The stable name of the device's services across releases
+    (``fleetcore-<role>``), e.g. the compose project the activator used."""
+    deep: bool = False
+    """For drift checks: a deep (content) rather than light check."""
+    now: dt.datetime = field(factory=lambda: dt.datetime.now(dt.UTC))
+
+
+@frozen(kw_only=True)
+class Check:
+    """A named check. ``run(ctx)`` returns or yields :class:`Finding` objects,
+    nothing when all is well; raising is reported as a failed finding.
+
+    ``applies(ctx)`` says whether the check has anything to look at for this
+    release when the role does not select checks explicitly (``health.sh``
+    exists, a compose file exists, options were given, ...). A check with
+    ``default=False`` runs only when a role selects it by name.
+    """
+
+    name: str = field(validator=_name)
+    summary: str
+    run: Callable[[CheckContext], Iterable[Finding] | None]
+    config_type: type = NoOptions
+    applies: Callable[[CheckContext], bool] | None = None
+    default: bool = True
+
+
+@frozen(kw_only=True)
+class DriftFix:
+    """A repair for drift findings whose ``code`` is in ``fixes``.
+
+    ``run(ctx, findings)`` repairs what it can and returns a short description
+    of what it did; the checks are then run again to see whether it held.
+    With ``ctx.options`` of the fix's ``config_type``.
+    """
+
+    name: str = field(validator=_name)
+    summary: str
+    fixes: frozenset[str] = field(converter=frozenset)
+    run: Callable[[CheckContext, tuple[Finding, ...]], str]
+    config_type: type = NoOptions
+
+
+# -- lifecycle events -----------------------------------------------------------
+
+UpdateResult = Literal["success", "rollback", "failed", "skipped"]
+
+
+@frozen(kw_only=True)
+class UpdateStart:
+    device: DeviceInfo
+    from_commit: str | None
+    to_commit: str
+    reason: str
+    """Why this commit: ``rollout``, ``pin``, ``lock``, ``override``, ``bundle``."""
+
+
+@frozen(kw_only=True)
+class UpdateRecord:
+    """One line of the update history (the seed's ``update_history`` entry)."""
+
+    timestamp: dt.datetime
+    device_id: str
+    role: str
+    from_commit: str | None
+    to_commit: str | None
+    result: UpdateResult
+    reason: str = ""
+    duration_seconds: float = 0.0
+
+
+@frozen(kw_only=True)
+class DriftReport:
+    device: DeviceInfo
+    commit: str | None
+    findings: tuple[Finding, ...]
+    fixed: tuple[str, ...] = ()
+    left: tuple[Finding, ...] = ()
+
+
+@frozen(kw_only=True)
+class ModeChange:
+    device: DeviceInfo
+    old: str
+    new: str
+    reason: str

@@ -1,0 +1,1 @@
+"""Rollout strategies: the :class:`~fleetcore.rollout.interface.Strategy` interface."""

@@ -1,0 +1,1 @@
+"""Secrets providers: the :class:`~fleetcore.secrets.interface.SecretsProviderImpl` interface."""

@@ -1,0 +1,53 @@
+"""pytest fixtures for fleetcore and its plugins.
+
+Enable them in a ``conftest.py``::
+
+    pytest_plugins = ["fleetcore.testing.fixtures"]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fleetcore.testing import docker as docker_support
+from fleetcore.testing.gitrepo import FleetRepo, GitDaemon
+from fleetcore.testing.services import free_port, missing
+
+
+@pytest.fixture
+def fleet_repo(tmp_path: Path) -> FleetRepo:
+    """An empty fleet repository (real git) on branch ``main``."""
+    return FleetRepo.create(tmp_path / "fleet")
+
+
+@pytest.fixture(scope="session")
+def git_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitDaemon]:
+    """A real ``git daemon`` serving repositories under its ``base`` folder.
+
+    Make repos with ``FleetRepo.create(git_daemon.base / "name")`` and reach
+    them at ``git_daemon.url(repo)``.
+    """
+    import shutil
+
+    if shutil.which("git") is None:
+        missing("git")
+    daemon = GitDaemon(tmp_path_factory.mktemp("git-daemon"), free_port())
+    daemon.start()
+    yield daemon
+    daemon.stop()
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> str:
+    """A running Docker Engine (started here if this process may), and the
+    name of an offline-built busybox image in it."""
+    if not docker_support.start_engine():
+        missing("Docker Engine (dockerd)")
+    try:
+        return docker_support.ensure_test_image()
+    except Exception as exc:  # pragma: no cover - depends on the machine
+        missing(f"test image: {exc}")
+        raise
