@@ -15,7 +15,7 @@ import attrs
 from attrs import frozen
 
 from fleetcore.config.role import CheckSelection
-from fleetcore.errors import UnknownPluginError
+from fleetcore.errors import ConfigError, UnknownPluginError
 from fleetcore.plugin.manager import PluginManager
 from fleetcore.plugin.types import Check, CheckContext, CheckKind, Finding
 
@@ -67,14 +67,20 @@ def select(
         if name in skip:
             continue
         check = registry.get(name, where=f"{kind}.checks", source=source)
-        options = pm.options(check, selection.options.get(name), where=f"{kind}.{name}",
-                             source=source)
-        if selection.checks is None and name not in selection.options:
-            # Automatic selection: default checks that find something to look at.
-            if not check.default:
+        automatic = selection.checks is None and name not in selection.options
+        if automatic and not check.default:
+            continue  # opt-in checks run only when a role names them
+        if automatic:
+            # A default check that needs options nobody gave has nothing to look at.
+            try:
+                options = pm.options(check, None, where=f"{kind}.{name}", source=source)
+            except ConfigError:
                 continue
             if check.applies is not None and not _applies(check, attrs.evolve(base, options=options)):
                 continue
+        else:
+            options = pm.options(check, selection.options.get(name), where=f"{kind}.{name}",
+                                 source=source)
         chosen.append(Selected(check=check, options=options))
     return chosen
 

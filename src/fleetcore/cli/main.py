@@ -50,6 +50,7 @@ class LazyGroup(click.Group):
         "agent": "fleetcore.cli.agent:agent",
         "bundle": "fleetcore.cli.bundle:bundle",
         "config": "fleetcore.cli.config:config",
+        "demo": "fleetcore.cli.demo:demo",
         "plugins": "fleetcore.cli.plugins:plugins",
     },
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
@@ -81,7 +82,8 @@ def main() -> None:
 
     debug = "--debug" in sys.argv or bool(os.environ.get("FLEETCORE_DEBUG"))
     try:
-        cli.main(standalone_mode=False, prog_name="fleetcore")
+        # Without standalone mode click returns the code of ctx.exit() instead of exiting.
+        code = cli.main(standalone_mode=False, prog_name="fleetcore")
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
@@ -97,7 +99,7 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)
-    sys.exit(0)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

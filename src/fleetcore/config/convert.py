@@ -140,6 +140,38 @@ def _user(fn: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
     return hook
 
 
+def _is_sequence(type_: Any) -> bool:
+    import typing
+
+    return typing.get_origin(type_) in (tuple, list)
+
+
+def _structure_sequence(conv: cattrs.Converter) -> Callable[[Any, Any], Any]:
+    def hook(value: Any, type_: Any) -> Any:
+        import typing
+
+        if isinstance(value, str | bytes | dict) or not isinstance(value, list | tuple):
+            raise UserValueError(f"expected a list, got {value!r}")
+        args = typing.get_args(type_)
+        origin = typing.get_origin(type_)
+        item = args[0] if args else Any
+        items = []
+        errors = []
+        for index, element in enumerate(value):
+            try:
+                items.append(conv.structure(element, item))
+            except Exception as exc:
+                exc.add_note(cattrs.errors.IterableValidationNote(
+                    f"Structuring {type_} @ index {index}", index, item))
+                errors.append(exc)
+        if errors:
+            raise cattrs.errors.IterableValidationError(f"While structuring {type_}", errors,
+                                                        type_)
+        return tuple(items) if origin is tuple else items
+
+    return hook
+
+
 def make_converter() -> cattrs.Converter:
     """A converter for configuration: strict about keys and types."""
     conv = cattrs.Converter(forbid_extra_keys=True)
@@ -153,6 +185,8 @@ def make_converter() -> cattrs.Converter:
     conv.register_structure_hook(str, _structure_str)
     conv.register_structure_hook(int, _structure_int)
     conv.register_structure_hook(bool, _structure_bool)
+    # A string where a list is meant would be split into characters.
+    conv.register_structure_hook_func(_is_sequence, _structure_sequence(conv))
     conv.register_unstructure_hook(Duration, str)
     conv.register_unstructure_hook(Size, str)
     conv.register_unstructure_hook(Path, str)

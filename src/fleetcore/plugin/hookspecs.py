@@ -136,7 +136,7 @@ def fleetcore_register_verify_checks() -> Iterable[Check]:
 
     Called once per process before the first verification. Verify checks run
     on the unpacked staging copy of a release, before secrets are added and
-    before anything runs from it; ``ctx.release.manifest`` is the trusted
+    before anything runs from it; ``ctx.manifest`` is the trusted
     manifest and ``ctx.unpacked`` what the unpacker measured. Any failed
     finding refuses the release. The agent refuses to activate a release that
     no verify check looked at.

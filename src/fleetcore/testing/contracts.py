@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import attrs
 
 from fleetcore.config.agent import SEGMENTS
 from fleetcore.config.convert import structure
 from fleetcore.errors import ConfigError
+from fleetcore.plugin.manager import PluginInfo, PluginManager
 from fleetcore.plugin.types import Activator, Check, DeviceInfo, RolloutStrategy
 
 __all__ = [
@@ -46,7 +47,7 @@ __all__ = [
 UNKNOWN_KEY = "no-such-option-in-any-plugin"
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     # Not `assert`: the kit must keep working under `python -O` and outside
     # pytest's assertion rewriting.
     raise AssertionError(message)
@@ -62,8 +63,10 @@ def sample_devices(count: int = 300) -> list[DeviceInfo]:
 
 def sample_commits(count: int = 4) -> list[str]:
     """``count`` commit ids that look like git's (40 hex digits)."""
-    return [hashlib.sha1(f"commit {i}".encode(), usedforsecurity=False).hexdigest()
-            for i in range(count)]
+    return [
+        hashlib.sha1(f"commit {i}".encode(), usedforsecurity=False).hexdigest()
+        for i in range(count)
+    ]
 
 
 def structure_options(record: Any, example: Mapping[str, Any] | Any) -> Any:
@@ -79,8 +82,9 @@ def structure_options(record: Any, example: Mapping[str, Any] | Any) -> Any:
         _fail(f"{record.name}: config_type must be an attrs class, got {config_type!r}")
     if not isinstance(example, Mapping):
         if not isinstance(example, config_type):
-            _fail(f"{record.name}: example {example!r} is neither a dict nor a "
-                  f"{config_type.__name__}")
+            _fail(
+                f"{record.name}: example {example!r} is neither a dict nor a {config_type.__name__}"
+            )
         return example
     where = f"{record.name} options"
     try:
@@ -92,8 +96,10 @@ def structure_options(record: Any, example: Mapping[str, Any] | Any) -> Any:
     except ConfigError:
         pass
     else:
-        _fail(f"{record.name}: config_type accepts an unknown key; options classes must "
-              "be attrs classes structured by fleetcore.config.convert")
+        _fail(
+            f"{record.name}: config_type accepts an unknown key; options classes must "
+            "be attrs classes structured by fleetcore.config.convert"
+        )
     fields = attrs.fields(config_type)
     if fields:
         try:
@@ -101,8 +107,10 @@ def structure_options(record: Any, example: Mapping[str, Any] | Any) -> Any:
         except attrs.exceptions.FrozenInstanceError:
             pass
         else:
-            _fail(f"{record.name}: config_type {config_type.__name__} must be frozen "
-                  "(@attrs.frozen): one options object is shared by every caller")
+            _fail(
+                f"{record.name}: config_type {config_type.__name__} must be frozen "
+                "(@attrs.frozen): one options object is shared by every caller"
+            )
     return options
 
 
@@ -111,8 +119,10 @@ def _check_summary(record: Any) -> None:
     if not isinstance(summary, str) or not summary.strip():
         _fail(f"{record.name}: summary must say in a few words what it does")
     if "\n" in summary or len(summary) > 100:
-        _fail(f"{record.name}: summary must be one short line (`fleetcore plugins` "
-              f"shows it in a table), got {summary!r}")
+        _fail(
+            f"{record.name}: summary must be one short line (`fleetcore plugins` "
+            f"shows it in a table), got {summary!r}"
+        )
 
 
 def check_rollout_strategy(
@@ -161,23 +171,29 @@ def check_rollout_strategy(
             if type(answer) is not bool:
                 _fail(f"{record.name}: eligible() must return True or False, got {answer!r}")
             if first.eligible(device, commit) is not answer:
-                _fail(f"{record.name}: not deterministic: {device.device_id} and "
-                      f"{commit[:12]} at step {i} ({step!r}) got two answers")
+                _fail(
+                    f"{record.name}: not deterministic: {device.device_id} and "
+                    f"{commit[:12]} at step {i} ({step!r}) got two answers"
+                )
             got.append(answer)
         for j in reversed(range(len(pairs))):
             device, commit = pairs[j]
             if second.eligible(device, commit) is not got[j]:
-                _fail(f"{record.name}: not deterministic: two strategies made from "
-                      f"{step!r} disagree about {device.device_id} and {commit[:12]}")
+                _fail(
+                    f"{record.name}: not deterministic: two strategies made from "
+                    f"{step!r} disagree about {device.device_id} and {commit[:12]}"
+                )
         answers.append(got)
 
     for i in range(1, len(answers)):
         for j, (before, after) in enumerate(zip(answers[i - 1], answers[i], strict=True)):
             if before and not after:
                 device, commit = pairs[j]
-                _fail(f"{record.name}: not monotone: {device.device_id} "
-                      f"(segment {device.segment}) may take {commit[:12]} at step {i - 1} "
-                      f"({steps[i - 1]!r}) but not at step {i} ({steps[i]!r})")
+                _fail(
+                    f"{record.name}: not monotone: {device.device_id} "
+                    f"(segment {device.segment}) may take {commit[:12]} at step {i - 1} "
+                    f"({steps[i - 1]!r}) but not at step {i} ({steps[i]!r})"
+                )
     return [sum(got) for got in answers]
 
 
@@ -202,9 +218,7 @@ def check_check_record(record: Check, *, example: Mapping[str, Any] | Any = None
     return structure_options(record, {} if example is None else example)
 
 
-def check_activator_record(
-    record: Activator, *, example: Mapping[str, Any] | Any = None
-) -> Any:
+def check_activator_record(record: Activator, *, example: Mapping[str, Any] | Any = None) -> Any:
     """Check the shape of an :class:`~fleetcore.plugin.types.Activator`
     record and that ``factory`` makes an object with ``start`` and ``stop``
     from the ``example`` options (default: an empty table). Returns that
@@ -224,7 +238,7 @@ def check_activator_record(
     return impl
 
 
-def check_entry_point(plugin: str, provides: Mapping[str, Iterable[str]]) -> Any:
+def check_entry_point(plugin: str, provides: Mapping[str, Iterable[str]]) -> PluginInfo:
     """Check that the installed entry point ``plugin`` of the ``fleetcore``
     group loads and registers the records ``provides`` names, by kind
     (``{"health check": ["tcp-port"]}``; kinds are the keys of
@@ -235,13 +249,13 @@ def check_entry_point(plugin: str, provides: Mapping[str, Iterable[str]]) -> Any
     install -e .``). Returns the plugin's
     :class:`~fleetcore.plugin.manager.PluginInfo`.
     """
-    from fleetcore.plugin.manager import PluginManager
-
     infos = {info.name: info for info in PluginManager().plugins()}
     info = infos.get(plugin)
     if info is None:
-        _fail(f"no plugin {plugin!r} among the installed entry points "
-              f"({', '.join(sorted(infos)) or 'none'}); is the package installed?")
+        _fail(
+            f"no plugin {plugin!r} among the installed entry points "
+            f"({', '.join(sorted(infos)) or 'none'}); is the package installed?"
+        )
     if info.status != "active":
         _fail(f"plugin {plugin!r} is {info.status}: {info.error}")
     if info.distribution is None:
@@ -249,6 +263,8 @@ def check_entry_point(plugin: str, provides: Mapping[str, Iterable[str]]) -> Any
     for kind, names in provides.items():
         missing = set(names) - set(info.provides.get(kind, ()))
         if missing:
-            _fail(f"plugin {plugin!r} does not provide {kind} {', '.join(sorted(missing))}; "
-                  f"it provides {dict(info.provides)}")
+            _fail(
+                f"plugin {plugin!r} does not provide {kind} {', '.join(sorted(missing))}; "
+                f"it provides {dict(info.provides)}"
+            )
     return info

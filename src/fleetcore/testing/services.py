@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 import socket
 
-import pytest
-
 
 def services_required() -> bool:
     return bool(os.environ.get("CI") or os.environ.get("FLEETCORE_REQUIRE_SERVICES"))
@@ -14,6 +12,8 @@ def services_required() -> bool:
 
 def missing(what: str) -> None:
     """Fail (in CI) or skip (elsewhere) because ``what`` is not available."""
+    import pytest
+
     if services_required():
         pytest.fail(f"required service is missing: {what}", pytrace=False)
     pytest.skip(f"not available here: {what}")

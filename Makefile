@@ -1,0 +1,54 @@
+# fleetcore: the two commands of the README, and the ones around them.
+#   make demo   converge an example fleet with a local agent (no Docker needed)
+#   make test   the whole test suite against real git and a real Docker Engine
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PLUGINS := $(wildcard plugins/fleetcore-*)
+COV_FLOOR ?= 85
+
+.PHONY: demo test dev system-deps docker test-core lint types bench clean
+
+demo: dev
+	$(BIN)/fleetcore demo
+
+test: system-deps-tests dev docker
+	$(BIN)/pytest --cov --cov-report=term --cov-fail-under=$(COV_FLOOR) $(PYTEST_ARGS)
+	$(MAKE) test-core
+
+# The core alone, without any plugin: it must list none, and name the
+# missing one when configuration selects it.
+test-core: system-deps
+	test -x .venv-core/bin/pytest || ($(PYTHON) -m venv .venv-core && \
+	  .venv-core/bin/pip install -q --upgrade pip && .venv-core/bin/pip install -q -e . pytest)
+	.venv-core/bin/pytest -p no:cacheprovider -c tests/core_only/pytest.ini tests/core_only
+
+dev: system-deps $(BIN)/.installed
+
+$(BIN)/.installed: pyproject.toml $(wildcard plugins/*/pyproject.toml) tests/_plugin/pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]' $(addprefix -e ,$(PLUGINS)) -e tests/_plugin
+	touch $@
+
+system-deps:
+	scripts/system-deps.sh
+
+system-deps-tests:
+	scripts/system-deps.sh --tests
+
+docker:
+	scripts/start-docker.sh
+
+lint: dev
+	$(BIN)/ruff check src plugins tests benchmarks
+	$(BIN)/ruff format --check src plugins tests benchmarks
+
+types: dev
+	$(BIN)/mypy
+
+bench: dev
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) .venv-core .coverage .coverage.* htmlcov .pytest_cache .tox .nox

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Install the system packages fleetcore's tests and demo use, if missing.
+# Debian/Ubuntu; needs root (or sudo). Safe to run again: installs only what lacks.
+set -euo pipefail
+
+want=()
+command -v git >/dev/null || want+=(git)
+command -v python3 >/dev/null || want+=(python3 python3-venv)
+python3 -c 'import venv, ensurepip' 2>/dev/null || want+=(python3-venv)
+if [ "${1:-}" = "--tests" ]; then
+  command -v dockerd >/dev/null || want+=(docker.io)
+  command -v docker-compose >/dev/null || docker compose version >/dev/null 2>&1 || want+=(docker-compose)
+  [ -x /bin/busybox ] || [ -x /usr/bin/busybox ] || want+=(busybox-static)
+fi
+[ ${#want[@]} -eq 0 ] && exit 0
+
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+echo "installing system packages: ${want[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq "${want[@]}" >/dev/null

@@ -1,0 +1,3 @@
+from fleetcore.cli.main import main
+
+main()
