@@ -27,6 +27,7 @@ class FleetRepo:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._commits = 0
 
     @classmethod
     def create(cls, path: Path, branch: str = "main") -> FleetRepo:
@@ -38,8 +39,8 @@ class FleetRepo:
         repo.git("config", "uploadArchive.allowUnreachable", "true")
         return repo
 
-    def git(self, *args: str) -> str:
-        env = {**os.environ, **GIT_ENV}
+    def git(self, *args: str, env: Mapping[str, str] | None = None) -> str:
+        env = {**os.environ, **GIT_ENV, **(env or {})}
         out = subprocess.run(["git", "-C", str(self.path), *args], check=True,
                              capture_output=True, text=True, env=env)
         return out.stdout.strip()
@@ -69,7 +70,12 @@ class FleetRepo:
         if files:
             self.write(files)
         self.git("add", "-A")
-        self.git("commit", "-q", "--allow-empty", "-m", message)
+        # Fixed dates: the same history gives the same commit ids on every run,
+        # so anything derived from them (rollout buckets) is reproducible.
+        self._commits += 1
+        stamp = f"@{1767225600 + 60 * self._commits} +0000"
+        self.git("-c", "core.hooksPath=/dev/null", "commit", "-q", "--allow-empty", "-m", message,
+                 env={"GIT_AUTHOR_DATE": stamp, "GIT_COMMITTER_DATE": stamp})
         return self.head()
 
     def checkout(self, branch: str) -> None:
