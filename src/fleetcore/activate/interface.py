@@ -59,6 +59,11 @@ class ActivationContext:
     """When starting: the release being replaced, if any."""
 
 
+ENV_FILE = ".fleetcore.env"
+"""The file in a release folder holding the environment values secrets
+providers gave (``KEY=value`` lines, mode 0600); activators pass it on."""
+
+
 def project_name(device: DeviceInfo) -> str:
     """The name a device's services keep across releases: ``fleetcore-<role>``."""
     safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in device.role.lower())

@@ -25,7 +25,7 @@ from typing import Literal, TypeVar
 import attrs
 from attrs import frozen
 
-from fleetcore.activate.interface import ActivationContext, ActivatorImpl, project_name
+from fleetcore.activate.interface import ENV_FILE, ActivationContext, ActivatorImpl, project_name
 from fleetcore.agent import logs
 from fleetcore.agent.clock import Clock
 from fleetcore.agent.files import exclusive_lock
@@ -64,7 +64,6 @@ EXIT_CODES: dict[Outcome, int] = {
     "safe_mode": 4,
     "unreachable": 5,
 }
-ENV_FILE = ".fleetcore.env"
 
 
 @frozen(kw_only=True)
