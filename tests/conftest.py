@@ -49,9 +49,16 @@ class Device:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
         self.out = root / "running.txt"
-        values = {"device_id": "pi-001", "role": "web", "segment": "general",
-                  "state_dir": str(root / "state"), "repo": repo, "source_extra": "",
-                  "max_failures": 3, "extra": ""}
+        values = {
+            "device_id": "pi-001",
+            "role": "web",
+            "segment": "general",
+            "state_dir": str(root / "state"),
+            "repo": repo,
+            "source_extra": "",
+            "max_failures": 3,
+            "extra": "",
+        }
         values.update(fields)
         self.config_path = root / "agent.toml"
         self.config_path.write_text(textwrap.dedent(FAST_AGENT.format(**values)))
@@ -70,8 +77,9 @@ class Device:
 
 
 @pytest.fixture
-def device(tmp_path: Path, fleet_repo: FleetRepo, monkeypatch: pytest.MonkeyPatch
-           ) -> Callable[..., Device]:
+def device(
+    tmp_path: Path, fleet_repo: FleetRepo, monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., Device]:
     def make(name: str = "pi-001", repo: str | None = None, **fields: Any) -> Device:
         dev = Device(tmp_path / name, repo or str(fleet_repo.path), device_id=name, **fields)
         # The test roles' activate.sh writes which release it started here.

@@ -15,8 +15,11 @@ PROJECT = "fleetcore-cam"
 
 
 def compose_role(image: str, port: int, page: str, command: str | None = None) -> dict[str, str]:
-    command = command or f'["sh", "-c", "echo {page} > /www/index.html && ' \
-                         f'exec httpd -f -p 127.0.0.1:{port} -h /www"]'
+    command = (
+        command
+        or f'["sh", "-c", "echo {page} > /www/index.html && '
+        f'exec httpd -f -p 127.0.0.1:{port} -h /www"]'
+    )
     return {
         "roles/cam/docker-compose.yml": f"""\
 services:
@@ -56,7 +59,8 @@ def cam_project():
 
 
 def test_compose_release_updates_and_a_crashing_one_rolls_back(
-        device, fleet_repo: FleetRepo, docker_engine: str, cam_project: str) -> None:
+    device, fleet_repo: FleetRepo, docker_engine: str, cam_project: str
+) -> None:
     port = free_port()
     v1 = fleet_repo.commit(compose_role(docker_engine, port, "one"), "v1")
     dev = device(role="cam")
@@ -67,8 +71,10 @@ def test_compose_release_updates_and_a_crashing_one_rolls_back(
     assert dev.agent().once().commit == v2
     assert page(port) == "two"
 
-    fleet_repo.commit(compose_role(docker_engine, port, "three",
-                                   command='["sh", "-c", "echo dying; exit 3"]'), "v3 crashes")
+    fleet_repo.commit(
+        compose_role(docker_engine, port, "three", command='["sh", "-c", "echo dying; exit 3"]'),
+        "v3 crashes",
+    )
     result = dev.agent().once()
     assert (result.outcome, result.commit) == ("rolled_back", v2)
     assert "exited (code 3)" in result.message
@@ -79,13 +85,15 @@ def test_compose_release_updates_and_a_crashing_one_rolls_back(
 
 
 def test_invalid_compose_file_is_refused_before_activation(
-        device, fleet_repo: FleetRepo, docker_engine: str, cam_project: str) -> None:
+    device, fleet_repo: FleetRepo, docker_engine: str, cam_project: str
+) -> None:
     port = free_port()
     v1 = fleet_repo.commit(compose_role(docker_engine, port, "one"), "v1")
     dev = device(role="cam")
     dev.agent().once()
-    fleet_repo.commit({"roles/cam/docker-compose.yml": "services:\n  stream:\n    imagee: x\n"},
-                      "typo")
+    fleet_repo.commit(
+        {"roles/cam/docker-compose.yml": "services:\n  stream:\n    imagee: x\n"}, "typo"
+    )
     result = dev.agent().once()
     assert (result.outcome, result.commit) == ("failed", v1)
     assert "compose-config" in result.message

@@ -37,7 +37,9 @@ def test_first_install_then_update(device, fleet_repo: FleetRepo) -> None:
     assert dev.running() == f"v2 {v2}"
     assert os.readlink(dev.state / "previous") == f"releases/web-{v1[:12]}"
     assert [(h["from_commit"], h["to_commit"], h["result"]) for h in history(dev)] == [
-        (None, v1, "success"), (v1, v2, "success")]
+        (None, v1, "success"),
+        (v1, v2, "success"),
+    ]
     # Nothing to do: converged, exit 0, no new history.
     again = dev.agent().once()
     assert (again.outcome, again.exit_code) == ("converged", 0)
@@ -79,9 +81,16 @@ def test_failing_http_check_rolls_back(device, fleet_repo: FleetRepo) -> None:
     dev = device()
     dev.agent().once()
     port = free_port()  # nothing listens there
-    fleet_repo.commit(script_role("v2", health=None, extra={
-        "roles/web/role.toml": f'[health]\nsettle = "0s"\n[health.http]\n'
-                               f'url = "http://127.0.0.1:{port}/healthz"\ntimeout = "1s"\n'}))
+    fleet_repo.commit(
+        script_role(
+            "v2",
+            health=None,
+            extra={
+                "roles/web/role.toml": f'[health]\nsettle = "0s"\n[health.http]\n'
+                f'url = "http://127.0.0.1:{port}/healthz"\ntimeout = "1s"\n'
+            },
+        )
+    )
     result = dev.agent().once()
     assert result.outcome == "rolled_back"
     assert f"127.0.0.1:{port}" in result.message
@@ -101,9 +110,11 @@ def test_first_install_that_fails_leaves_nothing_half_running(device, fleet_repo
 def test_rapid_commits_skip_to_the_latest(device, fleet_repo: FleetRepo) -> None:
     # While A is being deployed, B lands (health.sh of A commits it).
     hook = fleet_repo.path.parent / "commit-b.sh"
-    hook.write_text(f"#!/bin/sh\ncd {fleet_repo.path} && git checkout -q main && "
-                    "echo b > roles/web/b.txt && git add -A && "
-                    "git -c user.name=t -c user.email=t@t commit -qm B\n")
+    hook.write_text(
+        f"#!/bin/sh\ncd {fleet_repo.path} && git checkout -q main && "
+        "echo b > roles/web/b.txt && git add -A && "
+        "git -c user.name=t -c user.email=t@t commit -qm B\n"
+    )
     hook.chmod(0o755)
     a = fleet_repo.commit(script_role("A", health=f"{hook} >/dev/null 2>&1; exit 0"), "A")
     dev = device()
@@ -116,7 +127,10 @@ def test_rapid_commits_skip_to_the_latest(device, fleet_repo: FleetRepo) -> None
     result = dev.agent().once()
     assert (result.outcome, result.commit) == ("updated", c)
     assert [(h["to_commit"], h["result"]) for h in history(dev)] == [
-        (a, "success"), (b, "skipped"), (c, "success")]
+        (a, "success"),
+        (b, "skipped"),
+        (c, "success"),
+    ]
     assert "superseded" in history(dev)[1]["reason"]
 
 
@@ -162,10 +176,13 @@ def add_escape(archive: Path) -> None:
         tar.addfile(info)
 
 
-@pytest.mark.parametrize(("damage", "message"), [
-    (flip_content, "does not match its manifest"),
-    (add_escape, "'..'"),
-])
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (flip_content, "does not match its manifest"),
+        (add_escape, "'..'"),
+    ],
+)
 def test_damaged_or_malicious_archives_are_refused(device, fleet_repo, damage, message) -> None:
     v1 = fleet_repo.commit(script_role("v1"), "v1")
     dev = device(source_extra='fetcher = "tampered"')

@@ -32,25 +32,41 @@ def test_minimal_agent_config_gets_the_seed_defaults(tmp_path: Path) -> None:
 
 
 def test_every_problem_is_reported_with_file_and_key(tmp_path: Path) -> None:
-    path = write(tmp_path, MINIMAL.replace('role = "web"\n', "") +
-                 '[throttle]\nmin_interval = "soon"\nmax_per_hour = "two"\nbogus = 1\n')
+    path = write(
+        tmp_path,
+        MINIMAL.replace('role = "web"\n', "")
+        + '[throttle]\nmin_interval = "soon"\nmax_per_hour = "two"\nbogus = 1\n',
+    )
     with pytest.raises(ConfigError) as info:
         load_agent_config(path)
     text = str(info.value)
     assert str(path) in text
-    assert "expected a duration like '30s', '5m' or '1h', got 'soon' @ throttle.min_interval" in text
+    assert (
+        "expected a duration like '30s', '5m' or '1h', got 'soon' @ throttle.min_interval" in text
+    )
     assert "expected a whole number, got 'two' @ throttle.max_per_hour" in text
     assert "unknown keys (bogus) @ throttle" in text
     assert "required key missing @ role" in text
 
 
 def test_validator_errors_keep_their_path() -> None:
-    with pytest.raises(ConfigError, match=r"segment must be one of canary, early, general, "
-                                          r"got 'canry' @ segment"):
+    with pytest.raises(
+        ConfigError,
+        match=r"segment must be one of canary, early, general, "
+        r"got 'canry' @ segment",
+    ):
         from fleetcore.config.agent import parse_agent_config
 
-        parse_agent_config({"device_id": "a", "role": "r", "state_dir": "/s",
-                            "source": {"repo": "x"}, "segment": "canry"}, "agent.toml")
+        parse_agent_config(
+            {
+                "device_id": "a",
+                "role": "r",
+                "state_dir": "/s",
+                "source": {"repo": "x"},
+                "segment": "canry",
+            },
+            "agent.toml",
+        )
 
 
 def test_fetcher_options_are_kept_for_the_plugin(tmp_path: Path) -> None:
@@ -65,8 +81,11 @@ def test_toml_syntax_error_names_file_and_line(tmp_path: Path) -> None:
 
 def test_fleet_policy_errors_name_nested_keys() -> None:
     with pytest.raises(ConfigError) as info:
-        parse_fleet_policy(b'[forced_version]\nreason = "x"\nexpires = "tomorrow"\n'
-                           b'[maintenance_window]\nstart = "25:00"\n', "fleet.toml@abc")
+        parse_fleet_policy(
+            b'[forced_version]\nreason = "x"\nexpires = "tomorrow"\n'
+            b'[maintenance_window]\nstart = "25:00"\n',
+            "fleet.toml@abc",
+        )
     text = str(info.value)
     assert "required key missing @ forced_version.commit" in text
     assert "got 'tomorrow' @ forced_version.expires" in text
@@ -74,20 +93,33 @@ def test_fleet_policy_errors_name_nested_keys() -> None:
 
 
 def test_role_config_keeps_check_options_apart() -> None:
-    role = parse_role_config(b'[health]\nsettle = "2s"\nchecks = ["http"]\n'
-                             b'[health.http]\nurl = "http://127.0.0.1:8080/"\n', "role.toml")
+    role = parse_role_config(
+        b'[health]\nsettle = "2s"\nchecks = ["http"]\n'
+        b'[health.http]\nurl = "http://127.0.0.1:8080/"\n',
+        "role.toml",
+    )
     assert role.health.settle == Duration(2)
     assert role.health.checks == ("http",)
     assert role.health.options == {"http": {"url": "http://127.0.0.1:8080/"}}
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("30s", 30), ("5m", 300), ("1h", 3600),
-                                                ("2d", 172800), ("250ms", 0.25), (10, 10)])
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("30s", 30), ("5m", 300), ("1h", 3600), ("2d", 172800), ("250ms", 0.25), (10, 10)],
+)
 def test_durations(text: str | int, seconds: float) -> None:
     assert Duration.parse(text).seconds == seconds
 
 
-@pytest.mark.parametrize(("text", "size"), [("500M", 500 * 1024**2), ("2G", 2 * 1024**3),
-                                             ("1.5k", 1536), (1024, 1024), ("10MB", 10 * 1024**2)])
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [
+        ("500M", 500 * 1024**2),
+        ("2G", 2 * 1024**3),
+        ("1.5k", 1536),
+        (1024, 1024),
+        ("10MB", 10 * 1024**2),
+    ],
+)
 def test_sizes(text: str | int, size: int) -> None:
     assert Size.parse(text).bytes == size

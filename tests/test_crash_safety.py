@@ -24,8 +24,11 @@ def role(marker: str, pause_in: str) -> dict[str, str]:
     path = f"roles/web/{script}"
     body = files[path]
     # Pause where the test wants to pull the plug (after activate.sh did its work).
-    files[path] = body + PAUSE if pause_in == "activate" else body.replace(
-        "#!/bin/sh\n", "#!/bin/sh\n" + PAUSE, 1)
+    files[path] = (
+        body + PAUSE
+        if pause_in == "activate"
+        else body.replace("#!/bin/sh\n", "#!/bin/sh\n" + PAUSE, 1)
+    )
     return files
 
 
@@ -44,14 +47,20 @@ def wait_for_phase(state: Path, phase: str, timeout: float = 20) -> None:
 
 
 def agent_once(config: Path, env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "fleetcore", "agent", "once", "--config",
-                             str(config)], env=env, start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "fleetcore", "agent", "once", "--config", str(config)],
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 @pytest.mark.parametrize("phase", ["validate", "activate", "health"])
-def test_kill_mid_update_then_rerun_ends_consistent(device, fleet_repo: FleetRepo, tmp_path,
-                                                   phase: str) -> None:
+def test_kill_mid_update_then_rerun_ends_consistent(
+    device, fleet_repo: FleetRepo, tmp_path, phase: str
+) -> None:
     v1 = fleet_repo.commit(script_role("v1"), "v1")
     dev = device()
     env = {**os.environ, "FLEETCORE_TEST_PAUSE": str(tmp_path / "pause")}

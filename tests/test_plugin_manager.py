@@ -60,10 +60,13 @@ def test_duplicate_names_are_an_error_naming_both_plugins() -> None:
 def test_unknown_name_lists_the_installed_ones() -> None:
     pm = manager(Strategies())
     with pytest.raises(UnknownPluginError) as info:
-        pm.registry("rollout strategy").get("everyon", where="rollout.strategy",
-                                            source="fleet.toml")
-    assert str(info.value) == ("fleet.toml: unknown rollout strategy 'everyon' @ rollout.strategy;"
-                               " installed: everyone; see `fleetcore plugins`")
+        pm.registry("rollout strategy").get(
+            "everyon", where="rollout.strategy", source="fleet.toml"
+        )
+    assert str(info.value) == (
+        "fleet.toml: unknown rollout strategy 'everyon' @ rollout.strategy;"
+        " installed: everyone; see `fleetcore plugins`"
+    )
 
 
 def test_misspelt_hook_fails_loudly() -> None:
@@ -95,8 +98,9 @@ def test_options_errors_name_the_key() -> None:
 
     record = RolloutStrategy(name="p", summary="", factory=lambda o: o, config_type=Options)
     with pytest.raises(ConfigError, match=r"unknown keys \(precent\) @ roles.web.rollout"):
-        PluginManager(entry_points=False).options(record, {"precent": 5},
-                                                  where="roles.web.rollout", source="fleet.toml")
+        PluginManager(entry_points=False).options(
+            record, {"precent": 5}, where="roles.web.rollout", source="fleet.toml"
+        )
 
 
 def test_checked_validator_message_and_path() -> None:
@@ -105,13 +109,15 @@ def test_checked_validator_message_and_path() -> None:
         percent: int = 0
 
         def __attrs_post_init__(self) -> None:
-            checked(between(0, 100))(self, type("A", (), {"name": "percent", "type": int}),
-                                     self.percent)
+            checked(between(0, 100))(
+                self, type("A", (), {"name": "percent", "type": int}), self.percent
+            )
 
     record = RolloutStrategy(name="p", summary="", factory=lambda o: o, config_type=Options)
     with pytest.raises(ConfigError, match="percent must be between 0 and 100, got 150"):
-        PluginManager(entry_points=False).options(record, {"percent": 150}, where="rollout",
-                                                  source="fleet.toml")
+        PluginManager(entry_points=False).options(
+            record, {"percent": 150}, where="rollout", source="fleet.toml"
+        )
 
 
 class FakeDist:
@@ -123,19 +129,24 @@ class FakeDist:
 def fake_entry_points(monkeypatch: pytest.MonkeyPatch, eps: list[tuple[str, str]]) -> None:
     module = types.ModuleType("fleetcore_fake_plugin")
     module.fleetcore_register_rollout_strategies = hookimpl(  # type: ignore[attr-defined]
-        lambda: [RolloutStrategy(name="fake", summary="", factory=lambda _o: None)])
+        lambda: [RolloutStrategy(name="fake", summary="", factory=lambda _o: None)]
+    )
     monkeypatch.setitem(sys.modules, "fleetcore_fake_plugin", module)
     objs = []
     for name, value in eps:
         ep = metadata.EntryPoint(name=name, value=value, group="fleetcore")
         objs.append(ep._for(FakeDist(f"pkg-{name}")) if hasattr(ep, "_for") else ep)
-    monkeypatch.setattr(metadata, "entry_points",
-                        lambda group=None: [e for e in objs if group in (None, "fleetcore")])
+    monkeypatch.setattr(
+        metadata,
+        "entry_points",
+        lambda group=None: [e for e in objs if group in (None, "fleetcore")],
+    )
 
 
 def test_entry_points_load_one_by_one_and_failures_are_shown(monkeypatch, caplog) -> None:
-    fake_entry_points(monkeypatch, [("good", "fleetcore_fake_plugin"),
-                                    ("broken", "fleetcore_no_such_module_x")])
+    fake_entry_points(
+        monkeypatch, [("good", "fleetcore_fake_plugin"), ("broken", "fleetcore_no_such_module_x")]
+    )
     with caplog.at_level(logging.WARNING):
         pm = PluginManager()
     infos = {i.name: i for i in pm.plugins()}
@@ -176,9 +187,15 @@ def test_lifecycle_observer_that_raises_does_not_stop_others(caplog) -> None:
 
 
 def ctx(tmp_path: Path) -> CheckContext:
-    return CheckContext(kind="health", device=DeviceInfo(device_id="d", role="web"),
-                        release_dir=tmp_path, commit="c" * 40, manifest=None, options=None,
-                        log=logging.getLogger("test"))
+    return CheckContext(
+        kind="health",
+        device=DeviceInfo(device_id="d", role="web"),
+        release_dir=tmp_path,
+        commit="c" * 40,
+        manifest=None,
+        options=None,
+        log=logging.getLogger("test"),
+    )
 
 
 class Checks:
@@ -204,9 +221,15 @@ def test_runner_isolates_a_crashing_check(tmp_path: Path) -> None:
 
 def test_runner_selection_by_name_skip_and_unknown(tmp_path: Path) -> None:
     pm = manager(Checks())
-    chosen = runner.select(pm, "health", CheckSelection(checks=("opt-in", "ok"), skip=("ok",)),
-                           ctx(tmp_path), source="role.toml")
+    chosen = runner.select(
+        pm,
+        "health",
+        CheckSelection(checks=("opt-in", "ok"), skip=("ok",)),
+        ctx(tmp_path),
+        source="role.toml",
+    )
     assert [s.check.name for s in chosen] == ["opt-in"]
     with pytest.raises(UnknownPluginError, match=r"unknown health check 'nope' @ health.nope"):
-        runner.select(pm, "health", CheckSelection(skip=("nope",)), ctx(tmp_path),
-                      source="role.toml")
+        runner.select(
+            pm, "health", CheckSelection(skip=("nope",)), ctx(tmp_path), source="role.toml"
+        )

@@ -34,8 +34,9 @@ PREFIX = "role"
 MAX_HEADER = 64 * 1024 * 1024
 
 
-def create(source: Source, commit: str, role: str, output: Path, *,
-           max_bytes: int = 2 * 1024**3) -> Manifest:
+def create(
+    source: Source, commit: str, role: str, output: Path, *, max_bytes: int = 2 * 1024**3
+) -> Manifest:
     """Write the bundle of ``role`` at ``commit`` to ``output``; return its manifest.
 
     The role is fetched and verified exactly as a device would, then its
@@ -46,25 +47,37 @@ def create(source: Source, commit: str, role: str, output: Path, *,
         work.mkdir()
         fetched = source.fetch(commit, role, work)
         tree = Path(tmp, "tree")
-        unpacked = unpack(fetched.archive, tree, prefix=fetched.prefix, max_bytes=max_bytes,
-                          git_blobs=fetched.manifest.wants_git_blob)
+        unpacked = unpack(
+            fetched.archive,
+            tree,
+            prefix=fetched.prefix,
+            max_bytes=max_bytes,
+            git_blobs=fetched.manifest.wants_git_blob,
+        )
         problems = fetched.manifest.compare(unpacked)
         if problems:
-            raise VerifyError(f"{role}@{commit[:12]} does not match its manifest: "
-                              + "; ".join(str(p) for p in problems))
+            raise VerifyError(
+                f"{role}@{commit[:12]} does not match its manifest: "
+                + "; ".join(str(p) for p in problems)
+            )
         manifest = Manifest.from_unpacked(fetched.manifest.commit, role, unpacked)
-        header = json.dumps({
-            "format": FORMAT,
-            "commit": manifest.commit,
-            "role": role,
-            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "manifest": manifest.to_json(),
-        }, indent=1).encode()
+        header = json.dumps(
+            {
+                "format": FORMAT,
+                "commit": manifest.commit,
+                "role": role,
+                "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                "manifest": manifest.to_json(),
+            },
+            indent=1,
+        ).encode()
         partial = output.with_name(f".{output.name}.partial")
         # Fixed times and owners: the same commit gives the same bundle bytes.
-        with open(partial, "wb") as raw, \
-                gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz, \
-                tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        with (
+            open(partial, "wb") as raw,
+            gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz,
+            tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
+        ):
             info = tarfile.TarInfo(HEADER)
             info.size = len(header)
             tar.addfile(info, io.BytesIO(header))

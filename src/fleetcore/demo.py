@@ -80,8 +80,12 @@ class Demo:
         self.show_page()
 
         self.step("A broken release: the server listens on the wrong port")
-        self.repo.write({"roles/web/config/web.env": f"PORT={free_port()}\n",
-                         "roles/web/www/index.html": _page("v3 (broken)")})
+        self.repo.write(
+            {
+                "roles/web/config/web.env": f"PORT={free_port()}\n",
+                "roles/web/www/index.html": _page("v3 (broken)"),
+            }
+        )
         self.repo.commit(message="web: v3 moves the port")
         code = self.fleetcore("agent", "once", check=False)
         self.echo(f"  exit code {code}: the agent rolled back by itself")
@@ -96,8 +100,9 @@ class Demo:
         """Stop the example's web server."""
         pidfile = self.workdir / "state" / "web.pid"
         if pidfile.exists():
-            subprocess.run(["sh", "-c", f"kill $(cat {shlex.quote(str(pidfile))})"],
-                           capture_output=True)
+            subprocess.run(
+                ["sh", "-c", f"kill $(cat {shlex.quote(str(pidfile))})"], capture_output=True
+            )
 
     def step(self, title: str) -> None:
         self.echo(f"\n== {title}")
@@ -105,8 +110,12 @@ class Demo:
     def fleetcore(self, *args: str, check: bool = True) -> int:
         argv = [*args, "--config", str(self.config)]
         self.echo(f"$ fleetcore {' '.join(argv)}")
-        proc = subprocess.run([sys.executable, "-m", "fleetcore", *argv],
-                              capture_output=True, text=True, cwd=self.workdir)
+        proc = subprocess.run(
+            [sys.executable, "-m", "fleetcore", *argv],
+            capture_output=True,
+            text=True,
+            cwd=self.workdir,
+        )
         for line in (proc.stderr + proc.stdout).splitlines():
             self.echo(f"  {line}")
         if check and proc.returncode not in (0, 3):
@@ -117,7 +126,7 @@ class Demo:
         url = f"http://127.0.0.1:{self.port}/"
         for _ in range(20):
             try:
-                with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310
+                with urllib.request.urlopen(url, timeout=2) as response:
                     body = response.read().decode()
                 title = body.split("<h1>")[1].split("</h1>")[0]
                 self.echo(f"  {url} says: {title}")

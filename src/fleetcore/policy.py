@@ -69,32 +69,55 @@ def resolve(
     configured branch; ``override_head(branch)`` resolves another branch."""
     window = device_policy.maintenance_window or fleet.maintenance_window
     if not device_policy.auto_update:
-        return DesiredState(commit=None, why="maintenance",
-                            reason="auto_update is off for this device",
-                            maintenance_window=window)
+        return DesiredState(
+            commit=None,
+            why="maintenance",
+            reason="auto_update is off for this device",
+            maintenance_window=window,
+        )
     lock = device_policy.version_lock
     if lock is not None and lock.active(now):
         who = f" by {lock.locked_by}" if lock.locked_by else ""
-        return DesiredState(commit=lock.commit, why="lock",
-                            reason=f"locked{who}: {lock.reason}".rstrip(": "),
-                            maintenance_window=window)
+        return DesiredState(
+            commit=lock.commit,
+            why="lock",
+            reason=f"locked{who}: {lock.reason}".rstrip(": "),
+            maintenance_window=window,
+        )
     pin = fleet.forced_version
     if pin is not None and pin.active(now):
-        return DesiredState(commit=pin.commit, why="pin",
-                            reason=f"fleet pinned: {pin.reason}".rstrip(": "),
-                            maintenance_window=window)
+        return DesiredState(
+            commit=pin.commit,
+            why="pin",
+            reason=f"fleet pinned: {pin.reason}".rstrip(": "),
+            maintenance_window=window,
+        )
     if device_policy.branch and override_head is not None:
-        return DesiredState(commit=override_head(device_policy.branch), why="override",
-                            reason=f"device follows branch {device_policy.branch}",
-                            branch=device_policy.branch, maintenance_window=window)
+        return DesiredState(
+            commit=override_head(device_policy.branch),
+            why="override",
+            reason=f"device follows branch {device_policy.branch}",
+            branch=device_policy.branch,
+            maintenance_window=window,
+        )
     rollout = fleet.rollout_for(device.role)
     if rollout.strategy == "all" or eligible(rollout.strategy, device, head):
-        return DesiredState(commit=head, why="rollout",
-                            reason=f"rollout ({rollout.strategy})", maintenance_window=window)
+        return DesiredState(
+            commit=head,
+            why="rollout",
+            reason=f"rollout ({rollout.strategy})",
+            maintenance_window=window,
+        )
     if rollout.stable:
-        return DesiredState(commit=rollout.stable, why="stable",
-                            reason=f"not yet in the {rollout.strategy} rollout of {head[:12]}",
-                            maintenance_window=window)
-    return DesiredState(commit=None, why="hold",
-                        reason=f"not yet in the {rollout.strategy} rollout of {head[:12]}",
-                        maintenance_window=window)
+        return DesiredState(
+            commit=rollout.stable,
+            why="stable",
+            reason=f"not yet in the {rollout.strategy} rollout of {head[:12]}",
+            maintenance_window=window,
+        )
+    return DesiredState(
+        commit=None,
+        why="hold",
+        reason=f"not yet in the {rollout.strategy} rollout of {head[:12]}",
+        maintenance_window=window,
+    )

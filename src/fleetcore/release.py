@@ -104,16 +104,27 @@ class Manifest:
             for item in data["files"]:
                 path = _safe_name(str(item["path"]))
                 if "link" in item:
-                    entries.append(ManifestEntry(path=path, link=str(item["link"]),
-                                                 sha256=item.get("sha256"),
-                                                 git_blob=item.get("git_blob")))
+                    entries.append(
+                        ManifestEntry(
+                            path=path,
+                            link=str(item["link"]),
+                            sha256=item.get("sha256"),
+                            git_blob=item.get("git_blob"),
+                        )
+                    )
                 else:
                     size = int(item["size"])
                     if size < 0:
                         raise ValueError(f"negative size for {path}")
-                    entries.append(ManifestEntry(
-                        path=path, size=size, mode=normal_mode(int(str(item["mode"]), 8)),
-                        sha256=item.get("sha256"), git_blob=item.get("git_blob")))
+                    entries.append(
+                        ManifestEntry(
+                            path=path,
+                            size=size,
+                            mode=normal_mode(int(str(item["mode"]), 8)),
+                            sha256=item.get("sha256"),
+                            git_blob=item.get("git_blob"),
+                        )
+                    )
             return cls(commit=str(data["commit"]), role=str(data["role"]), entries=tuple(entries))
         except (KeyError, TypeError, ValueError, AttributeError, UnsafeArchiveError) as exc:
             raise VerifyError(f"{source}: malformed manifest: {exc}") from None
@@ -121,10 +132,14 @@ class Manifest:
     @classmethod
     def from_unpacked(cls, commit: str, role: str, unpacked: Unpacked) -> Manifest:
         """The manifest of what was unpacked: the baseline for drift checks."""
-        return cls(commit=commit, role=role, entries=tuple(
-            ManifestEntry(path=m.path, size=m.size, mode=m.mode, sha256=m.sha256, link=m.link)
-            for m in sorted(unpacked.files.values(), key=lambda m: m.path)
-        ))
+        return cls(
+            commit=commit,
+            role=role,
+            entries=tuple(
+                ManifestEntry(path=m.path, size=m.size, mode=m.mode, sha256=m.sha256, link=m.link)
+                for m in sorted(unpacked.files.values(), key=lambda m: m.path)
+            ),
+        )
 
     def compare(self, unpacked: Unpacked) -> list[Finding]:
         """Every difference between this manifest and what was unpacked."""
@@ -145,34 +160,68 @@ def _compare_entry(entry: ManifestEntry, got: Measured) -> Iterator[Finding]:
     p = entry.path
     if (entry.link is None) != (got.link is None):
         kind = lambda x: "link" if x is not None else "file"  # noqa: E731
-        yield Finding(message="wrong type", subject=p, code="file-changed",
-                      expected=kind(entry.link), found=kind(got.link))
+        yield Finding(
+            message="wrong type",
+            subject=p,
+            code="file-changed",
+            expected=kind(entry.link),
+            found=kind(got.link),
+        )
         return
     if entry.link is not None:
-        if entry.link != "" and entry.link != got.link and not entry.git_blob:
-            yield Finding(message="link target differs", subject=p, code="file-changed",
-                          expected=entry.link, found=got.link)
+        if entry.link not in ("", got.link) and not entry.git_blob:
+            yield Finding(
+                message="link target differs",
+                subject=p,
+                code="file-changed",
+                expected=entry.link,
+                found=got.link,
+            )
         if entry.git_blob and got.git_blob and entry.git_blob != got.git_blob:
-            yield Finding(message="link target differs", subject=p, code="file-changed",
-                          expected=f"blob {entry.git_blob[:12]}", found=got.link)
+            yield Finding(
+                message="link target differs",
+                subject=p,
+                code="file-changed",
+                expected=f"blob {entry.git_blob[:12]}",
+                found=got.link,
+            )
         return
     if entry.size != got.size:
-        yield Finding(message="size differs", subject=p, code="file-changed",
-                      expected=str(entry.size), found=str(got.size))
+        yield Finding(
+            message="size differs",
+            subject=p,
+            code="file-changed",
+            expected=str(entry.size),
+            found=str(got.size),
+        )
     if entry.mode != got.mode:
-        yield Finding(message="mode differs", subject=p, code="file-mode",
-                      expected=f"{entry.mode:04o}", found=f"{got.mode:04o}")
+        yield Finding(
+            message="mode differs",
+            subject=p,
+            code="file-mode",
+            expected=f"{entry.mode:04o}",
+            found=f"{got.mode:04o}",
+        )
     if entry.sha256 and entry.sha256 != got.sha256:
-        yield Finding(message="checksum differs", subject=p, code="file-changed",
-                      expected=f"sha256:{entry.sha256[:16]}…",
-                      found=f"sha256:{(got.sha256 or '?')[:16]}…")
+        yield Finding(
+            message="checksum differs",
+            subject=p,
+            code="file-changed",
+            expected=f"sha256:{entry.sha256[:16]}…",
+            found=f"sha256:{(got.sha256 or '?')[:16]}…",
+        )
     elif entry.git_blob and not entry.sha256 and entry.git_blob != got.git_blob:
-        yield Finding(message="checksum differs", subject=p, code="file-changed",
-                      expected=f"git blob {entry.git_blob[:12]}",
-                      found=f"git blob {(got.git_blob or '?')[:12]}")
+        yield Finding(
+            message="checksum differs",
+            subject=p,
+            code="file-changed",
+            expected=f"git blob {entry.git_blob[:12]}",
+            found=f"git blob {(got.git_blob or '?')[:12]}",
+        )
     if not entry.sha256 and not entry.git_blob:
-        yield Finding(message="manifest has no checksum for this file", subject=p,
-                      code="manifest-incomplete")
+        yield Finding(
+            message="manifest has no checksum for this file", subject=p, code="manifest-incomplete"
+        )
 
 
 @frozen(kw_only=True)
@@ -246,10 +295,11 @@ def unpack(
     written = 0
     members = 0
     try:
+        # Closed by the `with tar:` below; opening is apart to report its errors.
         tar = (
-            tarfile.open(fileobj=archive, mode="r|*")
+            tarfile.open(fileobj=archive, mode="r|*")  # noqa: SIM115
             if not isinstance(archive, Path)
-            else tarfile.open(archive, mode="r|*")
+            else tarfile.open(archive, mode="r|*")  # noqa: SIM115
         )
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise UnsafeArchiveError(f"not a readable tar archive: {exc}") from None
@@ -295,7 +345,10 @@ def unpack(
                     links.add(name)
                     data = member.linkname.encode()
                     result.files[name] = Measured(
-                        path=name, size=len(data), mode=0o777, link=member.linkname,
+                        path=name,
+                        size=len(data),
+                        mode=0o777,
+                        link=member.linkname,
                         sha256=hashlib.sha256(data).hexdigest(),
                         git_blob=git_blob_id(data) if git_blobs else None,
                     )
@@ -315,8 +368,9 @@ def unpack(
                 mode = normal_mode(member.mode)
                 size, sha256, blob = _write_member(tar, member, target, mode, git_blobs)
                 written += size
-                result.files[name] = Measured(path=name, size=size, mode=mode,
-                                              sha256=sha256, git_blob=blob)
+                result.files[name] = Measured(
+                    path=name, size=size, mode=mode, sha256=sha256, git_blob=blob
+                )
     except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
         raise UnsafeArchiveError(f"corrupt archive: {exc}") from None
     # Links were checked by name; check them again as the file system sees
@@ -371,8 +425,13 @@ def measure_tree(root: Path, *, deep: bool = True) -> Unpacked:
             if stat.S_ISLNK(st.st_mode):
                 target = os.readlink(full)
                 data = target.encode()
-                result.files[rel] = Measured(path=rel, size=len(data), mode=0o777, link=target,
-                                             sha256=hashlib.sha256(data).hexdigest())
+                result.files[rel] = Measured(
+                    path=rel,
+                    size=len(data),
+                    mode=0o777,
+                    link=target,
+                    sha256=hashlib.sha256(data).hexdigest(),
+                )
                 continue
             sha = None
             if deep:
@@ -381,8 +440,9 @@ def measure_tree(root: Path, *, deep: bool = True) -> Unpacked:
                     while chunk := fh.read(CHUNK):
                         digest.update(chunk)
                 sha = digest.hexdigest()
-            result.files[rel] = Measured(path=rel, size=st.st_size,
-                                         mode=stat.S_IMODE(st.st_mode), sha256=sha)
+            result.files[rel] = Measured(
+                path=rel, size=st.st_size, mode=stat.S_IMODE(st.st_mode), sha256=sha
+            )
     return result
 
 

@@ -8,8 +8,9 @@ from pathlib import Path
 
 
 def fleetcore(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "fleetcore.cli.main", *args],
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "fleetcore.cli.main", *args], capture_output=True, text=True
+    )
 
 
 def test_the_core_lists_no_plugin() -> None:
@@ -21,8 +22,10 @@ def test_the_core_lists_no_plugin() -> None:
 
 def test_selecting_a_missing_plugin_names_it(tmp_path: Path) -> None:
     config = tmp_path / "agent.toml"
-    config.write_text('device_id = "pi-1"\nrole = "web"\nstate_dir = "s"\n'
-                      '[source]\nrepo = "/srv/fleet"\nfetcher = "git"\n')
+    config.write_text(
+        'device_id = "pi-1"\nrole = "web"\nstate_dir = "s"\n'
+        '[source]\nrepo = "/srv/fleet"\nfetcher = "git"\n'
+    )
     result = fleetcore("agent", "once", "--config", str(config))
     assert result.returncode == 2
     assert "unknown fetcher 'git' @ source.fetcher; installed: none" in result.stderr

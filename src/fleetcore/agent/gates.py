@@ -38,17 +38,22 @@ def throttle_gate(state: State, throttle: Throttle, now: dt.datetime) -> Deferre
     recent = [t for t in state.recent_attempts if now - t < HOUR]
     if len(recent) >= throttle.max_per_hour:
         until = min(recent) + HOUR
-        return Deferred(f"already {len(recent)} update(s) in the last hour "
-                        f"(max_per_hour = {throttle.max_per_hour})", until)
+        return Deferred(
+            f"already {len(recent)} update(s) in the last hour "
+            f"(max_per_hour = {throttle.max_per_hour})",
+            until,
+        )
     return None
 
 
 def window_gate(window: MaintenanceWindow | None, now: dt.datetime) -> Deferred | None:
     if window is None or window.contains(now):
         return None
-    return Deferred(f"this update needs a reboot; waiting for the maintenance window "
-                    f"({', '.join(window.days)} {window.start:%H:%M}-{window.end:%H:%M} "
-                    f"{window.timezone})")
+    return Deferred(
+        f"this update needs a reboot; waiting for the maintenance window "
+        f"({', '.join(window.days)} {window.start:%H:%M}-{window.end:%H:%M} "
+        f"{window.timezone})"
+    )
 
 
 def attempts_after(state: State, now: dt.datetime) -> tuple[dt.datetime, ...]:

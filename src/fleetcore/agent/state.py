@@ -24,7 +24,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import attrs
 from attrs import field, frozen
@@ -37,8 +37,9 @@ log = logging.getLogger(__name__)
 
 Status = Literal["unknown", "healthy", "degraded", "failed", "safe_mode", "updating"]
 Mode = Literal["normal", "safe_mode"]
-Phase = Literal["fetch", "unpack", "verify", "secrets", "validate", "swap", "activate",
-                "health", "rollback"]
+Phase = Literal[
+    "fetch", "unpack", "verify", "secrets", "validate", "swap", "activate", "health", "rollback"
+]
 
 STATE_VERSION = 1
 
@@ -117,16 +118,20 @@ class StateStore:
             # A corrupted state file must not stop the device: keep it for
             # inspection and start from what the links say.
             aside = self.state_file.with_name(
-                f"state.json.corrupt-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}")
+                f"state.json.corrupt-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}"
+            )
             os.replace(self.state_file, aside)
-            log.error("state file was unreadable (%s); kept as %s, rebuilt from the release links",
-                      type(exc).__name__, aside.name)
+            log.error(
+                "state file was unreadable (%s); kept as %s, rebuilt from the release links",
+                type(exc).__name__,
+                aside.name,
+            )
             return State(status="unknown", status_reason="state file was rebuilt")
 
     def save(self, state: State) -> None:
         atomic_write_json(self.state_file, _conv.unstructure(state))
 
-    def update(self, state: State, **changes: object) -> State:
+    def update(self, state: State, **changes: Any) -> State:
         new = attrs.evolve(state, **changes)
         self.save(new)
         return new
@@ -183,8 +188,8 @@ class StateStore:
         for item in read_lines_json(self.history_file):
             try:
                 out.append(_conv.structure(item, UpdateRecord))
-            except Exception:
-                continue
+            except Exception as exc:  # an entry from a newer or damaged agent
+                log.debug("skipping a history entry: %s", exc)
         return out
 
 
@@ -192,13 +197,24 @@ def release_name(role: str, commit: str) -> str:
     return f"{role}-{commit[:12]}"
 
 
-def history_json(entry: UpdateRecord) -> dict[str, object]:
+def history_json(entry: UpdateRecord) -> dict[str, Any]:
     data = _conv.unstructure(entry)
-    return {k: data[k] for k in ("timestamp", "from_commit", "to_commit", "result", "reason",
-                                 "duration_seconds", "device_id", "role")}
+    return {
+        k: data[k]
+        for k in (
+            "timestamp",
+            "from_commit",
+            "to_commit",
+            "result",
+            "reason",
+            "duration_seconds",
+            "device_id",
+            "role",
+        )
+    }
 
 
-def state_json(state: State) -> dict[str, object]:
+def state_json(state: State) -> dict[str, Any]:
     return _conv.unstructure(state)
 
 

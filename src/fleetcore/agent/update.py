@@ -20,7 +20,7 @@ import random
 import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import attrs
 from attrs import frozen
@@ -33,9 +33,9 @@ from fleetcore.agent.gates import Deferred, attempts_after, throttle_gate, windo
 from fleetcore.agent.state import InFlight, Phase, State, StateStore, release_name
 from fleetcore.checks import runner
 from fleetcore.config.agent import AgentConfig
-from fleetcore.config.units import Duration
 from fleetcore.config.fleet import FleetPolicy, parse_device_policy, parse_fleet_policy
 from fleetcore.config.role import CheckSelection, RoleConfig, parse_role_config
+from fleetcore.config.units import Duration
 from fleetcore.errors import ConfigError, FetchError, FleetcoreError, VerifyError
 from fleetcore.fetch.interface import Fetched, Source
 from fleetcore.plugin.manager import PluginManager
@@ -55,12 +55,23 @@ from fleetcore.secrets.interface import SecretsContext
 log = logging.getLogger("fleetcore.agent")
 T = TypeVar("T")
 
-Outcome = Literal["converged", "updated", "failed", "rolled_back", "deferred", "locked",
-                  "safe_mode", "unreachable"]
+Outcome = Literal[
+    "converged",
+    "updated",
+    "failed",
+    "rolled_back",
+    "deferred",
+    "locked",
+    "safe_mode",
+    "unreachable",
+]
 EXIT_CODES: dict[Outcome, int] = {
-    "converged": 0, "updated": 0,
-    "failed": 1, "rolled_back": 1,
-    "deferred": 3, "locked": 3,
+    "converged": 0,
+    "updated": 0,
+    "failed": 1,
+    "rolled_back": 1,
+    "deferred": 3,
+    "locked": 3,
     "safe_mode": 4,
     "unreachable": 5,
 }
@@ -98,16 +109,19 @@ class DiskFull(FleetcoreError):
 class Agent:
     """One device's agent: configuration, plugins, state folder and clock."""
 
-    def __init__(self, config: AgentConfig, *, pm: PluginManager | None = None,
-                 clock: Clock | None = None) -> None:
+    def __init__(
+        self, config: AgentConfig, *, pm: PluginManager | None = None, clock: Clock | None = None
+    ) -> None:
         self.config = config
         self.pm = pm or PluginManager(disabled=config.plugins.disable)
         self.clock = clock or Clock()
         self.store = StateStore(config.state_dir)
-        self.device = DeviceInfo(device_id=config.device_id, role=config.role,
-                                 segment=config.segment)
+        self.device = DeviceInfo(
+            device_id=config.device_id, role=config.role, segment=config.segment
+        )
         self.config_source = str(config.path or "agent.toml")
         self._source: Source | None = None
+        self._head_seen: str | None = None
         logs.set_context(device_id=config.device_id, role=config.role)
 
     # -- entry points ------------------------------------------------------------
@@ -134,11 +148,16 @@ class Agent:
             state = self.recover(self.store.load())
             manifest = fetched.manifest
             if manifest.role != self.device.role:
-                raise FleetcoreError(f"the bundle is for role {manifest.role!r}, "
-                                     f"this device runs {self.device.role!r}")
+                raise FleetcoreError(
+                    f"the bundle is for role {manifest.role!r}, "
+                    f"this device runs {self.device.role!r}"
+                )
             if manifest.commit == self.store.commit_of(self.store.current()):
-                return CycleResult(outcome="converged", commit=manifest.commit,
-                                   message=f"already running {manifest.commit[:12]}")
+                return CycleResult(
+                    outcome="converged",
+                    commit=manifest.commit,
+                    message=f"already running {manifest.commit[:12]}",
+                )
             role_cfg = self._role_config_from_archive(fetched)
             return self._update(state, manifest.commit, reason, lambda _w: fetched, role_cfg)
 
@@ -147,10 +166,12 @@ class Agent:
     def source(self) -> Source:
         if self._source is None:
             src = self.config.source
-            record = self.pm.registry("fetcher").get(src.fetcher, where="source.fetcher",
-                                                     source=self.config_source)
-            options = self.pm.options(record, src.options, where="source",
-                                      source=self.config_source)
+            record = self.pm.registry("fetcher").get(
+                src.fetcher, where="source.fetcher", source=self.config_source
+            )
+            options = self.pm.options(
+                record, src.options, where="source", source=self.config_source
+            )
             cache = self.store.cache / record.name
             cache.mkdir(parents=True, exist_ok=True)
             settings = SourceSettings(repo=src.repo, branch=src.branch, cache_dir=cache)
@@ -160,18 +181,26 @@ class Agent:
     def desired(self, state: State | None = None) -> tuple[DesiredState, str]:
         """The desired state from the head of the configured branch, and the head."""
         source = self.source()
-        head = self._retry("resolve the branch head", lambda: source.head(self.config.source.branch))
+        head = self._retry(
+            "resolve the branch head", lambda: source.head(self.config.source.branch)
+        )
         device_file = f"devices/{self.device.device_id}.toml"
-        files = self._retry("read the fleet policy", lambda: source.read(head, ["fleet.toml",
-                                                                              device_file]))
+        files = self._retry(
+            "read the fleet policy", lambda: source.read(head, ["fleet.toml", device_file])
+        )
         at = f"@{head[:12]}"
         fleet = parse_fleet_policy(files.get("fleet.toml"), f"fleet.toml{at}")
         device_policy = parse_device_policy(files.get(device_file), f"{device_file}{at}")
         desired = resolve(
-            device=self.device, fleet=fleet, device_policy=device_policy, head=head,
-            now=self.clock.now(), eligible=self._eligibility(fleet, at),
-            override_head=lambda branch: self._retry(f"resolve branch {branch}",
-                                                      lambda: source.head(branch)),
+            device=self.device,
+            fleet=fleet,
+            device_policy=device_policy,
+            head=head,
+            now=self.clock.now(),
+            eligible=self._eligibility(fleet, at),
+            override_head=lambda branch: self._retry(
+                f"resolve branch {branch}", lambda: source.head(branch)
+            ),
         )
         return desired, head
 
@@ -179,9 +208,14 @@ class Agent:
         def eligible(name: str, device: DeviceInfo, commit: str) -> bool:
             where = "rollout" if device.role not in fleet.roles else f"roles.{device.role}.rollout"
             record = self.pm.registry("rollout strategy").get(
-                name, where=f"{where}.strategy", source=f"fleet.toml{at}")
-            options = self.pm.options(record, fleet.rollout_for(device.role).options,
-                                      where=where, source=f"fleet.toml{at}")
+                name, where=f"{where}.strategy", source=f"fleet.toml{at}"
+            )
+            options = self.pm.options(
+                record,
+                fleet.rollout_for(device.role).options,
+                where=where,
+                source=f"fleet.toml{at}",
+            )
             return bool(record.factory(options).eligible(device, commit))
 
         return eligible
@@ -194,19 +228,32 @@ class Agent:
             desired, head = self.desired(state)
         except FetchError as exc:
             self.store.update(state, last_check=now)
-            log.warning("fleet repo unreachable, keeping %s: %s",
-                        current_commit[:12] if current_commit else "nothing", exc)
-            return CycleResult(outcome="unreachable", commit=current_commit,
-                               message=f"fleet repo unreachable: {exc}")
-        state = self.store.update(state, last_check=now, desired_commit=desired.commit,
-                                  desired_why=desired.why, desired_reason=desired.reason)
+            log.warning(
+                "fleet repo unreachable, keeping %s: %s",
+                current_commit[:12] if current_commit else "nothing",
+                exc,
+            )
+            return CycleResult(
+                outcome="unreachable",
+                commit=current_commit,
+                message=f"fleet repo unreachable: {exc}",
+            )
+        state = self.store.update(
+            state,
+            last_check=now,
+            desired_commit=desired.commit,
+            desired_why=desired.why,
+            desired_reason=desired.reason,
+        )
         if state.mode == "safe_mode":
             if desired.why == "pin" and desired.commit != state.safe_mode_pin:
                 state = self._set_mode(state, "normal", f"new forced version {desired.commit}")
             else:
-                return CycleResult(outcome="safe_mode", commit=current_commit,
-                                   message=f"safe mode: {state.mode_reason}; "
-                                   "`fleetcore agent resume` to leave it")
+                return CycleResult(
+                    outcome="safe_mode",
+                    commit=current_commit,
+                    message=f"safe mode: {state.mode_reason}; `fleetcore agent resume` to leave it",
+                )
         if desired.commit is None or desired.commit == current_commit:
             if state.pending_commit:
                 state = self.store.update(state, pending_commit=None)
@@ -215,12 +262,17 @@ class Agent:
             if state.status != "healthy":
                 state = self.recheck(state)
             if state.status != "healthy":
-                return CycleResult(outcome="failed", commit=current_commit,
-                                   message=f"running {current_commit[:12]} but {state.status}: "
-                                   f"{state.status_reason}")
-            return CycleResult(outcome="converged", commit=current_commit,
-                               message=f"running {current_commit[:12]} ({desired.why}"
-                               f"{': ' + desired.reason if desired.reason else ''})")
+                return CycleResult(
+                    outcome="failed",
+                    commit=current_commit,
+                    message=f"running {current_commit[:12]} but {state.status}: "
+                    f"{state.status_reason}",
+                )
+            return CycleResult(
+                outcome="converged",
+                commit=current_commit,
+                message=f"running {current_commit[:12]} ({desired.reason or desired.why})",
+            )
         commit = desired.commit
         try:
             role_text = self.source().read(commit, [self._role_file]).get(self._role_file)
@@ -235,11 +287,21 @@ class Agent:
         if deferred is not None:
             return self._defer(state, commit, deferred)
         if state.pending_commit and state.pending_commit not in (commit, current_commit):
-            self._record(None, state.pending_commit, "skipped", 0.0,
-                         f"superseded by {commit[:12]} before it was deployed")
-        return self._update(state, commit, desired.why,
-                            lambda work: self.source().fetch(commit, self.device.role, work),
-                            role_cfg)
+            self._record(
+                None,
+                state.pending_commit,
+                "skipped",
+                0.0,
+                f"superseded by {commit[:12]} before it was deployed",
+            )
+        self._head_seen = head if desired.why != "override" else None
+        return self._update(
+            state,
+            commit,
+            desired.why,
+            lambda work: self.source().fetch(commit, self.device.role, work),
+            role_cfg,
+        )
 
     @property
     def _role_file(self) -> str:
@@ -248,11 +310,17 @@ class Agent:
     def _defer(self, state: State, commit: str, deferred: Deferred) -> CycleResult:
         self.store.update(state, pending_commit=commit)
         log.info("update to %s deferred: %s", commit[:12], deferred.reason)
-        return CycleResult(outcome="deferred", message=deferred.reason, commit=self.store.commit_of(
-            self.store.current()), pending_commit=commit, retry_after=deferred.until)
+        return CycleResult(
+            outcome="deferred",
+            message=deferred.reason,
+            commit=self.store.commit_of(self.store.current()),
+            pending_commit=commit,
+            retry_after=deferred.until,
+        )
 
-    def _refuse(self, state: State, commit: str, current_commit: str | None,
-                reason: str) -> CycleResult:
+    def _refuse(
+        self, state: State, commit: str, current_commit: str | None, reason: str
+    ) -> CycleResult:
         now = self.clock.now()
         self._record(current_commit, commit, "failed", 0.0, reason)
         self._count_failure(attrs.evolve(state, last_attempt=now), reason)
@@ -260,8 +328,14 @@ class Agent:
 
     # -- one update ----------------------------------------------------------------
 
-    def _update(self, state: State, commit: str, why: str,
-                fetch: Callable[[Path], Fetched], role_cfg: RoleConfig) -> CycleResult:
+    def _update(
+        self,
+        state: State,
+        commit: str,
+        why: str,
+        fetch: Callable[[Path], Fetched],
+        role_cfg: RoleConfig,
+    ) -> CycleResult:
         now = self.clock.now()
         started = self.clock.monotonic()
         name = release_name(self.device.role, commit)
@@ -269,17 +343,34 @@ class Agent:
         from_commit = self.store.commit_of(from_release)
         state = self.store.update(
             state,
-            in_flight=InFlight(to_commit=commit, from_commit=from_commit, release=name,
-                               phase="fetch", started=now, reason=why, from_release=from_release,
-                               previous_release=self.store.previous(),
-                               status_before=state.status),
-            last_attempt=now, recent_attempts=attempts_after(state, now), pending_commit=None,
+            in_flight=InFlight(
+                to_commit=commit,
+                from_commit=from_commit,
+                release=name,
+                phase="fetch",
+                started=now,
+                reason=why,
+                from_release=from_release,
+                previous_release=self.store.previous(),
+                status_before=state.status,
+            ),
+            last_attempt=now,
+            recent_attempts=attempts_after(state, now),
+            pending_commit=None,
         )
         logs.set_context(commit=commit)
-        log.info("updating %s -> %s (%s)", from_commit[:12] if from_commit else "nothing",
-                 commit[:12], why)
-        self.pm.notify("fleetcore_update_started", event=UpdateStart(
-            device=self.device, from_commit=from_commit, to_commit=commit, reason=why))
+        log.info(
+            "updating %s -> %s (%s)",
+            from_commit[:12] if from_commit else "nothing",
+            commit[:12],
+            why,
+        )
+        self.pm.notify(
+            "fleetcore_update_started",
+            event=UpdateStart(
+                device=self.device, from_commit=from_commit, to_commit=commit, reason=why
+            ),
+        )
         try:
             state, release_dir, env = self._prepare(state, name, commit, fetch, role_cfg)
         except DiskFull as exc:
@@ -292,10 +383,15 @@ class Agent:
         activator_name, activator = self._activator(release_dir, role_cfg)
         try:
             state = self._phase(state, "activate")
-            if from_release and state.current_activator and state.current_activator != activator_name:
+            if (
+                from_release
+                and state.current_activator
+                and state.current_activator != activator_name
+            ):
                 # A role that changes activator: the old one takes its services down.
-                old_name, old = self._activator(self.store.release_dir(from_release),
-                                                self._role_config_of(from_release))
+                _, old = self._activator(
+                    self.store.release_dir(from_release), self._role_config_of(from_release)
+                )
                 old.stop(self._activation_ctx(from_release, self.store.commit_of(from_release)))
             activator.start(self._activation_ctx(name, commit, previous=from_release, env=env))
             state = self._phase(state, "health")
@@ -304,12 +400,15 @@ class Agent:
             reason = str(exc) if isinstance(exc, FleetcoreError) else f"{type(exc).__name__}: {exc}"
             return self._rollback(state, reason, started, new_activator=activator_name)
         state = self.store.update(
-            state, in_flight=None, status="healthy", status_reason="",
-            consecutive_failures=0, current_activator=activator_name,
+            state,
+            in_flight=None,
+            status="healthy",
+            status_reason="",
+            consecutive_failures=0,
+            current_activator=activator_name,
             previous_activator=state.current_activator,
         )
-        entry = self._record(from_commit, commit, "success", self.clock.monotonic() - started,
-                             why)
+        entry = self._record(from_commit, commit, "success", self.clock.monotonic() - started, why)
         state = self.store.update(state, last_update=entry)
         self._clean_releases()
         log.info("now running %s, healthy", commit[:12])
@@ -317,11 +416,21 @@ class Agent:
         if pending:
             state = self.store.update(state, pending_commit=pending)
             log.info("a newer commit %s is pending", pending[:12])
-        return CycleResult(outcome="updated", commit=commit, pending_commit=pending,
-                           message=f"updated to {commit[:12]}, healthy")
+        return CycleResult(
+            outcome="updated",
+            commit=commit,
+            pending_commit=pending,
+            message=f"updated to {commit[:12]}, healthy",
+        )
 
-    def _prepare(self, state: State, name: str, commit: str, fetch: Callable[[Path], Fetched],
-                 role_cfg: RoleConfig) -> tuple[State, Path, dict[str, str]]:
+    def _prepare(
+        self,
+        state: State,
+        name: str,
+        commit: str,
+        fetch: Callable[[Path], Fetched],
+        role_cfg: RoleConfig,
+    ) -> tuple[State, Path, dict[str, str]]:
         """Fetch, unpack, verify, add secrets and validate, all beside the
         running release. Returns the release folder and its environment."""
         staging = self.store.staging
@@ -338,52 +447,73 @@ class Agent:
         fetched = self._retry("fetch the release", attempt)
         manifest = fetched.manifest
         if manifest.commit != commit or manifest.role != self.device.role:
-            raise VerifyError(f"the fetched release is {manifest.role}@{manifest.commit[:12]}, "
-                              f"expected {self.device.role}@{commit[:12]}")
+            raise VerifyError(
+                f"the fetched release is {manifest.role}@{manifest.commit[:12]}, "
+                f"expected {self.device.role}@{commit[:12]}"
+            )
         state = self._phase(state, "unpack")
         self._ensure_space(manifest.total_size, "unpack")
         tree = staging / "tree"
-        unpacked = unpack(fetched.archive, tree, prefix=fetched.prefix,
-                          max_bytes=self.config.disk.max_release_size.bytes,
-                          git_blobs=manifest.wants_git_blob)
+        unpacked = unpack(
+            fetched.archive,
+            tree,
+            prefix=fetched.prefix,
+            max_bytes=self.config.disk.max_release_size.bytes,
+            git_blobs=manifest.wants_git_blob,
+        )
         state = self._phase(state, "verify")
         ctx = self._check_ctx("verify", tree, commit, manifest, unpacked=unpacked)
         # Verify checks guard the device, not the role: a role cannot opt out.
-        selected = runner.select(self.pm, "verify", CheckSelection(), ctx,
-                                 source=self.config_source)
+        selected = runner.select(
+            self.pm, "verify", CheckSelection(), ctx, source=self.config_source
+        )
         if not selected:
-            raise VerifyError("no verify check is installed or enabled, so the release cannot be "
-                              "verified; install fleetcore-checks (see `fleetcore plugins`)")
+            raise VerifyError(
+                "no verify check is installed or enabled, so the release cannot be "
+                "verified; install fleetcore-checks (see `fleetcore plugins`)"
+            )
         failed = runner.failures(runner.run(selected, ctx))
         if failed:
-            raise VerifyError("release does not match its manifest: " +
-                              runner.describe_failures(failed))
+            raise VerifyError(
+                "release does not match its manifest: " + runner.describe_failures(failed)
+            )
         release_dir = self.store.release_dir(name)
         if release_dir.exists():
             shutil.rmtree(release_dir)
-        write_manifest(Manifest.from_unpacked(commit, self.device.role, unpacked),
-                       self.store.manifest_file(name))
+        write_manifest(
+            Manifest.from_unpacked(commit, self.device.role, unpacked),
+            self.store.manifest_file(name),
+        )
         tree.rename(release_dir)
         shutil.rmtree(staging, ignore_errors=True)
         state = self._phase(state, "secrets")
         env = self._secrets(release_dir, commit, role_cfg)
         state = self._phase(state, "validate")
         ctx = self._check_ctx("validate", release_dir, commit, manifest, env=env)
-        selected = runner.select(self.pm, "validate", role_cfg.validate, ctx,
-                                 source=f"{self._role_file}@{commit[:12]}")
+        selected = runner.select(
+            self.pm, "validate", role_cfg.validate, ctx, source=f"{self._role_file}@{commit[:12]}"
+        )
         failed = runner.failures(runner.run(selected, ctx))
         if failed:
             raise UpdateFailed("validation failed: " + runner.describe_failures(failed))
         return state, release_dir, env
 
-    def _wait_healthy(self, release_dir: Path, commit: str, role_cfg: RoleConfig,
-                      activator_name: str, env: Mapping[str, str]) -> None:
+    def _wait_healthy(
+        self,
+        release_dir: Path,
+        commit: str,
+        role_cfg: RoleConfig,
+        activator_name: str,
+        env: Mapping[str, str],
+    ) -> None:
         health = role_cfg.health
         self.clock.sleep(health.settle.seconds)
-        ctx = self._check_ctx("health", release_dir, commit, None, env=env,
-                              activator=activator_name)
-        selected = runner.select(self.pm, "health", health, ctx,
-                                 source=f"{self._role_file}@{commit[:12]}")
+        ctx = self._check_ctx(
+            "health", release_dir, commit, None, env=env, activator=activator_name
+        )
+        selected = runner.select(
+            self.pm, "health", health, ctx, source=f"{self._role_file}@{commit[:12]}"
+        )
         for round_ in range(max(1, health.attempts)):
             failed = runner.failures(runner.run(selected, ctx))
             if not failed:
@@ -392,34 +522,47 @@ class Agent:
                 self.clock.sleep(health.interval.seconds)
         raise Unhealthy("health checks failed: " + runner.describe_failures(failed))
 
-    def _abandon(self, state: State, result: UpdateResult, reason: str,
-                 started: float) -> CycleResult:
+    def _abandon(
+        self, state: State, result: UpdateResult, reason: str, started: float
+    ) -> CycleResult:
         """An update refused before the swap: clean up, keep what runs."""
         flight = state.in_flight
         assert flight is not None
         shutil.rmtree(self.store.staging, ignore_errors=True)
         self._drop_release(flight.release)
-        log.error("update to %s %s: %s", flight.to_commit[:12],
-                  "skipped" if result == "skipped" else "refused", reason)
+        log.error(
+            "update to %s %s: %s",
+            flight.to_commit[:12],
+            "skipped" if result == "skipped" else "refused",
+            reason,
+        )
         state = self.store.update(state, in_flight=None)
-        entry = self._record(flight.from_commit, flight.to_commit, result,
-                             self.clock.monotonic() - started, reason)
+        entry = self._record(
+            flight.from_commit, flight.to_commit, result, self.clock.monotonic() - started, reason
+        )
         state = self.store.update(state, last_update=entry)
         if result == "failed":
             self._count_failure(state, reason)
         logs.set_context(commit=flight.from_commit)
-        return CycleResult(outcome="failed", commit=flight.from_commit,
-                           message=f"update to {flight.to_commit[:12]} {result}: {reason}")
+        return CycleResult(
+            outcome="failed",
+            commit=flight.from_commit,
+            message=f"update to {flight.to_commit[:12]} {result}: {reason}",
+        )
 
-    def _rollback(self, state: State, reason: str, started: float, *,
-                  new_activator: str | None = None) -> CycleResult:
+    def _rollback(
+        self, state: State, reason: str, started: float, *, new_activator: str | None = None
+    ) -> CycleResult:
         """Swap back to the release that ran before, and start it again."""
         flight = state.in_flight
         assert flight is not None
         log.error("update to %s failed, rolling back: %s", flight.to_commit[:12], reason)
         state = self._phase(state, "rollback")
-        old = flight.from_release if flight.from_release and \
-            self.store.release_dir(flight.from_release).is_dir() else None
+        old = (
+            flight.from_release
+            if flight.from_release and self.store.release_dir(flight.from_release).is_dir()
+            else None
+        )
         new_dir = self.store.release_dir(flight.release)
         status: str = "failed"
         status_reason = f"update to {flight.to_commit[:12]} failed and nothing ran before it"
@@ -430,20 +573,28 @@ class Agent:
             self.store.point(self.store.current_link, old)
             self.store.point(self.store.previous_link, flight.previous_release)
             try:
-                old_name, activator = self._activator(self.store.release_dir(old),
-                                                      self._role_config_of(old))
+                old_name, activator = self._activator(
+                    self.store.release_dir(old), self._role_config_of(old)
+                )
                 if new_activator and new_activator != old_name and new_dir.is_dir():
                     self._stop_quietly(new_activator, flight.release, flight.to_commit)
                 activator.start(self._activation_ctx(old, flight.from_commit or ""))
                 old_activator = old_name
                 role_cfg = self._role_config_of(old)
-                self._wait_healthy(self.store.release_dir(old), flight.from_commit or "",
-                                   role_cfg, old_name, self._read_env(old))
+                self._wait_healthy(
+                    self.store.release_dir(old),
+                    flight.from_commit or "",
+                    role_cfg,
+                    old_name,
+                    self._read_env(old),
+                )
                 status, status_reason = "healthy", ""
             except Exception as exc:
                 status = "degraded"
-                status_reason = f"rolled back to {str(flight.from_commit)[:12]}, which is not " \
-                                f"healthy either: {exc}"
+                status_reason = (
+                    f"rolled back to {str(flight.from_commit)[:12]}, which is not "
+                    f"healthy either: {exc}"
+                )
                 log.error("%s", status_reason)
         else:
             if new_activator and new_dir.is_dir():
@@ -451,22 +602,37 @@ class Agent:
             self.store.point(self.store.current_link, None)
             self.store.point(self.store.previous_link, flight.previous_release)
         self._drop_release(flight.release)
-        state = self.store.update(state, in_flight=None, status=status,  # type: ignore[arg-type]
-                                  status_reason=status_reason, current_activator=old_activator)
-        entry = self._record(flight.from_commit, flight.to_commit, "rollback",
-                             self.clock.monotonic() - started, reason)
+        state = self.store.update(
+            state,
+            in_flight=None,
+            status=status,
+            status_reason=status_reason,
+            current_activator=old_activator,
+        )
+        entry = self._record(
+            flight.from_commit,
+            flight.to_commit,
+            "rollback",
+            self.clock.monotonic() - started,
+            reason,
+        )
         state = self.store.update(state, last_update=entry)
         self._count_failure(state, reason)
         logs.set_context(commit=flight.from_commit)
-        return CycleResult(outcome="rolled_back", commit=flight.from_commit,
-                           message=f"update to {flight.to_commit[:12]} rolled back: {reason}")
+        return CycleResult(
+            outcome="rolled_back",
+            commit=flight.from_commit,
+            message=f"update to {flight.to_commit[:12]} rolled back: {reason}",
+        )
 
     def _stop_quietly(self, activator_name: str, release: str, commit: str) -> None:
         try:
-            record = self.pm.registry("activator").get(activator_name, where="activate.plugin",
-                                                       source=self._role_file)
-            impl = record.factory(self.pm.options(record, None, where="activate",
-                                                  source=self._role_file))
+            record = self.pm.registry("activator").get(
+                activator_name, where="activate.plugin", source=self._role_file
+            )
+            impl = record.factory(
+                self.pm.options(record, None, where="activate", source=self._role_file)
+            )
             impl.stop(self._activation_ctx(release, commit))
         except Exception as exc:
             log.warning("could not stop %s: %s", release, exc)
@@ -479,12 +645,14 @@ class Agent:
             return state
         commit = self.store.commit_of(current) or ""
         role_cfg = self._role_config_of(current)
-        role_cfg = attrs.evolve(role_cfg, health=attrs.evolve(role_cfg.health, settle=Duration(0),
-                                                               attempts=1))
+        role_cfg = attrs.evolve(
+            role_cfg, health=attrs.evolve(role_cfg.health, settle=Duration(0), attempts=1)
+        )
         try:
             name, _ = self._activator(self.store.release_dir(current), role_cfg)
-            self._wait_healthy(self.store.release_dir(current), commit, role_cfg, name,
-                               self._read_env(current))
+            self._wait_healthy(
+                self.store.release_dir(current), commit, role_cfg, name, self._read_env(current)
+            )
         except FleetcoreError as exc:
             return self.store.update(state, status="degraded", status_reason=str(exc))
         return self.store.update(state, status="healthy", status_reason="")
@@ -498,16 +666,24 @@ class Agent:
             if self.store.staging.exists() and any(self.store.staging.iterdir()):
                 shutil.rmtree(self.store.staging, ignore_errors=True)
             return state
-        log.warning("the last update (to %s) was interrupted during %s; recovering",
-                    flight.to_commit[:12], flight.phase)
+        log.warning(
+            "the last update (to %s) was interrupted during %s; recovering",
+            flight.to_commit[:12],
+            flight.phase,
+        )
         before_swap: tuple[Phase, ...] = ("fetch", "unpack", "verify", "secrets", "validate")
         if flight.phase in before_swap and self.store.current() == flight.from_release:
             # Nothing that runs was touched: drop the half-made release.
             shutil.rmtree(self.store.staging, ignore_errors=True)
             self._drop_release(flight.release)
             state = self.store.update(state, in_flight=None, status=flight.status_before)
-            self._record(flight.from_commit, flight.to_commit, "failed", 0.0,
-                         f"interrupted during {flight.phase}")
+            self._record(
+                flight.from_commit,
+                flight.to_commit,
+                "failed",
+                0.0,
+                f"interrupted during {flight.phase}",
+            )
             return state
         result = self._rollback(state, f"interrupted during {flight.phase}", self.clock.monotonic())
         log.warning("recovered: %s", result.message)
@@ -521,26 +697,33 @@ class Agent:
 
     def _count_failure(self, state: State, reason: str) -> State:
         failures = state.consecutive_failures + 1
-        state = self.store.update(state, consecutive_failures=failures,
-                                  last_failure=self.clock.now())
+        state = self.store.update(
+            state, consecutive_failures=failures, last_failure=self.clock.now()
+        )
         if failures >= self.config.throttle.max_failures and state.mode != "safe_mode":
-            state = self._set_mode(state, "safe_mode",
-                                   f"{failures} consecutive failed updates; last: {reason}")
+            state = self._set_mode(
+                state, "safe_mode", f"{failures} consecutive failed updates; last: {reason}"
+            )
         return state
 
     def _set_mode(self, state: State, mode: Literal["normal", "safe_mode"], reason: str) -> State:
         old = state.mode
         pin = state.desired_commit if state.desired_why == "pin" else None
-        changes: dict[str, object] = {"mode": mode, "mode_since": self.clock.now(),
-                                      "mode_reason": reason}
+        changes: dict[str, object] = {
+            "mode": mode,
+            "mode_since": self.clock.now(),
+            "mode_reason": reason,
+        }
         if mode == "safe_mode":
             changes["safe_mode_pin"] = pin
         else:
             changes["consecutive_failures"] = 0
         state = self.store.update(state, **changes)
         log.warning("mode %s -> %s: %s", old, mode, reason)
-        self.pm.notify("fleetcore_mode_changed",
-                       change=ModeChange(device=self.device, old=old, new=mode, reason=reason))
+        self.pm.notify(
+            "fleetcore_mode_changed",
+            change=ModeChange(device=self.device, old=old, new=mode, reason=reason),
+        )
         return state
 
     def resume(self) -> State:
@@ -552,11 +735,24 @@ class Agent:
                 state = self._set_mode(state, "normal", "resumed by an operator")
             return state
 
-    def _record(self, from_commit: str | None, to_commit: str | None, result: UpdateResult,
-                duration: float, reason: str) -> UpdateRecord:
-        entry = UpdateRecord(timestamp=self.clock.now(), device_id=self.device.device_id,
-                             role=self.device.role, from_commit=from_commit, to_commit=to_commit,
-                             result=result, reason=reason, duration_seconds=round(duration, 3))
+    def _record(
+        self,
+        from_commit: str | None,
+        to_commit: str | None,
+        result: UpdateResult,
+        duration: float,
+        reason: str,
+    ) -> UpdateRecord:
+        entry = UpdateRecord(
+            timestamp=self.clock.now(),
+            device_id=self.device.device_id,
+            role=self.device.role,
+            from_commit=from_commit,
+            to_commit=to_commit,
+            result=result,
+            reason=reason,
+            duration_seconds=round(duration, 3),
+        )
         self.store.record(entry)
         self.pm.notify("fleetcore_update_finished", record=entry)
         return entry
@@ -573,14 +769,26 @@ class Agent:
                 # Jitter: a fleet that lost its network together must not
                 # come back in lockstep.
                 wait = min(delay, retry.max_backoff.seconds) * random.uniform(0.5, 1.0)  # noqa: S311
-                log.warning("could not %s (attempt %d of %d), retrying in %.1fs: %s",
-                            what, attempt, retry.attempts, wait, exc)
+                log.warning(
+                    "could not %s (attempt %d of %d), retrying in %.1fs: %s",
+                    what,
+                    attempt,
+                    retry.attempts,
+                    wait,
+                    exc,
+                )
                 self.clock.sleep(wait)
                 delay *= 2
         raise AssertionError("unreachable")
 
     def _newer_commit(self, deployed: str) -> str | None:
+        """Skip-to-latest: a commit that became desired while we deployed."""
         try:
+            if (
+                self._head_seen is not None
+                and self.source().head(self.config.source.branch) == self._head_seen
+            ):
+                return None  # nothing landed: the policy read at the start still holds
             desired, _ = self.desired()
         except (FleetcoreError, OSError):
             return None
@@ -599,10 +807,12 @@ class Agent:
                 raise UpdateFailed(
                     f"no activator fits {release_dir.name}: add docker-compose.yml or activate.sh, "
                     f"or name one in role.toml [activate] plugin; installed: "
-                    f"{', '.join(registry.names()) or 'none'}")
+                    f"{', '.join(registry.names()) or 'none'}"
+                )
         record = registry.get(name, where="activate.plugin", source=source)
-        options = self.pm.options(record, role_cfg.activate.options, where="activate",
-                                  source=source)
+        options = self.pm.options(
+            record, role_cfg.activate.options, where="activate", source=source
+        )
         return name, record.factory(options)
 
     def _role_config_of(self, release: str) -> RoleConfig:
@@ -637,39 +847,69 @@ class Agent:
             "FLEETCORE_STATE_DIR": str(self.store.root),
         }
 
-    def _activation_ctx(self, release: str, commit: str | None, *, previous: str | None = None,
-                        env: Mapping[str, str] | None = None) -> ActivationContext:
+    def _activation_ctx(
+        self,
+        release: str,
+        commit: str | None,
+        *,
+        previous: str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> ActivationContext:
         release_dir = self.store.release_dir(release)
-        full_env = {**(env if env is not None else self._read_env(release)),
-                    **self._base_env(release_dir, commit or "")}
+        full_env = {
+            **(env if env is not None else self._read_env(release)),
+            **self._base_env(release_dir, commit or ""),
+        }
         return ActivationContext(
-            device=self.device, release_dir=release_dir, commit=commit or "", env=full_env,
+            device=self.device,
+            release_dir=release_dir,
+            commit=commit or "",
+            env=full_env,
             project=project_name(self.device),
             previous_dir=self.store.release_dir(previous) if previous else None,
         )
 
-    def _check_ctx(self, kind: Literal["verify", "validate", "health", "drift"], release_dir: Path,
-                   commit: str, manifest: Manifest | None, *, env: Mapping[str, str] | None = None,
-                   **extra: object) -> CheckContext:
-        return CheckContext(kind=kind, device=self.device, release_dir=release_dir, commit=commit,
-                            manifest=manifest, options=None, log=log,
-                            env={**(env or {}), **self._base_env(release_dir, commit)},
-                            project=project_name(self.device), now=self.clock.now(),
-                            **extra)  # type: ignore[arg-type]
+    def _check_ctx(
+        self,
+        kind: Literal["verify", "validate", "health", "drift"],
+        release_dir: Path,
+        commit: str,
+        manifest: Manifest | None,
+        *,
+        env: Mapping[str, str] | None = None,
+        **extra: Any,
+    ) -> CheckContext:
+        return CheckContext(
+            kind=kind,
+            device=self.device,
+            release_dir=release_dir,
+            commit=commit,
+            manifest=manifest,
+            options=None,
+            log=log,
+            env={**(env or {}), **self._base_env(release_dir, commit)},
+            project=project_name(self.device),
+            now=self.clock.now(),
+            **extra,
+        )
 
     def _secrets(self, release_dir: Path, commit: str, role_cfg: RoleConfig) -> dict[str, str]:
         registry = self.pm.registry("secrets provider")
         source = f"{self._role_file}@{commit[:12]}"
         names = role_cfg.secrets.providers
         if names is None:
-            names = tuple(r.name for r in registry if r.detect is not None and r.detect(release_dir))
+            names = tuple(
+                r.name for r in registry if r.detect is not None and r.detect(release_dir)
+            )
         env: dict[str, str] = {}
-        ctx = SecretsContext(device=self.device, release_dir=release_dir, commit=commit,
-                             state_dir=self.store.root)
+        ctx = SecretsContext(
+            device=self.device, release_dir=release_dir, commit=commit, state_dir=self.store.root
+        )
         for name in names:
             record = registry.get(name, where="secrets.providers", source=source)
-            options = self.pm.options(record, role_cfg.secrets.options.get(name),
-                                      where=f"secrets.{name}", source=source)
+            options = self.pm.options(
+                record, role_cfg.secrets.options.get(name), where=f"secrets.{name}", source=source
+            )
             env.update(record.factory(options).provide(ctx))
         if env:
             _write_env(release_dir / ENV_FILE, env)
@@ -723,8 +963,10 @@ class Agent:
             log.info("cleaned old releases to make room: %s", ", ".join(removed))
         free = shutil.disk_usage(self.store.root).free
         if free < needed + reserve:
-            raise DiskFull(f"disk full: the {step} needs {needed + reserve} bytes free "
-                           f"({needed} + reserve {reserve}), {free} are free")
+            raise DiskFull(
+                f"disk full: the {step} needs {needed + reserve} bytes free "
+                f"({needed} + reserve {reserve}), {free} are free"
+            )
 
 
 def _write_env(path: Path, env: Mapping[str, str]) -> None:

@@ -62,7 +62,9 @@ def select(
         registry.get(name, where=f"{kind}.{name}", source=source)
     chosen: list[Selected] = []
     skip = set(selection.skip)
-    candidates: Iterable[str] = selection.checks if selection.checks is not None else registry.names()
+    candidates: Iterable[str] = (
+        selection.checks if selection.checks is not None else registry.names()
+    )
     for name in candidates:
         if name in skip:
             continue
@@ -76,11 +78,14 @@ def select(
                 options = pm.options(check, None, where=f"{kind}.{name}", source=source)
             except ConfigError:
                 continue
-            if check.applies is not None and not _applies(check, attrs.evolve(base, options=options)):
+            if check.applies is not None and not _applies(
+                check, attrs.evolve(base, options=options)
+            ):
                 continue
         else:
-            options = pm.options(check, selection.options.get(name), where=f"{kind}.{name}",
-                                 source=source)
+            options = pm.options(
+                check, selection.options.get(name), where=f"{kind}.{name}", source=source
+            )
         chosen.append(Selected(check=check, options=options))
     return chosen
 
@@ -103,10 +108,22 @@ def run(selected: Sequence[Selected], base: CheckContext) -> list[CheckOutcome]:
             findings = tuple(result) if result is not None else ()
         except Exception as exc:
             crashed = True
-            findings = (Finding(message=f"check crashed: {type(exc).__name__}: {exc}",
-                                subject=item.check.name, code="check-crashed"),)
-        outcomes.append(CheckOutcome(name=item.check.name, kind=base.kind, findings=findings,
-                                     duration=time.monotonic() - started, crashed=crashed))
+            findings = (
+                Finding(
+                    message=f"check crashed: {type(exc).__name__}: {exc}",
+                    subject=item.check.name,
+                    code="check-crashed",
+                ),
+            )
+        outcomes.append(
+            CheckOutcome(
+                name=item.check.name,
+                kind=base.kind,
+                findings=findings,
+                duration=time.monotonic() - started,
+                crashed=crashed,
+            )
+        )
     return outcomes
 
 
@@ -118,5 +135,12 @@ def describe_failures(outcomes: Iterable[CheckOutcome]) -> str:
     return "; ".join(o.summary() for o in failures(outcomes))
 
 
-__all__ = ["CheckOutcome", "Selected", "UnknownPluginError", "describe_failures", "failures",
-           "run", "select"]
+__all__ = [
+    "CheckOutcome",
+    "Selected",
+    "UnknownPluginError",
+    "describe_failures",
+    "failures",
+    "run",
+    "select",
+]

@@ -10,8 +10,12 @@ import click
 from fleetcore.cli.app import App
 
 config_option = click.option(
-    "--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
-    default="/etc/fleetcore/agent.toml", show_default=True, envvar="FLEETCORE_CONFIG",
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default="/etc/fleetcore/agent.toml",
+    show_default=True,
+    envvar="FLEETCORE_CONFIG",
     help="The agent's configuration [env FLEETCORE_CONFIG].",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
@@ -57,9 +61,13 @@ def run(app: App, config_path: Path) -> None:
 
 @agent.command()
 @config_option
-@click.option("--bundle", "bundle_path", required=True,
-              type=click.Path(path_type=Path, exists=True, dir_okay=False),
-              help="An offline bundle made by `fleetcore bundle create`.")
+@click.option(
+    "--bundle",
+    "bundle_path",
+    required=True,
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="An offline bundle made by `fleetcore bundle create`.",
+)
 @json_option
 @click.pass_obj
 def apply(app: App, config_path: Path, bundle_path: Path, as_json: bool) -> None:
@@ -86,9 +94,10 @@ def status(app: App, config_path: Path, as_json: bool) -> None:
         return
     width = max(len(k) for k in report)
     for key, value in report.items():
+        shown = value
         if isinstance(value, dict):
-            value = ", ".join(f"{k}={v}" for k, v in value.items() if v is not None)
-        click.echo(f"{key:<{width}}  {'-' if value is None else value}")
+            shown = ", ".join(f"{k}={v}" for k, v in value.items() if v is not None)
+        click.echo(f"{key:<{width}}  {'-' if shown in (None, '') else shown}")
 
 
 @agent.command()
@@ -111,8 +120,10 @@ def history(app: App, config_path: Path, as_json: bool, limit: int | None) -> No
         frm = (e["from_commit"] or "-")[:12]
         to = (e["to_commit"] or "-")[:12]
         reason = f"  {e['reason']}" if e["reason"] else ""
-        click.echo(f"{e['timestamp']}  {e['result']:<8} {frm} -> {to}  "
-                   f"{e['duration_seconds']:.1f}s{reason}")
+        click.echo(
+            f"{e['timestamp']}  {e['result']:<8} {frm} -> {to}  "
+            f"{e['duration_seconds']:.1f}s{reason}"
+        )
 
 
 @agent.command()
@@ -126,10 +137,15 @@ def resume(app: App, config_path: Path) -> None:
 
 def _report(app: App, result: Any, as_json: bool) -> None:
     if as_json:
-        app.print_json({
-            "outcome": result.outcome, "message": result.message, "commit": result.commit,
-            "pending_commit": result.pending_commit, "exit_code": result.exit_code,
-        })
+        app.print_json(
+            {
+                "outcome": result.outcome,
+                "message": result.message,
+                "commit": result.commit,
+                "pending_commit": result.pending_commit,
+                "exit_code": result.exit_code,
+            }
+        )
     else:
         click.echo(f"{result.outcome}: {result.message}")
     raise click.exceptions.Exit(result.exit_code)

@@ -43,8 +43,7 @@ class App:
     def setup_logging(self, configured: str = "text") -> None:
         from fleetcore.agent import logs
 
-        logs.configure(self.log_format or configured,
-                       "DEBUG" if self.debug else self.log_level)
+        logs.configure(self.log_format or configured, "DEBUG" if self.debug else self.log_level)
 
     @staticmethod
     def print_json(data: Any) -> None:

@@ -20,13 +20,19 @@ def bundle() -> None:
 @click.option("--repo", required=True, help="The fleet repo: a folder or a URL.")
 @click.option("--commit", "ref", required=True, help="A commit, tag or branch.")
 @click.option("--role", required=True, help="The role to bundle.")
-@click.option("-o", "--output", required=True, type=click.Path(path_type=Path, dir_okay=False),
-              help="The bundle file to write.")
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="The bundle file to write.",
+)
 @click.option("--fetcher", default="git", show_default=True, help="The fetcher plugin to use.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @click.pass_obj
-def create(app: App, repo: str, ref: str, role: str, output: Path, fetcher: str,
-           as_json: bool) -> None:
+def create(
+    app: App, repo: str, ref: str, role: str, output: Path, fetcher: str, as_json: bool
+) -> None:
     """Bundle ROLE at COMMIT of the fleet repo into one verifiable file."""
     import tempfile
 
@@ -40,18 +46,27 @@ def create(app: App, repo: str, ref: str, role: str, output: Path, fetcher: str,
     if local.is_dir():
         repo = str(local.resolve())
     with tempfile.TemporaryDirectory(prefix="fleetcore-cache-") as cache:
-        source = record.factory(SourceSettings(repo=repo, cache_dir=Path(cache)),
-                                pm.options(record, None, where="--fetcher", source="command line"))
+        source = record.factory(
+            SourceSettings(repo=repo, cache_dir=Path(cache)),
+            pm.options(record, None, where="--fetcher", source="command line"),
+        )
         commit = _resolve(source, local, ref)
         manifest = bundles.create(source, commit, role, output)
-    summary = {"bundle": str(output), "commit": manifest.commit, "role": role,
-               "files": len(manifest.entries), "bytes": manifest.total_size,
-               "size": output.stat().st_size}
+    summary = {
+        "bundle": str(output),
+        "commit": manifest.commit,
+        "role": role,
+        "files": len(manifest.entries),
+        "bytes": manifest.total_size,
+        "size": output.stat().st_size,
+    }
     if as_json:
         app.print_json(summary)
     else:
-        click.echo(f"wrote {output}: {role}@{commit[:12]}, {summary['files']} files, "
-                   f"{summary['bytes']} bytes unpacked, {summary['size']} bytes on disk")
+        click.echo(
+            f"wrote {output}: {role}@{commit[:12]}, {summary['files']} files, "
+            f"{summary['bytes']} bytes unpacked, {summary['size']} bytes on disk"
+        )
 
 
 def _resolve(source: object, local: Path, ref: str) -> str:
@@ -60,9 +75,12 @@ def _resolve(source: object, local: Path, ref: str) -> str:
     if re.fullmatch(r"[0-9a-f]{40}", ref):
         return ref
     if local.is_dir():
-        out = subprocess.run(["git", "-C", str(local), "rev-parse", "--verify", "-q",
-                              f"{ref}^{{commit}}"], capture_output=True, text=True)
+        out = subprocess.run(
+            ["git", "-C", str(local), "rev-parse", "--verify", "-q", f"{ref}^{{commit}}"],
+            capture_output=True,
+            text=True,
+        )
         if out.returncode == 0:
             return out.stdout.strip()
         raise FetchError(f"{ref!r} is not a commit, tag or branch of {local}")
-    return source.head(ref)  # type: ignore[attr-defined, no-any-return]
+    return source.head(ref)  # type: ignore[attr-defined]

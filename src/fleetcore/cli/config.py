@@ -15,10 +15,17 @@ def config() -> None:
 
 
 @config.command()
-@click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
-              help="An agent.toml to check.")
-@click.option("--repo", type=click.Path(path_type=Path, file_okay=False, exists=True),
-              help="A fleet repo checkout to check (fleet.toml, devices/, roles/).")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="An agent.toml to check.",
+)
+@click.option(
+    "--repo",
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    help="A fleet repo checkout to check (fleet.toml, devices/, roles/).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @click.pass_obj
 def check(app: App, config_path: Path | None, repo: Path | None, as_json: bool) -> None:

@@ -8,8 +8,12 @@ import click
 
 
 @click.command()
-@click.option("--dir", "workdir", type=click.Path(path_type=Path, file_okay=False),
-              help="Work here instead of a temporary folder.")
+@click.option(
+    "--dir",
+    "workdir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Work here instead of a temporary folder.",
+)
 @click.option("--keep", is_flag=True, help="Leave the fleet repo, state and web server behind.")
 def demo(workdir: Path | None, keep: bool) -> None:
     """Converge the example fleet with a local agent: a first install, an

@@ -56,14 +56,27 @@ class LazyGroup(click.Group):
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
 @click.version_option(__version__, prog_name="fleetcore")
-@click.option("--debug", is_flag=True, envvar="FLEETCORE_DEBUG",
-              help="Show tracebacks and debug logs [env FLEETCORE_DEBUG].")
-@click.option("--log-format", type=click.Choice(["text", "json"]), envvar="FLEETCORE_LOG_FORMAT",
-              help="Log as readable text or JSON lines [env FLEETCORE_LOG_FORMAT; "
-              "default: agent.toml log_format, else text].")
-@click.option("--log-level", default="INFO", envvar="FLEETCORE_LOG_LEVEL", show_default=True,
-              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
-              help="Least severe log level shown [env FLEETCORE_LOG_LEVEL].")
+@click.option(
+    "--debug",
+    is_flag=True,
+    envvar="FLEETCORE_DEBUG",
+    help="Show tracebacks and debug logs [env FLEETCORE_DEBUG].",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    envvar="FLEETCORE_LOG_FORMAT",
+    help="Log as readable text or JSON lines [env FLEETCORE_LOG_FORMAT; "
+    "default: agent.toml log_format, else text].",
+)
+@click.option(
+    "--log-level",
+    default="INFO",
+    envvar="FLEETCORE_LOG_LEVEL",
+    show_default=True,
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    help="Least severe log level shown [env FLEETCORE_LOG_LEVEL].",
+)
 @click.pass_context
 def cli(ctx: click.Context, debug: bool, log_format: str | None, log_level: str) -> None:
     """Pull-based GitOps for fleets of edge devices.

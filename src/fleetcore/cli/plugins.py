@@ -19,19 +19,31 @@ def plugins(app: App, as_json: bool) -> None:
     """
     infos = app.plugins().plugins()
     if as_json:
-        app.print_json([
-            {"name": i.name, "distribution": i.distribution, "version": i.version,
-             "status": i.status, "error": i.error, "hooks": list(i.hooks),
-             "provides": {k: list(v) for k, v in i.provides.items()}}
-            for i in infos
-        ])
+        app.print_json(
+            [
+                {
+                    "name": i.name,
+                    "distribution": i.distribution,
+                    "version": i.version,
+                    "status": i.status,
+                    "error": i.error,
+                    "hooks": list(i.hooks),
+                    "provides": {k: list(v) for k, v in i.provides.items()},
+                }
+                for i in infos
+            ]
+        )
         return
     if not infos:
-        click.echo("no plugins installed (install fleetcore with its built-in plugins, "
-                   "e.g. `pip install fleetcore-git fleetcore-checks`)")
+        click.echo(
+            "no plugins installed (install fleetcore with its built-in plugins, "
+            "e.g. `pip install fleetcore-git fleetcore-checks`)"
+        )
         return
     for info in infos:
-        dist = f"{info.distribution} {info.version}" if info.distribution else "(registered in code)"
+        dist = (
+            f"{info.distribution} {info.version}" if info.distribution else "(registered in code)"
+        )
         click.echo(f"{info.name}  [{info.status}]  {dist}")
         if info.error:
             click.echo(f"    error: {info.error}")

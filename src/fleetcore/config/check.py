@@ -22,8 +22,9 @@ def check_agent_config(path: Path, pm: PluginManager) -> list[str]:
         return _lines(exc)
     problems = []
     try:
-        record = pm.registry("fetcher").get(config.source.fetcher, where="source.fetcher",
-                                            source=str(path))
+        record = pm.registry("fetcher").get(
+            config.source.fetcher, where="source.fetcher", source=str(path)
+        )
         pm.options(record, config.source.options, where="source", source=str(path))
     except ConfigError as exc:
         problems += _lines(exc)
@@ -39,7 +40,8 @@ def check_fleet_repo(repo: Path, pm: PluginManager) -> tuple[list[str], list[str
         try:
             fleet = parse_fleet_policy(fleet_file.read_bytes(), str(fleet_file))
             tables = [("rollout", fleet.rollout)] + [
-                (f"roles.{name}.rollout", rp.rollout) for name, rp in fleet.roles.items()
+                (f"roles.{name}.rollout", rp.rollout)
+                for name, rp in fleet.roles.items()
                 if rp.rollout is not None
             ]
             for where, rollout in tables:
@@ -47,7 +49,8 @@ def check_fleet_repo(repo: Path, pm: PluginManager) -> tuple[list[str], list[str
                     continue
                 try:
                     record = pm.registry("rollout strategy").get(
-                        rollout.strategy, where=f"{where}.strategy", source=str(fleet_file))
+                        rollout.strategy, where=f"{where}.strategy", source=str(fleet_file)
+                    )
                     pm.options(record, rollout.options, where=where, source=str(fleet_file))
                 except ConfigError as exc:
                     problems += _lines(exc)
@@ -64,8 +67,7 @@ def check_fleet_repo(repo: Path, pm: PluginManager) -> tuple[list[str], list[str
         source = str(role_file)
         checked.append(source if role_file.exists() else str(role_dir))
         try:
-            role = parse_role_config(role_file.read_bytes() if role_file.exists() else None,
-                                     source)
+            role = parse_role_config(role_file.read_bytes() if role_file.exists() else None, source)
         except ConfigError as exc:
             problems += _lines(exc)
             continue
@@ -84,9 +86,11 @@ def _check_role(role_dir: Path, role: object, pm: PluginManager, source: str) ->
             record = activators.get(role.activate.plugin, where="activate.plugin", source=source)
             pm.options(record, role.activate.options, where="activate", source=source)
         elif not any(r.detect is not None and r.detect(role_dir) for r in activators):
-            problems.append(f"{source}: no activator fits this role (add docker-compose.yml or "
-                            f"activate.sh, or set [activate] plugin); installed: "
-                            f"{', '.join(activators.names()) or 'none'}")
+            problems.append(
+                f"{source}: no activator fits this role (add docker-compose.yml or "
+                f"activate.sh, or set [activate] plugin); installed: "
+                f"{', '.join(activators.names()) or 'none'}"
+            )
     except ConfigError as exc:
         problems += _lines(exc)
     for kind, selection in (("validate", role.validate), ("health", role.health)):
@@ -94,8 +98,9 @@ def _check_role(role_dir: Path, role: object, pm: PluginManager, source: str) ->
     return problems
 
 
-def _check_selection(pm: PluginManager, kind: str, selection: CheckSelection,
-                     source: str) -> list[str]:
+def _check_selection(
+    pm: PluginManager, kind: str, selection: CheckSelection, source: str
+) -> list[str]:
     problems = []
     registry = pm.registry(f"{kind} check")
     for name in {*(selection.checks or ()), *selection.skip, *selection.options}:

@@ -161,12 +161,14 @@ def _structure_sequence(conv: cattrs.Converter) -> Callable[[Any, Any], Any]:
             try:
                 items.append(conv.structure(element, item))
             except Exception as exc:
-                exc.add_note(cattrs.errors.IterableValidationNote(
-                    f"Structuring {type_} @ index {index}", index, item))
+                exc.add_note(
+                    cattrs.errors.IterableValidationNote(
+                        f"Structuring {type_} @ index {index}", index, item
+                    )
+                )
                 errors.append(exc)
         if errors:
-            raise cattrs.errors.IterableValidationError(f"While structuring {type_}", errors,
-                                                        type_)
+            raise cattrs.errors.IterableValidationError(f"While structuring {type_}", errors, type_)
         return tuple(items) if origin is tuple else items
 
     return hook
@@ -200,7 +202,7 @@ converter = make_converter()
 
 def problems_of(exc: BaseException, root: str = "") -> list[str]:
     """Turn a cattrs error into lines ``message @ key.path``."""
-    lines = cattrs.transform_error(exc, path="$", format_exception=_format)  # type: ignore[arg-type]
+    lines = cattrs.transform_error(exc, path="$", format_exception=_format)
     out = []
     for line in lines:
         message, _, path = line.rpartition(" @ ")

@@ -92,9 +92,7 @@ class Registry(Generic[R]):
 class PluginManager:
     """The plugins of one process and the records they registered."""
 
-    def __init__(
-        self, *, disabled: Iterable[str] = (), entry_points: bool = True
-    ) -> None:
+    def __init__(self, *, disabled: Iterable[str] = (), entry_points: bool = True) -> None:
         self._pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
         self._pm.add_hookspecs(hookspecs)
         env = os.environ.get(DISABLE_ENV, "")
@@ -197,7 +195,9 @@ class PluginManager:
                 entries[record.name] = Registered(record, impl.plugin_name)
         return Registry(kind, entries)
 
-    def options(self, record: Any, data: Mapping[str, Any] | None, *, where: str, source: str) -> Any:
+    def options(
+        self, record: Any, data: Mapping[str, Any] | None, *, where: str, source: str
+    ) -> Any:
         """Structure ``data`` into the record's ``config_type``; errors name ``where``."""
         return structure(dict(data or {}), record.config_type, source=source, root=where)
 
@@ -246,4 +246,3 @@ class PluginManager:
     @property
     def hook(self) -> Any:
         return self._pm.hook
-

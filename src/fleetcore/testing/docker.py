@@ -35,9 +35,16 @@ def start_engine(timeout: float = 60.0) -> bool:
         return False
     log = open(Path(tempfile.gettempdir()) / "fleetcore-dockerd.log", "ab")  # noqa: SIM115
     subprocess.Popen(
-        ["dockerd", "--iptables=false", "--ip-forward=false", "--bridge=none",
-         "--storage-driver=vfs"],
-        stdout=log, stderr=log, start_new_session=True,
+        [
+            "dockerd",
+            "--iptables=false",
+            "--ip-forward=false",
+            "--bridge=none",
+            "--storage-driver=vfs",
+        ],
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
     )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -71,8 +78,12 @@ def ensure_test_image(name: str = TEST_IMAGE) -> str:
         for folder in ("tmp", "www", "etc"):
             (root / folder).mkdir()
         tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
-        subprocess.run(["docker", "import", "--change", "ENV PATH=/bin", "-", name],
-                       stdin=tar.stdout, check=True, capture_output=True)
+        subprocess.run(
+            ["docker", "import", "--change", "ENV PATH=/bin", "-", name],
+            stdin=tar.stdout,
+            check=True,
+            capture_output=True,
+        )
         tar.wait()
     return name
 
@@ -81,7 +92,8 @@ def remove_project(project: str) -> None:
     """Remove every container of a compose project (test clean-up)."""
     ids = subprocess.run(
         ["docker", "ps", "-aq", "--filter", f"label=com.docker.compose.project={project}"],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     ).stdout.split()
     if ids:
         subprocess.run(["docker", "rm", "-f", *ids], capture_output=True)

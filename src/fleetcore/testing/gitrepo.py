@@ -41,11 +41,18 @@ class FleetRepo:
 
     def git(self, *args: str, env: Mapping[str, str] | None = None) -> str:
         env = {**os.environ, **GIT_ENV, **(env or {})}
-        out = subprocess.run(["git", "-C", str(self.path), *args], check=True,
-                             capture_output=True, text=True, env=env)
+        out = subprocess.run(
+            ["git", "-C", str(self.path), *args],
+            check=True,
+            capture_output=True,
+            text=True,
+            env=env,
+        )
         return out.stdout.strip()
 
-    def write(self, files: Mapping[str, str | bytes | None], *, executable: bool | None = None) -> None:
+    def write(
+        self, files: Mapping[str, str | bytes | None], *, executable: bool | None = None
+    ) -> None:
         for name, content in files.items():
             target = self.path / name
             if content is None:
@@ -62,8 +69,13 @@ class FleetRepo:
             if executable or (executable is None and name.endswith(".sh")):
                 target.chmod(0o755)
 
-    def commit(self, files: Mapping[str, str | bytes | None] | None = None,
-               message: str = "change", *, branch: str | None = None) -> str:
+    def commit(
+        self,
+        files: Mapping[str, str | bytes | None] | None = None,
+        message: str = "change",
+        *,
+        branch: str | None = None,
+    ) -> str:
         """Write ``files`` (None deletes), commit everything, return the commit id."""
         if branch is not None:
             self.checkout(branch)
@@ -74,8 +86,16 @@ class FleetRepo:
         # so anything derived from them (rollout buckets) is reproducible.
         self._commits += 1
         stamp = f"@{1767225600 + 60 * self._commits} +0000"
-        self.git("-c", "core.hooksPath=/dev/null", "commit", "-q", "--allow-empty", "-m", message,
-                 env={"GIT_AUTHOR_DATE": stamp, "GIT_COMMITTER_DATE": stamp})
+        self.git(
+            "-c",
+            "core.hooksPath=/dev/null",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            message,
+            env={"GIT_AUTHOR_DATE": stamp, "GIT_COMMITTER_DATE": stamp},
+        )
         return self.head()
 
     def checkout(self, branch: str) -> None:
@@ -93,9 +113,15 @@ class FleetRepo:
         return f"file://{self.path}"
 
 
-def script_role(marker: str = "v1", *, health: str | None = "exit 0", validate: str | None = None,
-                extra: Mapping[str, str] | None = None, role: str = "web",
-                settle: str = "0s") -> dict[str, str]:
+def script_role(
+    marker: str = "v1",
+    *,
+    health: str | None = "exit 0",
+    validate: str | None = None,
+    extra: Mapping[str, str] | None = None,
+    role: str = "web",
+    settle: str = "0s",
+) -> dict[str, str]:
     """Files of a role run by the script activator, for tests without Docker.
 
     ``activate.sh`` records the release it started in ``$FLEETCORE_TEST_OUT``
@@ -130,10 +156,19 @@ class GitDaemon:
         from fleetcore.testing.services import wait_for_port
 
         self.proc = subprocess.Popen(
-            ["git", "daemon", "--reuseaddr", "--export-all", "--enable=upload-archive",
-             f"--base-path={self.base}", "--listen=127.0.0.1", f"--port={self.port}",
-             str(self.base)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                "git",
+                "daemon",
+                "--reuseaddr",
+                "--export-all",
+                "--enable=upload-archive",
+                f"--base-path={self.base}",
+                "--listen=127.0.0.1",
+                f"--port={self.port}",
+                str(self.base),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         if not wait_for_port(self.port):
             self.stop()

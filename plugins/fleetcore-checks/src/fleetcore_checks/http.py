@@ -98,8 +98,8 @@ def check_endpoint(target: Endpoint) -> Finding | None:
     """GET ``target.url``; a finding when it does not answer with ``target.status``."""
     # urllib and http.client are imported only when a URL is checked: the
     # agent loads every plugin on each run.
-    import http.client  # noqa: PLC0415
-    import urllib.error  # noqa: PLC0415
+    import http.client
+    import urllib.error
 
     assert target.status is not None and target.timeout is not None
     opener = _opener(follow_redirects=not 300 <= target.status < 400)
@@ -135,7 +135,7 @@ def _unreachable(target: Endpoint, reason: object) -> Finding:
 
 
 def _opener(*, follow_redirects: bool) -> urllib.request.OpenerDirector:
-    import urllib.request  # noqa: PLC0415
+    import urllib.request
 
     class NoRedirect(urllib.request.HTTPRedirectHandler):
         def redirect_request(self, *args: Any, **kwargs: Any) -> None:

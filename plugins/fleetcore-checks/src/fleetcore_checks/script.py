@@ -72,7 +72,7 @@ class ScriptActivator:
 
     def _run(self, ctx: ActivationContext, name: str) -> None:
         # Imported when a script runs: loading the plugin must stay cheap.
-        from fleetcore_checks._scripts import run_script  # noqa: PLC0415
+        from fleetcore_checks._scripts import run_script
 
         # ctx.env holds the role's secrets: it is passed on, never logged.
         log.info("running %s of %s", name, ctx.release_dir)

@@ -35,7 +35,7 @@ class ValidateScriptOptions:
 
 def run(ctx: CheckContext) -> list[Finding]:
     # Imported when the check runs: registering it must stay cheap.
-    from fleetcore_checks._scripts import run_script_check  # noqa: PLC0415
+    from fleetcore_checks._scripts import run_script_check
 
     return run_script_check(ctx, SCRIPT)
 

@@ -143,7 +143,7 @@ def verdict(containers: Iterable[ContainerState]) -> Verdict:
 
 def docker_client() -> docker.DockerClient:
     """A Docker SDK client for the engine of ``DOCKER_HOST`` (default: the local socket)."""
-    import docker  # noqa: PLC0415 - lazily: see the module docstring
+    import docker
 
     try:
         return docker.from_env()
@@ -164,7 +164,7 @@ def project_containers(
     containers when it has none). One-off containers (``compose run``) are left
     out. Raises :class:`FleetcoreError` when the engine cannot be reached.
     """
-    import docker  # noqa: PLC0415 - lazily: see the module docstring
+    import docker
 
     result: dict[str, list[ContainerState]] = {name: [] for name in services or ()}
     own = client is None

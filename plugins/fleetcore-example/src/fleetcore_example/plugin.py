@@ -47,7 +47,7 @@ class TcpPortOptions:
 def run(ctx: CheckContext) -> list[Finding]:
     # Imported here, not at the top: the agent imports every plugin on each
     # run, and most runs never call this check.
-    import socket  # noqa: PLC0415
+    import socket
 
     options: TcpPortOptions = ctx.options
     subject = f"{options.host}:{options.port}"

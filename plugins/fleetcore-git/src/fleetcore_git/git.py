@@ -1,0 +1,315 @@
+"""The ``git`` fetcher: releases straight from the fleet repo, through git.
+
+**For operators.** This is the default fetcher. ``[source] repo`` can be
+anything ``git fetch`` understands: a plain path, ``file://``, ``git://``
+(``git daemon``), ``http(s)://`` (smart HTTP) or ssh (``ssh://host/path`` or
+``user@host:path``)::
+
+    [source]
+    repo = "https://git.example.com/org/fleet.git"
+    branch = "main"
+    fetcher = "git"      # the default
+    depth = 1            # history fetched with each commit
+    timeout = "2m"       # any git command running longer is killed
+
+The device keeps a bare git repository in the agent's cache folder. A branch
+head is asked for with ``git ls-remote`` (no objects move); a commit is fetched
+shallowly (``--depth``) only when the cache does not have it yet, and the
+commits fetched before tell the server what the device already has, so a
+release that changes one file downloads little more than that file. The role's
+archive is then made locally with ``git archive``.
+
+git never prompts: ``GIT_TERMINAL_PROMPT=0`` and no terminal, so a repository
+that needs credentials fails at once. Give credentials the usual git ways (a
+credential helper, an ssh key, or ``https://user:token@host/...`` in the URL,
+which error messages show as ``https://***@host/...``).
+
+**Why this fetcher is the safe default.** The manifest the release is verified
+against comes from git's own tree (``git ls-tree``), not from the archive:
+each file's git blob id, size and mode, and each link's target. git has
+checked every object id against its content when the objects arrived, so the
+unpacker, which recomputes each file's blob id as it writes it, proves the
+unpacked release is exactly the commit's tree.
+
+Roles must not contain submodules (they are refused with an error), and the
+cache ignores ``export-ignore``/``export-subst`` attributes, which would make
+an archive differ from its tree. Repositories in git's SHA-256 object format
+are not supported yet: the unpacker checks SHA-1 blob ids.
+"""
+
+# Imports inside functions are deliberate: the agent loads every fetcher
+# at start, and pays only for what the selected one uses.
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from attrs import field, frozen
+
+from fleetcore.config.convert import checked
+from fleetcore.config.units import Duration
+from fleetcore.errors import FetchError
+from fleetcore.plugin import hookimpl
+from fleetcore.plugin.types import Fetcher, SourceSettings
+from fleetcore_git._common import (
+    GitResult,
+    cache_folder,
+    check_branch,
+    check_commit,
+    check_role,
+    clean_path,
+    depth_range,
+    git_error,
+    ls_remote_head,
+    positive_duration,
+    redact,
+    repo_url,
+    run_git,
+)
+
+if TYPE_CHECKING:
+    from fleetcore.fetch.interface import Fetched
+    from fleetcore.release import ManifestEntry
+
+REF_PREFIX = "refs/fleetcore/commits/"
+"""Every fetched commit gets a ref: ``git gc`` prunes unreferenced objects,
+and only referenced commits are offered to the server as what we have."""
+BRANCH_REF = "refs/fleetcore/branch"
+KEEP_REFS = 5
+"""Refs kept (newest commits first); older commits' objects may be pruned."""
+
+_NO_EXPORT_ATTRIBUTES = b"* -export-ignore -export-subst\n"
+
+
+@frozen(kw_only=True)
+class GitOptions:
+    """Options of the ``git`` fetcher (keys of ``[source]``)."""
+
+    depth: int = field(default=1, validator=checked(depth_range))
+    """Commits of history fetched with a release (1: just the commit)."""
+    timeout: Duration = field(default=Duration(120), validator=checked(positive_duration))
+    """Longest a single git command may run before it is killed."""
+
+
+class GitSource:
+    """A :class:`fleetcore.fetch.interface.Source` backed by a bare git cache."""
+
+    def __init__(self, settings: SourceSettings, options: GitOptions | None = None) -> None:
+        self.settings = settings
+        self.options = options or GitOptions()
+        self.url = repo_url(settings.repo)
+        self._cache: Path | None = None
+
+    # -- the Source interface ---------------------------------------------------------
+
+    def head(self, branch: str) -> str:
+        return ls_remote_head(self.url, branch, timeout=self.options.timeout.seconds)
+
+    def read(self, commit: str, paths: Sequence[str]) -> Mapping[str, bytes]:
+        self._ensure(commit)
+        wanted = list(dict.fromkeys(p for p in paths if clean_path(p)))
+        objects = self._cat_objects([f"{commit}:{p}" for p in wanted])
+        return {
+            path: data for path in wanted if (data := objects.get(f"{commit}:{path}")) is not None
+        }
+
+    def fetch(self, commit: str, role: str, workdir: Path) -> Fetched:
+        from fleetcore.fetch.interface import Fetched
+        from fleetcore.release import Manifest
+
+        check_role(role)
+        self._ensure(commit)
+        prefix = f"roles/{role}"
+        entries = self._tree_manifest(commit, role)
+        archive = workdir / "role.tar"
+        result = self._git(
+            "archive",
+            "--format=tar",
+            "-o",
+            str(archive),
+            commit,
+            "--",
+            prefix,
+            action="git archive of the cache of",
+        )
+        if not result.ok:
+            raise git_error("git archive of the cache of", self.url, result.stderr)
+        manifest = Manifest(commit=commit, role=role, entries=entries)
+        return Fetched(archive=archive, prefix=prefix, manifest=manifest)
+
+    # -- the cache ----------------------------------------------------------------------
+
+    def _git(self, *args: str, action: str, input: bytes | None = None) -> GitResult:
+        cache = self._cache_repo()
+        # --git-dir, not the working folder: never some other repository.
+        return run_git(
+            ["--git-dir", str(cache), *args],
+            action=action,
+            url=self.url,
+            timeout=self.options.timeout.seconds,
+            input=input,
+        )
+
+    def _cache_repo(self) -> Path:
+        if self._cache is not None:
+            return self._cache
+        folder = cache_folder(self.settings)
+        if not (folder / "HEAD").exists():
+            result = run_git(
+                ["init", "--bare", "--quiet", str(folder)],
+                action="git init of",
+                url=str(folder),
+                timeout=self.options.timeout.seconds,
+            )
+            if not result.ok:
+                raise git_error("creating the git cache", str(folder), result.stderr)
+        # Highest-precedence attributes: archives are the tree, byte for byte,
+        # whatever .gitattributes a role carries.
+        attributes = folder / "info" / "attributes"
+        if not attributes.exists() or attributes.read_bytes() != _NO_EXPORT_ATTRIBUTES:
+            attributes.parent.mkdir(parents=True, exist_ok=True)
+            attributes.write_bytes(_NO_EXPORT_ATTRIBUTES)
+        self._cache = folder
+        return folder
+
+    def _has(self, commit: str) -> bool:
+        return self._git("cat-file", "-e", f"{commit}^{{commit}}", action="looking up in").ok
+
+    def _ensure(self, commit: str) -> None:
+        """Make sure the cache has ``commit``; fetch it (shallowly) if not."""
+        check_commit(commit)
+        if self._has(commit):
+            return
+        depth = f"--depth={self.options.depth}"
+        result = self._git(
+            "fetch",
+            "--quiet",
+            "--no-tags",
+            depth,
+            "--",
+            self.url,
+            f"{commit}:{REF_PREFIX}{commit}",
+            action="git fetch from",
+        )
+        if not result.ok:
+            self._fetch_via_branch(commit, result)
+        self._prune_refs()
+
+    def _fetch_via_branch(self, commit: str, failed: GitResult) -> None:
+        """Old servers (protocol v0 without ``uploadpack.allowReachableSHA1InWant``)
+        serve only advertised refs: fetch the branch and look for the commit."""
+        branch = check_branch(self.settings.branch)
+        result = self._git(
+            "fetch",
+            "--quiet",
+            "--no-tags",
+            f"--depth={self.options.depth}",
+            "--",
+            self.url,
+            f"+refs/heads/{branch}:{BRANCH_REF}",
+            action="git fetch from",
+        )
+        if not (result.ok and self._has(commit)):
+            raise git_error(f"git fetch of commit {commit} from", self.url, failed.stderr)
+        self._git("update-ref", f"{REF_PREFIX}{commit}", commit, action="git update-ref in")
+
+    def _prune_refs(self) -> None:
+        result = self._git(
+            "for-each-ref",
+            "--sort=-committerdate",
+            "--format=%(refname)",
+            REF_PREFIX,
+            action="git for-each-ref in",
+        )
+        old = result.stdout.decode().split()[KEEP_REFS:] if result.ok else []
+        if old:
+            commands = "".join(f"delete {ref}\n" for ref in old).encode()
+            self._git("update-ref", "--stdin", input=commands, action="git update-ref in")
+
+    def _cat_objects(self, names: Sequence[str]) -> dict[str, bytes]:
+        """Contents of the blobs ``names`` (``<commit>:<path>`` or object ids),
+        in one ``git cat-file --batch``; missing names and non-blobs left out."""
+        if not names:
+            return {}
+        request = "".join(f"{name}\n" for name in names).encode("utf-8", "surrogateescape")
+        result = self._git("cat-file", "--batch", input=request, action="git cat-file in")
+        if not result.ok:
+            raise git_error("git cat-file in the cache of", self.url, result.stderr)
+        out, pos, found = result.stdout, 0, {}
+        for name in names:
+            end = out.index(b"\n", pos)
+            header = out[pos:end].split()
+            pos = end + 1
+            # "<oid> <type> <size>" then the content, or "<name> missing".
+            if len(header) != 3 or not header[2].isdigit():
+                continue
+            size = int(header[2])
+            if header[1] == b"blob":
+                found[name] = out[pos : pos + size]
+            pos += size + 1
+        return found
+
+    def _tree_manifest(self, commit: str, role: str) -> tuple[ManifestEntry, ...]:
+        """The manifest of ``roles/<role>`` from git's tree: blob ids, sizes,
+        modes and link targets, independent of the archive."""
+        from fleetcore.release import ManifestEntry, normal_mode
+
+        folder = f"roles/{role}/"
+        result = self._git(
+            "ls-tree", "-r", "-l", "-z", commit, "--", folder, action="git ls-tree in"
+        )
+        if not result.ok:
+            raise git_error("git ls-tree in the cache of", self.url, result.stderr)
+        files: list[ManifestEntry] = []
+        links: dict[str, str] = {}
+        for record in result.stdout.split(b"\0"):
+            if not record:
+                continue
+            meta, _, raw_path = record.partition(b"\t")
+            mode, kind, oid, size = meta.decode().split()
+            path = raw_path.decode("utf-8", "surrogateescape")
+            if not path.startswith(folder):
+                continue
+            rel = path[len(folder) :]
+            if len(oid) != 40:
+                raise FetchError(
+                    f"{redact(self.url)} uses git's SHA-256 object format, which the git "
+                    "fetcher does not support yet; use the git-archive or http-tarball fetcher"
+                )
+            if mode == "160000" or kind == "commit":
+                raise FetchError(
+                    f"role {role!r} at commit {commit} contains a submodule ({rel}): "
+                    "submodules are not supported in roles"
+                )
+            if mode == "120000":
+                links[rel] = oid
+            else:
+                files.append(
+                    ManifestEntry(
+                        path=rel, size=int(size), mode=normal_mode(int(mode, 8)), git_blob=oid
+                    )
+                )
+        if not files and not links:
+            raise FetchError(
+                f"role {role!r} not found at commit {commit} in {redact(self.url)} "
+                f"(no folder roles/{role})"
+            )
+        targets = self._cat_objects(list(dict.fromkeys(links.values())))
+        for rel, oid in links.items():
+            target = targets[oid].decode("utf-8", "surrogateescape")
+            files.append(ManifestEntry(path=rel, link=target, git_blob=oid))
+        return tuple(sorted(files, key=lambda e: e.path))
+
+
+@hookimpl
+def fleetcore_register_fetchers() -> Sequence[Fetcher]:
+    return [
+        Fetcher(
+            name="git",
+            summary="Shallow fetches into a local git cache; manifest from git's tree",
+            config_type=GitOptions,
+            factory=GitSource,
+        )
+    ]

@@ -1,0 +1,78 @@
+"""`fleetcore agent run` as a service manager runs it, and `fleetcore demo`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from fleetcore.agent.loop import interval, run_forever
+from fleetcore.testing.gitrepo import FleetRepo, script_role
+
+
+def test_run_converges_follows_new_commits_and_stops_on_sigterm(device, fleet_repo) -> None:
+    v1 = fleet_repo.commit(script_role("v1"), "v1")
+    dev = device(extra="")
+    text = dev.config_path.read_text().replace(
+        'segment = "general"\n', 'segment = "general"\nupdate_interval = "1s"\n'
+    )
+    dev.config_path.write_text(text)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fleetcore", "agent", "run", "--config", str(dev.config_path)],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while dev.running() != f"v1 {v1}" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert dev.running() == f"v1 {v1}"
+        v2 = fleet_repo.commit(script_role("v2"), "v2")
+        deadline = time.monotonic() + 30
+        while dev.running() != f"v2 {v2}" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert dev.running() == f"v2 {v2}"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(30)
+    assert code == 0
+    assert "agent stopped" in proc.stderr.read()
+
+
+def test_loop_survives_a_broken_fleet_toml_and_keeps_running(
+    device, fleet_repo: FleetRepo, caplog
+) -> None:
+    v1 = fleet_repo.commit(script_role("v1"), "v1")
+    dev = device()
+    agent = dev.agent()
+    run_forever(agent, max_cycles=1)
+    fleet_repo.commit({"fleet.toml": "[rollout\n"}, "broken policy")
+    run_forever(agent, max_cycles=2)
+    assert "cycle failed" in caplog.text and "not valid TOML" in caplog.text
+    assert dev.running() == f"v1 {v1}"
+    assert interval(agent) == 60.0  # mains-powered default, the role sets none
+
+
+def test_demo_installs_updates_and_rolls_back_by_itself(tmp_path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "fleetcore", "demo", "--dir", str(tmp_path / "demo")],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**os.environ, "FLEETCORE_TEST_OUT": ""},
+    )
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr
+    assert "says: Hello from release v1" in out
+    assert "says: Hello from release v2" in out
+    assert "rolled_back:" in out and "exit code 1" in out
+    # after the rollback the v2 page is served again, and v3 was never left running
+    assert out.rstrip().count("Hello from release v2") >= 2
+    assert "v3 (broken)" not in out.split("rolled back by itself")[1]
+    history = out.split("fleetcore agent history")[1]
+    assert history.count("success") == 2 and history.count("rollback") == 1
+    state = json.loads((tmp_path / "demo/state/state.json").read_text())
+    assert state["status"] == "healthy"
