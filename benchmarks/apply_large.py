@@ -46,7 +46,7 @@ def make_role(root: Path, files: int, total: int, seed: int = 7) -> int:
     return written
 
 
-def run(rounds: int = 5, files: int = 3000, total: int = 50 * 1024**2) -> dict[str, object]:
+def run(rounds: int = 9, files: int = 3000, total: int = 50 * 1024**2) -> dict[str, object]:
     work = Path(tempfile.mkdtemp(prefix="fleetcore-bench-apply-"))
     try:
         repo = FleetRepo.create(work / "fleet")

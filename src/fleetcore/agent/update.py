@@ -158,8 +158,8 @@ class Agent:
                     commit=manifest.commit,
                     message=f"already running {manifest.commit[:12]}",
                 )
-            role_cfg = self._role_config_from_archive(fetched)
-            return self._update(state, manifest.commit, reason, lambda _w: fetched, role_cfg)
+            # role.toml is read from the release once it is unpacked and verified.
+            return self._update(state, manifest.commit, reason, lambda _w: fetched, None)
 
     # -- the cycle -----------------------------------------------------------------
 
@@ -334,8 +334,10 @@ class Agent:
         commit: str,
         why: str,
         fetch: Callable[[Path], Fetched],
-        role_cfg: RoleConfig,
+        role_cfg: RoleConfig | None,
     ) -> CycleResult:
+        """Deploy ``commit``. ``role_cfg`` is None when the role's config is to
+        be read from the release itself once verified (bundles)."""
         now = self.clock.now()
         started = self.clock.monotonic()
         name = release_name(self.device.role, commit)
@@ -372,7 +374,7 @@ class Agent:
             ),
         )
         try:
-            state, release_dir, env = self._prepare(state, name, commit, fetch, role_cfg)
+            state, release_dir, env, role_cfg = self._prepare(state, name, commit, fetch, role_cfg)
         except DiskFull as exc:
             return self._abandon(state, "skipped", str(exc), started)
         except (FleetcoreError, OSError) as exc:
@@ -412,7 +414,8 @@ class Agent:
         state = self.store.update(state, last_update=entry)
         self._clean_releases()
         log.info("now running %s, healthy", commit[:12])
-        pending = self._newer_commit(commit)
+        # A bundle comes by hand to a device that may never reach the repo.
+        pending = self._newer_commit(commit) if why != "bundle" else None
         if pending:
             state = self.store.update(state, pending_commit=pending)
             log.info("a newer commit %s is pending", pending[:12])
@@ -429,10 +432,11 @@ class Agent:
         name: str,
         commit: str,
         fetch: Callable[[Path], Fetched],
-        role_cfg: RoleConfig,
-    ) -> tuple[State, Path, dict[str, str]]:
+        role_cfg: RoleConfig | None,
+    ) -> tuple[State, Path, dict[str, str], RoleConfig]:
         """Fetch, unpack, verify, add secrets and validate, all beside the
-        running release. Returns the release folder and its environment."""
+        running release. Returns the release folder, its environment and the
+        role's config."""
         staging = self.store.staging
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
@@ -486,6 +490,8 @@ class Agent:
         )
         tree.rename(release_dir)
         shutil.rmtree(staging, ignore_errors=True)
+        if role_cfg is None:
+            role_cfg = self._role_config_of(name, strict=True)
         state = self._phase(state, "secrets")
         env = self._secrets(release_dir, commit, role_cfg)
         state = self._phase(state, "validate")
@@ -496,7 +502,7 @@ class Agent:
         failed = runner.failures(runner.run(selected, ctx))
         if failed:
             raise UpdateFailed("validation failed: " + runner.describe_failures(failed))
-        return state, release_dir, env
+        return state, release_dir, env, role_cfg
 
     def _wait_healthy(
         self,
@@ -815,27 +821,18 @@ class Agent:
         )
         return name, record.factory(options)
 
-    def _role_config_of(self, release: str) -> RoleConfig:
+    def _role_config_of(self, release: str, *, strict: bool = False) -> RoleConfig:
+        """The role.toml of an unpacked release. ``strict``: an invalid one is
+        an error (a release being prepared); otherwise the defaults, so a
+        release that already runs can always be started again."""
         path = self.store.release_dir(release) / "role.toml"
         try:
             return parse_role_config(path.read_bytes() if path.exists() else None, str(path))
         except ConfigError as exc:
+            if strict:
+                raise
             log.warning("%s", exc)
             return RoleConfig()
-
-    def _role_config_from_archive(self, fetched: Fetched) -> RoleConfig:
-        import tarfile
-
-        member = f"{fetched.prefix.strip('/')}/role.toml".lstrip("/")
-        try:
-            with tarfile.open(fetched.archive, "r:*") as tar:
-                handle = tar.extractfile(member)
-                text = handle.read(1 << 20) if handle is not None else None
-        except KeyError:
-            text = None
-        except (tarfile.TarError, OSError) as exc:
-            raise UpdateFailed(f"cannot read the bundle: {exc}") from None
-        return parse_role_config(text, f"{self._role_file}@{fetched.manifest.commit[:12]}")
 
     def _base_env(self, release_dir: Path, commit: str) -> dict[str, str]:
         return {
