@@ -19,7 +19,7 @@ def install_all(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """The test suite against real git and a real Docker Engine."""
     install_all(session)
-    session.run("pytest", "--cov", "--cov-report=term", "--cov-fail-under=85", *session.posargs)
+    session.run("pytest", "--cov", "--cov-report=term", "--cov-fail-under=87", *session.posargs)
 
 
 @nox.session

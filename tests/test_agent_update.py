@@ -250,3 +250,46 @@ def test_throttle_defers_and_records_pending(device, fleet_repo) -> None:
     assert "under 5m ago" in result.message
     dev.clock.advance(301)
     assert dev.agent().once().commit == v2
+
+
+def test_old_releases_are_cleaned_keeping_current_and_previous(device, fleet_repo) -> None:
+    dev = device()
+    commits = []
+    for n in range(4):
+        commits.append(fleet_repo.commit(script_role(f"v{n}"), f"v{n}"))
+        assert dev.agent().once().outcome == "updated"
+    kept = sorted(p.name for p in (dev.state / "releases").iterdir())
+    expected = sorted([f"web-{c[:12]}{suffix}" for c in commits[-2:]
+                       for suffix in ("", ".manifest.json")])
+    assert kept == expected
+
+
+def test_an_update_that_cannot_fit_is_skipped_with_a_clear_reason(device, fleet_repo) -> None:
+    v1 = fleet_repo.commit(script_role("v1"), "v1")
+    dev = device()
+    dev.agent().once()
+    dev.config_path.write_text(dev.config_path.read_text().replace('reserve = "1M"',
+                                                                   'reserve = "1000T"'))
+    fleet_repo.commit(script_role("v2"), "v2")
+    result = dev.agent().once()
+    assert (result.outcome, result.commit) == ("failed", v1)
+    assert "disk full" in result.message and "reserve" in result.message
+    last = history(dev)[-1]
+    assert last["result"] == "skipped" and "disk full" in last["reason"]
+    assert dev.running() == f"v1 {v1}"
+
+
+def test_a_new_forced_version_lifts_safe_mode(device, fleet_repo: FleetRepo) -> None:
+    fleet_repo.commit(script_role("v1"), "v1")
+    dev = device(max_failures=1)
+    dev.agent().once()
+    fleet_repo.commit(script_role("v2", health="exit 1"), "bad")
+    assert dev.agent().once().outcome == "rolled_back"
+    assert dev.agent().once().outcome == "safe_mode"
+    fixed = fleet_repo.commit(script_role("v3"), "fixed")
+    fleet_repo.commit({"fleet.toml": f'[forced_version]\ncommit = "{fixed}"\n'
+                                     'reason = "emergency fix"\n'}, "pin the fix")
+    result = dev.agent().once()
+    assert (result.outcome, result.commit) == ("updated", fixed)
+    assert dev.running() == f"v3 {fixed}"
+    assert json.loads((dev.state / "state.json").read_text())["mode"] == "normal"
