@@ -2,20 +2,35 @@
 
 Both pull the same change from the same local repository and apply it: the
 agent through its whole pipeline (fetch, verify, validate, switch, activate,
-health), ansible-pull by cloning and running a playbook that copies the role
-and runs its activate script. A/B interleaved, N rounds each.
+health), ansible-pull by checking the repo out and running a playbook that
+installs the role and runs its activate script. A/B interleaved.
+
+Two fleetcore figures: `fleetcore agent once` as a one-shot command (like
+ansible-pull from cron: it pays for starting Python and importing its
+libraries every time), and one cycle of a running `fleetcore agent run`,
+woken by SIGHUP (what a device running the agent as a service pays).
 """
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
+import statistics
+import subprocess
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from _common import FLEETCORE, Run, measure, median, spread, table
 
 from fleetcore.testing.gitrepo import FleetRepo
 
+# The leanest playbook that does the same job, to be fair to the baseline:
+# ansible-pull has already checked the repo out; one task installs the role
+# and runs its activate script (the `copy` module would start one module
+# process per file and cost several times more).
 PLAYBOOK = """\
 - hosts: localhost
   connection: local
@@ -23,29 +38,22 @@ PLAYBOOK = """\
   vars:
     dest: "{{ lookup('env', 'BENCH_DEST') }}"
   tasks:
-    - name: role files
-      ansible.builtin.copy:
-        src: roles/web/
-        dest: "{{ dest }}/"
-        mode: preserve
-      notify: activate
-  handlers:
-    - name: activate
-      ansible.builtin.command: "{{ dest }}/activate.sh"
-      args:
-        chdir: "{{ dest }}"
+    - name: install the role and activate it
+      ansible.builtin.shell: "cp -a roles/web/. {{ dest }}/ && cd {{ dest }} && ./activate.sh"
 """
 
 AGENT = """\
 device_id = "bench-01"
 role = "web"
 state_dir = "{state}"
+update_interval = "1h"
 [source]
 repo = "{repo}"
 [throttle]
 min_interval = "0s"
 max_per_hour = 100000
 """
+TICK = os.sysconf("SC_CLK_TCK")
 
 
 def role_files() -> dict[str, str]:
@@ -55,6 +63,48 @@ def role_files() -> dict[str, str]:
     files["roles/web/role.toml"] = '[health]\nsettle = "0s"\n'
     files["local.yml"] = PLAYBOOK
     return files
+
+
+def cpu_with_children(pid: int) -> float:
+    """utime + stime of a process and of its waited-for children (git, scripts)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(fields[i]) for i in (11, 12, 13, 14)) / TICK
+
+
+def wait_until(done: Callable[[], bool], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not done():
+        if time.monotonic() > deadline:
+            raise RuntimeError("the agent did not converge in time")
+        time.sleep(0.02)
+
+
+def service_converges(repo: FleetRepo, work: Path, rounds: int) -> list[float]:
+    config = work / "service.toml"
+    config.write_text(AGENT.format(state=work / "service-state", repo=repo.path))
+    proc = subprocess.Popen(
+        [*FLEETCORE, "agent", "run", "--config", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    current = work / "service-state" / "current"
+    costs = []
+    try:
+        wait_until(current.exists)
+        time.sleep(0.5)
+        for i in range(rounds):
+            commit = repo.commit(
+                {"roles/web/config/part3.conf": f"setting_3 = s{i}\n"}, f"service change {i}"
+            )
+            before = cpu_with_children(proc.pid)
+            proc.send_signal(signal.SIGHUP)
+            wait_until(lambda c=commit: c[:12] in os.readlink(current))
+            time.sleep(0.3)  # the cycle's tail: history, state, the newer-commit check
+            costs.append(cpu_with_children(proc.pid) - before)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    return costs
 
 
 def run(rounds: int = 5) -> dict[str, object]:
@@ -84,11 +134,13 @@ def run(rounds: int = 5) -> dict[str, object]:
             repo.commit({"roles/web/config/part3.conf": f"setting_3 = {i}\n"}, f"change {i}")
             ours.append(measure(agent))
             theirs.append(measure(ansible, env=env))
-        assert (
-            work / "state/current/config/part3.conf"
-        ).read_text() == f"setting_3 = {rounds - 1}\n"
-        assert (dest / "config/part3.conf").read_text() == f"setting_3 = {rounds - 1}\n"
+        expected = f"setting_3 = {rounds - 1}\n"
+        assert (work / "state/current/config/part3.conf").read_text() == expected
+        assert (dest / "config/part3.conf").read_text() == expected
+        service = service_converges(repo, work, rounds)
         ratio = median(theirs, "cpu") / median(ours, "cpu")
+        service_ratio = median(theirs, "cpu") / statistics.median(service)
+        low, high = min(service), max(service)
         print(f"\nconverge after a one-file change, {rounds} rounds each (median, min-max)")
         print(
             table(
@@ -101,6 +153,12 @@ def run(rounds: int = 5) -> dict[str, object]:
                         f"{median(ours, 'max_rss_mib'):.0f}",
                     ],
                     [
+                        "fleetcore agent run (one cycle)",
+                        f"{statistics.median(service):.3f} ({low:.3f}-{high:.3f})",
+                        "-",
+                        "-",
+                    ],
+                    [
                         "ansible-pull",
                         spread(theirs, "cpu"),
                         spread(theirs, "wall"),
@@ -109,15 +167,20 @@ def run(rounds: int = 5) -> dict[str, object]:
                 ]
             )
         )
-        print(f"fleetcore uses {ratio:.1f}x less CPU (target: 10x)")
+        print(
+            f"fleetcore uses {ratio:.1f}x less CPU as a one-shot command and "
+            f"{service_ratio:.1f}x less as a running service (target: 10x)"
+        )
         return {
             "fleetcore_cpu": median(ours, "cpu"),
-            "ansible_cpu": median(theirs, "cpu"),
             "fleetcore_wall": median(ours, "wall"),
-            "ansible_wall": median(theirs, "wall"),
             "fleetcore_rss_mib": median(ours, "max_rss_mib"),
+            "service_cpu": statistics.median(service),
+            "ansible_cpu": median(theirs, "cpu"),
+            "ansible_wall": median(theirs, "wall"),
             "ansible_rss_mib": median(theirs, "max_rss_mib"),
             "cpu_ratio": ratio,
+            "service_cpu_ratio": service_ratio,
         }
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -76,3 +76,29 @@ def test_demo_installs_updates_and_rolls_back_by_itself(tmp_path) -> None:
     assert history.count("success") == 2 and history.count("rollback") == 1
     state = json.loads((tmp_path / "demo/state/state.json").read_text())
     assert state["status"] == "healthy"
+
+
+def test_sighup_runs_a_cycle_at_once(device, fleet_repo: FleetRepo) -> None:
+    v1 = fleet_repo.commit(script_role("v1"), "v1")
+    dev = device()
+    text = dev.config_path.read_text().replace('segment = "general"\n',
+                                               'segment = "general"\nupdate_interval = "1h"\n')
+    dev.config_path.write_text(text)
+    proc = subprocess.Popen([sys.executable, "-m", "fleetcore", "agent", "run", "--config",
+                             str(dev.config_path)], stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while dev.running() != f"v1 {v1}" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        v2 = fleet_repo.commit(script_role("v2"), "v2")
+        time.sleep(0.5)
+        assert dev.running() == f"v1 {v1}"  # an hour to the next cycle
+        proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 30
+        while dev.running() != f"v2 {v2}" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert dev.running() == f"v2 {v2}"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    assert "checking for updates now" in proc.stderr.read()

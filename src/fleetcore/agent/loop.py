@@ -2,8 +2,9 @@
 
 The interval is the agent's ``update_interval``, else the running role's,
 else the power-class default (mains 60 s, battery 30 min). Sleeping is a
-blocking wait, not polling: an idle agent uses no CPU. SIGTERM and SIGINT
-finish the current cycle and exit.
+blocking wait, not polling: an idle agent uses no CPU. SIGHUP starts a cycle
+at once (``systemctl reload fleetcore-agent``); SIGTERM and SIGINT finish
+the current cycle and exit.
 """
 
 from __future__ import annotations
@@ -31,19 +32,19 @@ def interval(agent: Agent) -> float:
 
 
 def run_forever(agent: Agent, *, max_cycles: int | None = None) -> None:
-    stopping = False
+    # Signal handlers only set flags and wake the sleep: logging from inside a
+    # handler could interleave with a record being written.
+    received: list[int] = []
 
-    def stop(signum: int, _frame: FrameType | None) -> None:
-        nonlocal stopping
-        stopping = True
-        log.info("received %s, stopping after this cycle", signal.Signals(signum).name)
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        received.append(signum)
         agent.clock.wake()
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, on_signal)
     cycles = 0
     log.info("agent started for %s (%s)", agent.device.device_id, agent.device.role)
-    while not stopping:
+    while True:
         try:
             result = agent.once()
             log.info("%s: %s", result.outcome, result.message)
@@ -56,6 +57,20 @@ def run_forever(agent: Agent, *, max_cycles: int | None = None) -> None:
         cycles += 1
         if max_cycles is not None and cycles >= max_cycles:
             break
-        if not stopping:
-            agent.clock.sleep(interval(agent))
+        if _stopping(received):
+            break
+        agent.clock.sleep(interval(agent))
+        if _stopping(received):
+            break
+        if received:
+            log.info("received SIGHUP, checking for updates now")
+            received.clear()
     log.info("agent stopped")
+
+
+def _stopping(received: list[int]) -> bool:
+    stop = next((s for s in received if s in (signal.SIGTERM, signal.SIGINT)), None)
+    if stop is not None:
+        log.info("received %s, stopping", signal.Signals(stop).name)
+        return True
+    return False

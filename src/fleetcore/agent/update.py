@@ -122,6 +122,7 @@ class Agent:
         self.config_source = str(config.path or "agent.toml")
         self._source: Source | None = None
         self._head_seen: str | None = None
+        self._role_at_head: tuple[str, bytes | None] | None = None
         logs.set_context(device_id=config.device_id, role=config.role)
 
     # -- entry points ------------------------------------------------------------
@@ -185,9 +186,12 @@ class Agent:
             "resolve the branch head", lambda: source.head(self.config.source.branch)
         )
         device_file = f"devices/{self.device.device_id}.toml"
+        # The role's config at the head comes along: most updates go to the head.
         files = self._retry(
-            "read the fleet policy", lambda: source.read(head, ["fleet.toml", device_file])
+            "read the fleet policy",
+            lambda: source.read(head, ["fleet.toml", device_file, self._role_file]),
         )
+        self._role_at_head = (head, files.get(self._role_file))
         at = f"@{head[:12]}"
         fleet = parse_fleet_policy(files.get("fleet.toml"), f"fleet.toml{at}")
         device_policy = parse_device_policy(files.get(device_file), f"{device_file}{at}")
@@ -275,7 +279,10 @@ class Agent:
             )
         commit = desired.commit
         try:
-            role_text = self.source().read(commit, [self._role_file]).get(self._role_file)
+            if self._role_at_head is not None and self._role_at_head[0] == commit:
+                role_text = self._role_at_head[1]
+            else:
+                role_text = self.source().read(commit, [self._role_file]).get(self._role_file)
             role_cfg = parse_role_config(role_text, f"{self._role_file}@{commit[:12]}")
         except FetchError as exc:
             return CycleResult(outcome="unreachable", commit=current_commit, message=str(exc))

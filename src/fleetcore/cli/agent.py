@@ -53,7 +53,10 @@ def once(app: App, config_path: Path, as_json: bool) -> None:
 @config_option
 @click.pass_obj
 def run(app: App, config_path: Path) -> None:
-    """Run update cycles forever, every update_interval (SIGTERM stops it cleanly)."""
+    """Run update cycles forever, every update_interval.
+
+    SIGHUP runs a cycle at once; SIGTERM finishes the current cycle and exits.
+    """
     from fleetcore.agent.loop import run_forever
 
     run_forever(_agent(app, config_path))

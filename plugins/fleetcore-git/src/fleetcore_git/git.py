@@ -101,6 +101,8 @@ class GitSource:
         self.options = options or GitOptions()
         self.url = repo_url(settings.repo)
         self._cache: Path | None = None
+        # Commits known to be in the cache: each costs a git process to ask again.
+        self._present: set[str] = set()
 
     # -- the Source interface ---------------------------------------------------------
 
@@ -180,7 +182,8 @@ class GitSource:
     def _ensure(self, commit: str) -> None:
         """Make sure the cache has ``commit``; fetch it (shallowly) if not."""
         check_commit(commit)
-        if self._has(commit):
+        if commit in self._present or self._has_ref(commit):
+            self._present.add(commit)
             return
         depth = f"--depth={self.options.depth}"
         result = self._git(
@@ -193,8 +196,13 @@ class GitSource:
             f"{commit}:{REF_PREFIX}{commit}",
             action="git fetch from",
         )
+        if not result.ok and self._has(commit):
+            # Unreachable remote, but an earlier fetch brought it (e.g. via the branch).
+            self._present.add(commit)
+            return
         if not result.ok:
             self._fetch_via_branch(commit, result)
+        self._present.add(commit)
         self._prune_refs()
 
     def _fetch_via_branch(self, commit: str, failed: GitResult) -> None:
@@ -215,7 +223,29 @@ class GitSource:
             raise git_error(f"git fetch of commit {commit} from", self.url, failed.stderr)
         self._git("update-ref", f"{REF_PREFIX}{commit}", commit, action="git update-ref in")
 
+    def _has_ref(self, commit: str) -> bool:
+        """Our own ref for ``commit`` exists: the commit and its tree are here."""
+        cache = self._cache_repo()
+        if (cache / REF_PREFIX / commit).is_file():
+            return True
+        packed = cache / "packed-refs"
+        return packed.exists() and f" {REF_PREFIX}{commit}\n".encode() in packed.read_bytes()
+
+    def _ref_count(self) -> int:
+        """Refs kept for fetched commits, counted from the files git keeps
+        them in: cheaper than a git process on every fetch."""
+        cache = self._cache_repo()
+        loose = cache / REF_PREFIX
+        count = sum(1 for _ in loose.iterdir()) if loose.is_dir() else 0
+        packed = cache / "packed-refs"
+        if packed.exists():
+            count += packed.read_bytes().count(f" {REF_PREFIX}".encode())
+        return count
+
     def _prune_refs(self) -> None:
+        # Prune in batches: listing refs is a git process of its own.
+        if self._ref_count() <= 2 * KEEP_REFS:
+            return
         result = self._git(
             "for-each-ref",
             "--sort=-committerdate",
