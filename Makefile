@@ -28,7 +28,7 @@ dev: system-deps $(BIN)/.installed
 $(BIN)/.installed: pyproject.toml $(wildcard plugins/*/pyproject.toml) tests/_plugin/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]' $(addprefix -e ,$(PLUGINS)) -e tests/_plugin
+	$(BIN)/pip install -q -e '.[dev,server,postgres]' $(addprefix -e ,$(PLUGINS)) -e tests/_plugin
 	touch $@
 
 system-deps:

@@ -32,7 +32,7 @@ services:
         "roles/cam/role.toml": f"""\
 [health]
 settle = "1s"
-attempts = 5
+attempts = 15
 interval = "1s"
 
 [health.containers]

@@ -97,13 +97,13 @@ def test_unknown_secrets_provider_named_by_a_role_is_refused(device, fleet_repo)
         script_role(
             "v2",
             extra={
-                "roles/web/role.toml": '[secrets]\nproviders = ["vault"]\n[health]\nsettle = "0s"\n'
+                "roles/web/role.toml": '[secrets]\nproviders = ["kms-nowhere"]\n[health]\nsettle = "0s"\n'
             },
         )
     )
     result = dev.agent().once()
     assert (result.outcome, result.commit) == ("failed", v1)
-    assert "unknown secrets provider 'vault' @ secrets.providers" in result.message
+    assert "unknown secrets provider 'kms-nowhere' @ secrets.providers" in result.message
 
 
 @pytest.mark.parametrize(

@@ -259,8 +259,13 @@ def test_old_releases_are_cleaned_keeping_current_and_previous(device, fleet_rep
         commits.append(fleet_repo.commit(script_role(f"v{n}"), f"v{n}"))
         assert dev.agent().once().outcome == "updated"
     kept = sorted(p.name for p in (dev.state / "releases").iterdir())
-    expected = sorted([f"web-{c[:12]}{suffix}" for c in commits[-2:]
-                       for suffix in ("", ".manifest.json")])
+    expected = sorted(
+        [
+            f"web-{c[:12]}{suffix}"
+            for c in commits[-2:]
+            for suffix in ("", ".manifest.json", ".stat.json")
+        ]
+    )
     assert kept == expected
 
 
@@ -268,8 +273,9 @@ def test_an_update_that_cannot_fit_is_skipped_with_a_clear_reason(device, fleet_
     v1 = fleet_repo.commit(script_role("v1"), "v1")
     dev = device()
     dev.agent().once()
-    dev.config_path.write_text(dev.config_path.read_text().replace('reserve = "1M"',
-                                                                   'reserve = "1000T"'))
+    dev.config_path.write_text(
+        dev.config_path.read_text().replace('reserve = "1M"', 'reserve = "1000T"')
+    )
     fleet_repo.commit(script_role("v2"), "v2")
     result = dev.agent().once()
     assert (result.outcome, result.commit) == ("failed", v1)
@@ -287,8 +293,10 @@ def test_a_new_forced_version_lifts_safe_mode(device, fleet_repo: FleetRepo) -> 
     assert dev.agent().once().outcome == "rolled_back"
     assert dev.agent().once().outcome == "safe_mode"
     fixed = fleet_repo.commit(script_role("v3"), "fixed")
-    fleet_repo.commit({"fleet.toml": f'[forced_version]\ncommit = "{fixed}"\n'
-                                     'reason = "emergency fix"\n'}, "pin the fix")
+    fleet_repo.commit(
+        {"fleet.toml": f'[forced_version]\ncommit = "{fixed}"\nreason = "emergency fix"\n'},
+        "pin the fix",
+    )
     result = dev.agent().once()
     assert (result.outcome, result.commit) == ("updated", fixed)
     assert dev.running() == f"v3 {fixed}"

@@ -81,11 +81,15 @@ def test_demo_installs_updates_and_rolls_back_by_itself(tmp_path) -> None:
 def test_sighup_runs_a_cycle_at_once(device, fleet_repo: FleetRepo) -> None:
     v1 = fleet_repo.commit(script_role("v1"), "v1")
     dev = device()
-    text = dev.config_path.read_text().replace('segment = "general"\n',
-                                               'segment = "general"\nupdate_interval = "1h"\n')
+    text = dev.config_path.read_text().replace(
+        'segment = "general"\n', 'segment = "general"\nupdate_interval = "1h"\n'
+    )
     dev.config_path.write_text(text)
-    proc = subprocess.Popen([sys.executable, "-m", "fleetcore", "agent", "run", "--config",
-                             str(dev.config_path)], stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fleetcore", "agent", "run", "--config", str(dev.config_path)],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 30
         while dev.running() != f"v1 {v1}" and time.monotonic() < deadline:
@@ -102,3 +106,19 @@ def test_sighup_runs_a_cycle_at_once(device, fleet_repo: FleetRepo) -> None:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
     assert "checking for updates now" in proc.stderr.read()
+
+
+def test_the_loop_runs_light_checks_that_heal_drift(device, fleet_repo: FleetRepo) -> None:
+    fleet_repo.commit(script_role("v1"), "v1")
+    dev = device()
+    agent = dev.agent()
+    run_forever(agent, max_cycles=1)
+    conf = dev.state / "current" / "config" / "app.conf"
+    conf.write_text("edited by hand\n")
+    started = dev.clock.now()
+    # Update cycles every 60 s; the first light check comes at 5 minutes.
+    run_forever(agent, max_cycles=7)
+    assert (dev.clock.now() - started).total_seconds() >= 300
+    assert conf.read_text() == "marker=v1\n"
+    state = json.loads((dev.state / "state.json").read_text())
+    assert state["drift"] == "fixed" and state["last_light_check"] is not None

@@ -1,16 +1,25 @@
-"""``fleetcore agent run``: cycles forever, sleeping between them.
+"""``fleetcore agent run``: update cycles and drift checks, forever.
 
-The interval is the agent's ``update_interval``, else the running role's,
-else the power-class default (mains 60 s, battery 30 min). Sleeping is a
-blocking wait, not polling: an idle agent uses no CPU. SIGHUP starts a cycle
-at once (``systemctl reload fleetcore-agent``); SIGTERM and SIGINT finish
-the current cycle and exit.
+Update cycles run every ``update_interval`` (the agent's, else the running
+role's, else the power-class default: mains 60 s, battery 30 min). When the
+fleet repo does not answer, the next cycle comes sooner at first and later
+the longer the outage lasts (the seed's partitions): exponential back-off
+with jitter while the outage is short, every ``isolated_retry`` once
+isolated, and only a cheap probe every ``airgapped_probe`` once airgapped.
+Light drift checks run every ``[drift] light_interval``, deep ones every
+``deep_interval``.
+
+Sleeping is a blocking wait, not polling: an idle agent uses no CPU. SIGHUP
+starts an update cycle at once (``systemctl reload fleetcore-agent``);
+SIGTERM and SIGINT finish what runs and exit.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import signal
+from collections.abc import Callable
 from types import FrameType
 
 from fleetcore.agent.update import Agent
@@ -21,6 +30,24 @@ log = logging.getLogger("fleetcore.agent")
 
 
 def interval(agent: Agent) -> float:
+    """Seconds to the next update cycle, from the configuration and the network."""
+    base = _update_interval(agent)
+    state = agent.store.load() if agent.store.state_file.exists() else None
+    if state is None or state.unreachable_since is None:
+        return base
+    partition = agent.config.partition
+    if state.network == "airgapped":
+        return partition.airgapped_probe.seconds
+    if state.network == "isolated":
+        return partition.isolated_retry.seconds
+    # A short or medium outage: back off exponentially, with jitter so a fleet
+    # that lost its network together does not come back in lockstep.
+    outage = (agent.clock.now() - state.unreachable_since).total_seconds()
+    backoff = max(agent.config.retry.backoff.seconds, outage)
+    return min(base, backoff) * random.uniform(0.5, 1.0)  # noqa: S311
+
+
+def _update_interval(agent: Agent) -> float:
     if agent.config.update_interval is not None:
         return agent.config.update_interval.seconds
     current = agent.store.current()
@@ -42,30 +69,62 @@ def run_forever(agent: Agent, *, max_cycles: int | None = None) -> None:
 
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, on_signal)
+    drift = agent.config.drift
+    clock = agent.clock
+    next_update = clock.monotonic()
+    next_light = clock.monotonic() + drift.light_interval.seconds
+    next_deep = clock.monotonic() + drift.deep_interval.seconds
     cycles = 0
     log.info("agent started for %s (%s)", agent.device.device_id, agent.device.role)
     while True:
-        try:
-            result = agent.once()
-            log.info("%s: %s", result.outcome, result.message)
-        except FleetcoreError as exc:
-            # Bad config in the repo or a broken plugin must not kill the
-            # loop: the device keeps running what it runs, and tries again.
-            log.error("cycle failed: %s", exc)
-        except Exception:
-            log.exception("cycle crashed")
-        cycles += 1
+        now = clock.monotonic()
+        if now >= next_update:
+            _guarded(lambda: _cycle(agent))
+            cycles += 1
+            next_update = clock.monotonic() + interval(agent)
+        elif now >= next_deep:
+            _guarded(lambda: _check(agent, deep=True))
+            next_deep = clock.monotonic() + drift.deep_interval.seconds
+            next_light = clock.monotonic() + drift.light_interval.seconds
+        elif now >= next_light:
+            _guarded(lambda: _check(agent, deep=False))
+            next_light = clock.monotonic() + drift.light_interval.seconds
         if max_cycles is not None and cycles >= max_cycles:
             break
         if _stopping(received):
             break
-        agent.clock.sleep(interval(agent))
+        wait = min(next_update, next_light, next_deep) - clock.monotonic()
+        if wait > 0:
+            clock.sleep(wait)
         if _stopping(received):
             break
         if received:
             log.info("received SIGHUP, checking for updates now")
             received.clear()
+            next_update = clock.monotonic()
     log.info("agent stopped")
+
+
+def _cycle(agent: Agent) -> None:
+    result = agent.once()
+    log.info("%s: %s", result.outcome, result.message)
+
+
+def _check(agent: Agent, *, deep: bool) -> None:
+    result = agent.check(deep=deep, fix=agent.config.drift.fix)
+    if result.findings:
+        log.info("%s drift check: %s", "deep" if deep else "light", result.verdict)
+
+
+def _guarded(step: Callable[[], None]) -> None:
+    try:
+        step()
+    except FleetcoreError as exc:
+        # Bad config in the repo or a broken plugin must not kill the loop:
+        # the device keeps running what it runs, and tries again.
+        log.error("cycle failed: %s", exc)
+    except Exception:
+        log.exception("cycle crashed")
 
 
 def _stopping(received: list[int]) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from fleetcore.agent.state import StateStore, history_json
@@ -35,4 +36,16 @@ def status_report(config: AgentConfig) -> dict[str, Any]:
         "last_check": state.last_check.isoformat() if state and state.last_check else None,
         "last_update": history_json(state.last_update) if state and state.last_update else None,
         "consecutive_failures": state.consecutive_failures if state else 0,
+        "network": state.network if state else "online",
+        "network_since": _iso(state.network_since) if state else None,
+        "unreachable_since": _iso(state.unreachable_since) if state else None,
+        "last_contact": _iso(state.last_contact) if state else None,
+        "drift": state.drift if state else "unknown",
+        "drift_reason": state.drift_reason if state else "",
+        "last_light_check": _iso(state.last_light_check) if state else None,
+        "last_deep_check": _iso(state.last_deep_check) if state else None,
     }
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return value.isoformat() if value else None

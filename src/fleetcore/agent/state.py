@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 Status = Literal["unknown", "healthy", "degraded", "failed", "safe_mode", "updating"]
 Mode = Literal["normal", "safe_mode"]
+Network = Literal["online", "disconnected", "isolated", "airgapped"]
 Phase = Literal[
     "fetch", "unpack", "verify", "secrets", "validate", "swap", "activate", "health", "rollback"
 ]
@@ -83,6 +84,16 @@ class State:
     """The forced version seen when safe mode began: a new one lifts safe mode."""
     current_activator: str | None = None
     previous_activator: str | None = None
+    network: Network = "online"
+    network_since: dt.datetime | None = None
+    unreachable_since: dt.datetime | None = None
+    """When the fleet repo (or server) stopped answering; None while it answers."""
+    last_contact: dt.datetime | None = None
+    last_light_check: dt.datetime | None = None
+    last_deep_check: dt.datetime | None = None
+    drift: str = "unknown"
+    """The last drift run's verdict: clean, fixed, left (or unknown)."""
+    drift_reason: str = ""
 
 
 _conv = make_converter()
@@ -143,6 +154,17 @@ class StateStore:
 
     def manifest_file(self, name: str) -> Path:
         return self.releases / f"{name}.manifest.json"
+
+    def snapshot_file(self, name: str) -> Path:
+        """Sizes, times and modes of the release's files once activated."""
+        return self.releases / f"{name}.stat.json"
+
+    def remove_release(self, name: str) -> None:
+        import shutil
+
+        shutil.rmtree(self.release_dir(name), ignore_errors=True)
+        self.manifest_file(name).unlink(missing_ok=True)
+        self.snapshot_file(name).unlink(missing_ok=True)
 
     def link_target(self, link: Path) -> str | None:
         """The release name a link points at, or None if missing or dangling."""
@@ -210,6 +232,7 @@ def history_json(entry: UpdateRecord) -> dict[str, Any]:
             "duration_seconds",
             "device_id",
             "role",
+            "event",
         )
     }
 

@@ -20,7 +20,7 @@ import random
 import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import attrs
 from attrs import frozen
@@ -30,9 +30,10 @@ from fleetcore.agent import logs
 from fleetcore.agent.clock import Clock
 from fleetcore.agent.files import exclusive_lock
 from fleetcore.agent.gates import Deferred, attempts_after, throttle_gate, window_gate
-from fleetcore.agent.state import InFlight, Phase, State, StateStore, release_name
+from fleetcore.agent.state import InFlight, Network, Phase, State, StateStore, release_name
 from fleetcore.checks import runner
 from fleetcore.config.agent import AgentConfig
+from fleetcore.config.convert import structure
 from fleetcore.config.fleet import FleetPolicy, parse_device_policy, parse_fleet_policy
 from fleetcore.config.role import CheckSelection, RoleConfig, parse_role_config
 from fleetcore.config.units import Duration
@@ -51,6 +52,9 @@ from fleetcore.plugin.types import (
 from fleetcore.policy import DesiredState, resolve
 from fleetcore.release import Manifest, unpack, write_manifest
 from fleetcore.secrets.interface import SecretsContext
+
+if TYPE_CHECKING:
+    from fleetcore.agent.drift import DriftResult
 
 log = logging.getLogger("fleetcore.agent")
 T = TypeVar("T")
@@ -123,6 +127,7 @@ class Agent:
         self._source: Source | None = None
         self._head_seen: str | None = None
         self._role_at_head: tuple[str, bytes | None] | None = None
+        self._network = "online"
         logs.set_context(device_id=config.device_id, role=config.role)
 
     # -- entry points ------------------------------------------------------------
@@ -228,12 +233,14 @@ class Agent:
         now = self.clock.now()
         current = self.store.current()
         current_commit = self.store.commit_of(current)
+        self._network = state.network
         try:
             desired, head = self.desired(state)
         except FetchError as exc:
-            self.store.update(state, last_check=now)
+            state = self._unreachable(state, exc)
             log.warning(
-                "fleet repo unreachable, keeping %s: %s",
+                "fleet repo unreachable (%s), keeping %s: %s",
+                state.network,
                 current_commit[:12] if current_commit else "nothing",
                 exc,
             )
@@ -242,6 +249,7 @@ class Agent:
                 commit=current_commit,
                 message=f"fleet repo unreachable: {exc}",
             )
+        state = self._reachable(state)
         state = self.store.update(
             state,
             last_check=now,
@@ -417,6 +425,10 @@ class Agent:
             current_activator=activator_name,
             previous_activator=state.current_activator,
         )
+        # The light drift check's baseline: the release as it stands, activated.
+        from fleetcore.agent.drift import write_snapshot
+
+        write_snapshot(self.store.snapshot_file(name), release_dir)
         entry = self._record(from_commit, commit, "success", self.clock.monotonic() - started, why)
         state = self.store.update(state, last_update=entry)
         self._clean_releases()
@@ -650,6 +662,117 @@ class Agent:
         except Exception as exc:
             log.warning("could not stop %s: %s", release, exc)
 
+    # -- network partitions -------------------------------------------------------
+
+    def _unreachable(self, state: State, exc: Exception) -> State:
+        """The repo did not answer: move through the seed's partition modes."""
+        now = self.clock.now()
+        since = state.unreachable_since or now
+        state = self.store.update(state, unreachable_since=since, last_check=now)
+        outage = (now - since).total_seconds()
+        p = self.config.partition
+        network: Network = "online"
+        if outage >= p.airgapped_after.seconds:
+            network = "airgapped"
+        elif outage >= p.isolated_after.seconds:
+            network = "isolated"
+        elif outage >= p.disconnected_after.seconds:
+            network = "disconnected"
+        if network != state.network:
+            state = self._set_network(
+                state, network, f"fleet repo unreachable for {_human(outage)}: {exc}"
+            )
+        return state
+
+    def _reachable(self, state: State) -> State:
+        """The repo answered: end an outage, report it, and recover from it."""
+        now = self.clock.now()
+        if state.unreachable_since is None:
+            return self.store.update(state, last_contact=now)
+        outage = (now - state.unreachable_since).total_seconds()
+        was = state.network
+        state = self.store.update(state, unreachable_since=None, last_contact=now)
+        if was == "online":
+            return state  # a short partition: retried quietly, nothing to report
+        self._record(
+            None,
+            None,
+            "success",
+            outage,
+            f"fleet repo unreachable for {_human(outage)} ({was})",
+            event="outage",
+        )
+        state = self._set_network(
+            state, "online", f"fleet repo answers again after {_human(outage)}"
+        )
+        if was in ("isolated", "airgapped"):
+            # Long partitions: the clock may have drifted (TLS and expiries
+            # depend on it); after a permanent one, revalidate everything.
+            from fleetcore.agent.drift import run_drift
+
+            deep = was == "airgapped"
+            result = run_drift(
+                self, deep=deep, fix=self.config.drift.fix, only=None if deep else ("clock",)
+            )
+            state = self._after_drift(self.store.load(), result)
+        return state
+
+    def _set_network(self, state: State, network: Network, reason: str) -> State:
+        old = state.network
+        state = self.store.update(state, network=network, network_since=self.clock.now())
+        self._network = network
+        log.warning("network %s -> %s: %s", old, network, reason)
+        self._record(
+            None, None, "success", 0.0, f"network {old} -> {network}: {reason}", event="mode"
+        )
+        self.pm.notify(
+            "fleetcore_mode_changed",
+            change=ModeChange(device=self.device, old=old, new=network, reason=reason),
+        )
+        return state
+
+    # -- drift ----------------------------------------------------------------------
+
+    def check(self, *, deep: bool, fix: bool) -> DriftResult:
+        """A drift run under the agent's lock: find, fix, re-check, record."""
+        from fleetcore.agent.drift import run_drift
+
+        self.store.ensure()
+        with exclusive_lock(self.store.lock_file):
+            self.recover(self.store.load())
+            result = run_drift(self, deep=deep, fix=fix)
+            self._after_drift(self.store.load(), result)
+            if fix and any(f.code == "release-missing" for f in result.left):
+                # Nothing to repair in place: install the desired release again.
+                outcome = self._cycle(self.store.load())
+                log.info("reinstall: %s", outcome.message)
+            return result
+
+    def _after_drift(self, state: State, result: DriftResult) -> State:
+        from fleetcore.agent.drift import report
+
+        now = self.clock.now()
+        stamp = {"last_deep_check": now} if result.deep else {"last_light_check": now}
+        summary = describe_drift(result)
+        state = self.store.update(state, drift=result.verdict, drift_reason=summary, **stamp)
+        if not result.findings:
+            return state
+        log.warning("drift (%s): %s", result.verdict, summary)
+        self._record(
+            result.commit,
+            result.commit,
+            "success" if result.verdict == "fixed" else "failed",
+            0.0,
+            summary,
+            event="drift",
+        )
+        self.pm.notify("fleetcore_drift_found", report=report(self, result))
+        failed = result.failed_fixes
+        if failed and state.mode != "safe_mode":
+            reasons = "; ".join(f"{f.fix}: {f.message}" for f in failed)
+            state = self._set_mode(state, "safe_mode", f"self-heal failed: {reasons}")
+        return state
+
     def recheck(self, state: State) -> State:
         """Run the current release's health checks now (no settle) and record
         the status they give."""
@@ -755,6 +878,8 @@ class Agent:
         result: UpdateResult,
         duration: float,
         reason: str,
+        *,
+        event: str = "update",
     ) -> UpdateRecord:
         entry = UpdateRecord(
             timestamp=self.clock.now(),
@@ -765,19 +890,24 @@ class Agent:
             result=result,
             reason=reason,
             duration_seconds=round(duration, 3),
+            event=event,
         )
         self.store.record(entry)
-        self.pm.notify("fleetcore_update_finished", record=entry)
+        if event == "update":
+            self.pm.notify("fleetcore_update_finished", record=entry)
         return entry
 
     def _retry(self, what: str, fn: Callable[[], T]) -> T:
         retry = self.config.retry
         delay = retry.backoff.seconds
-        for attempt in range(1, max(1, retry.attempts) + 1):
+        # Cut off from the repo for a while: one try per cycle; the loop
+        # spaces the cycles out (the seed's partition handling).
+        attempts = retry.attempts if self._network == "online" else 1
+        for attempt in range(1, max(1, attempts) + 1):
             try:
                 return fn()
             except FetchError as exc:
-                if attempt >= retry.attempts:
+                if attempt >= attempts:
                     raise
                 # Jitter: a fleet that lost its network together must not
                 # come back in lockstep.
@@ -906,15 +1036,29 @@ class Agent:
                 r.name for r in registry if r.detect is not None and r.detect(release_dir)
             )
         env: dict[str, str] = {}
-        ctx = SecretsContext(
-            device=self.device, release_dir=release_dir, commit=commit, state_dir=self.store.root
-        )
         for name in names:
             record = registry.get(name, where="secrets.providers", source=source)
-            options = self.pm.options(
-                record, role_cfg.secrets.options.get(name), where=f"secrets.{name}", source=source
+            # Device settings from agent.toml only; the role says what it wants.
+            device_options = self.pm.options(
+                record,
+                self.config.secrets.get(name),
+                where=f"secrets.{name}",
+                source=self.config_source,
             )
-            env.update(record.factory(options).provide(ctx))
+            role_options = structure(
+                dict(role_cfg.secrets.options.get(name) or {}),
+                record.role_config_type,
+                source=source,
+                root=f"secrets.{name}",
+            )
+            ctx = SecretsContext(
+                device=self.device,
+                release_dir=release_dir,
+                commit=commit,
+                state_dir=self.store.root,
+                role_options=role_options,
+            )
+            env.update(record.factory(device_options).provide(ctx))
         if env:
             _write_env(release_dir / ENV_FILE, env)
         return env
@@ -933,16 +1077,14 @@ class Agent:
     def _drop_release(self, name: str) -> None:
         if name in (self.store.current(), self.store.previous()):
             return
-        shutil.rmtree(self.store.release_dir(name), ignore_errors=True)
-        self.store.manifest_file(name).unlink(missing_ok=True)
+        self.store.remove_release(name)
 
     def _clean_releases(self, keep_extra: tuple[str, ...] = ()) -> list[str]:
         keep = {self.store.current(), self.store.previous(), *keep_extra}
         removed = []
         for name in self.store.release_names():
             if name not in keep:
-                shutil.rmtree(self.store.release_dir(name), ignore_errors=True)
-                self.store.manifest_file(name).unlink(missing_ok=True)
+                self.store.remove_release(name)
                 removed.append(name)
         return removed
 
@@ -980,3 +1122,23 @@ def _write_env(path: Path, env: Mapping[str, str]) -> None:
         if "\n" in value or "\n" in key:
             raise UpdateFailed(f"secret {key!r} holds a newline, which env files cannot carry")
     atomic_write(path, "".join(f"{k}={v}\n" for k, v in env.items()).encode(), mode=0o600)
+
+
+def describe_drift(result: DriftResult) -> str:
+    """One line: what drifted, and what the fixes did."""
+    if not result.findings:
+        return "no drift"
+    found = "; ".join(str(f) for f in result.findings[:5])
+    more = f" (+{len(result.findings) - 5} more)" if len(result.findings) > 5 else ""
+    fixes = "; ".join(
+        f"{f.fix} {'held' if f.held else 'failed'}: {f.message}" for f in result.fixes
+    )
+    return f"{found}{more}" + (f" | fixes: {fixes}" if fixes else "")
+
+
+def _human(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f}h"
+    if seconds >= 60:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds:.0f}s"

@@ -85,6 +85,33 @@ def apply(app: App, config_path: Path, bundle_path: Path, as_json: bool) -> None
 
 @agent.command()
 @config_option
+@click.option("--deep", is_flag=True, help="Also compare file contents, the clock and DNS.")
+@click.option("--fix", is_flag=True, help="Repair what drifted, then check again.")
+@json_option
+@click.pass_obj
+def check(app: App, config_path: Path, deep: bool, fix: bool, as_json: bool) -> None:
+    """Compare the device with its release: files, containers, folders, disk,
+    clock, DNS.
+
+    Exit 0 when nothing drifted, 6 when drift was found and every fix held,
+    1 when drift is left (not fixed, or a fix did not hold: the device then
+    enters safe mode), 3 when another agent holds the lock.
+    """
+    from fleetcore.agent.update import describe_drift
+
+    result = _agent(app, config_path).check(deep=deep, fix=fix)
+    code = {"clean": 0, "fixed": 6, "left": 1}[result.verdict]
+    if as_json:
+        app.print_json({**result.to_json(), "exit_code": code})
+    else:
+        click.echo(f"{result.verdict}: {describe_drift(result)}")
+        for finding in result.left:
+            click.echo(f"  left: {finding}")
+    raise click.exceptions.Exit(code)
+
+
+@agent.command()
+@config_option
 @json_option
 @click.pass_obj
 def status(app: App, config_path: Path, as_json: bool) -> None:

@@ -10,6 +10,7 @@ Exit codes (every command):
     window, holding for a rollout, or a newer commit already pending)
 4   the device is in safe mode
 5   the fleet repo (or server) is unreachable; the current release keeps running
+6   ``agent check``: drift was found and repaired
 ==  ==========================================================================
 """
 
@@ -84,7 +85,7 @@ def cli(ctx: click.Context, debug: bool, log_format: str | None, log_level: str)
     Devices run `fleetcore agent`: it pulls the device's role from a Git
     repository, verifies, validates and activates it atomically, checks its
     health and rolls back by itself. Exit codes: 0 ok, 1 failed, 2 bad usage
-    or configuration, 3 deferred, 4 safe mode, 5 unreachable.
+    or configuration, 3 deferred, 4 safe mode, 5 unreachable, 6 drift repaired.
     """
     ctx.obj = App(debug=debug, log_format=log_format, log_level=log_level)
 

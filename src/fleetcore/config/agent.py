@@ -55,6 +55,35 @@ class Disk:
 
 
 @frozen(kw_only=True)
+class Drift:
+    """``[drift]``: how often the device compares itself with its release."""
+
+    light_interval: Duration = Duration(300.0)
+    """Light checks (sizes, times, containers, disk): every 5 minutes."""
+    deep_interval: Duration = Duration(3600.0)
+    """Deep checks (file contents, clock, DNS): every hour."""
+    fix: bool = True
+    """Repair what drifted; with false, only report it."""
+    fixes: dict[str, dict[str, Any]] = field(factory=dict)
+    """``[drift.fixes.NAME]``: options of drift fixes (e.g. the command that
+    syncs the clock). Device settings: a fleet repo does not choose them."""
+
+
+@frozen(kw_only=True)
+class Partition:
+    """``[partition]``: how the agent rides out a fleet repo it cannot reach
+    (the seed's short, medium, long and permanent partitions)."""
+
+    disconnected_after: Duration = Duration(300.0)
+    isolated_after: Duration = Duration(3600.0)
+    airgapped_after: Duration = Duration(86400.0)
+    isolated_retry: Duration = Duration(300.0)
+    """While isolated, try the repo this often."""
+    airgapped_probe: Duration = Duration(3600.0)
+    """While airgapped, no update attempts; only this cheap probe for the network."""
+
+
+@frozen(kw_only=True)
 class Plugins:
     disable: tuple[str, ...] = ()
 
@@ -73,7 +102,11 @@ class AgentConfig:
     throttle: Throttle = Throttle()
     retry: Retry = Retry()
     disk: Disk = Disk()
+    drift: Drift = Drift()
+    partition: Partition = Partition()
     plugins: Plugins = Plugins()
+    secrets: dict[str, dict[str, Any]] = field(factory=dict)
+    """``[secrets.NAME]`` tables: each secrets provider's device settings."""
     path: Path | None = None
     """Where this config was read from (not a key)."""
 

@@ -55,6 +55,7 @@ class RoleConfig:
     activate: PluginChoice = PluginChoice()
     validate: CheckSelection = CheckSelection()
     health: HealthSelection = HealthSelection()
+    drift: CheckSelection = CheckSelection()
     secrets: SecretsChoice = SecretsChoice()
 
 
@@ -74,6 +75,8 @@ def parse_role_config(text: bytes | None, source: str) -> RoleConfig:
         data["activate"] = {**core, "options": rest}
     if "validate" in data:
         data["validate"] = _selection(data["validate"])
+    if "drift" in data:
+        data["drift"] = _selection(data["drift"])
     if "health" in data:
         data["health"] = _selection(data["health"], ("settle", "attempts", "interval"))
     if isinstance(data.get("secrets"), dict):

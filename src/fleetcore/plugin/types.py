@@ -93,6 +93,16 @@ class SecretsProvider:
     """A source of secrets. ``factory(options)`` returns a
     :class:`fleetcore.secrets.interface.SecretsProviderImpl`.
 
+    Options come from two places, kept apart on purpose:
+
+    - ``config_type``: the device's settings, from ``[secrets.NAME]`` in
+      ``agent.toml`` only (an identity file, a Vault address and login). A
+      role comes from a repository that may be public: it must never choose
+      where a device sends its credentials.
+    - ``role_config_type``: what a role asks for, from ``[secrets.NAME]`` in
+      its ``role.toml`` (e.g. which Vault paths to read); handed to
+      ``provide`` as ``ctx.role_options``.
+
     ``detect(release_dir)`` says whether a role uses this provider without
     naming it (e.g. it contains ``*.age`` files)."""
 
@@ -100,6 +110,7 @@ class SecretsProvider:
     summary: str
     factory: Callable[[Any], SecretsProviderImpl]
     config_type: type = NoOptions
+    role_config_type: type = NoOptions
     detect: Callable[[Path], bool] | None = None
 
 
@@ -164,6 +175,15 @@ class CheckContext:
     (``fleetcore-<role>``), e.g. the compose project the activator used."""
     deep: bool = False
     """For drift checks: a deep (content) rather than light check."""
+    desired_commit: str | None = None
+    """For drift checks: the commit the device should run, if known."""
+    state_dir: Path | None = None
+    """The agent's state folder."""
+    check_options: Mapping[str, Any] = field(factory=dict)
+    """For drift fixes: the options of the drift checks that ran, by check name."""
+    repair: Any = None
+    """For drift fixes: a :class:`fleetcore.agent.drift.RepairKit` (a verified
+    pristine copy of the release, old-release cleanup, restarting services)."""
     now: dt.datetime = field(factory=lambda: dt.datetime.now(dt.UTC))
 
 
@@ -228,6 +248,11 @@ class UpdateRecord:
     result: UpdateResult
     reason: str = ""
     duration_seconds: float = 0.0
+    event: str = "update"
+    """``update`` for updates; ``drift`` (a drift run that found something:
+    ``success`` when all was fixed, ``failed`` when drift was left), ``mode``
+    (safe mode or network mode changed) and ``outage`` (the fleet repo was
+    unreachable for ``duration_seconds``) for the device's other events."""
 
 
 @frozen(kw_only=True)

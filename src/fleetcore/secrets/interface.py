@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from attrs import frozen
 
@@ -27,6 +27,9 @@ class SecretsContext:
     commit: str
     state_dir: Path
     """The agent's state folder, for caches the provider keeps (encrypted)."""
+    role_options: Any = None
+    """The role's ``[secrets.NAME]`` table, structured into the record's
+    ``role_config_type``."""
 
 
 class SecretsProviderImpl(Protocol):

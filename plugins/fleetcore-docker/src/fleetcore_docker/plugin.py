@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from fleetcore.plugin import hookimpl
-from fleetcore.plugin.types import Activator, Check
-from fleetcore_docker import checks
+from fleetcore.plugin.types import Activator, Check, DriftFix
+from fleetcore_docker import checks, drift
 from fleetcore_docker.activator import ComposeActivator
 from fleetcore_docker.compose import has_compose_file
 from fleetcore_docker.options import ComposeConfigOptions, ComposeOptions, ContainersOptions
@@ -48,4 +48,25 @@ def fleetcore_register_health_checks() -> Iterator[Check]:
         run=checks.containers,
         config_type=ContainersOptions,
         applies=checks.applies,
+    )
+
+
+@hookimpl
+def fleetcore_register_drift_checks() -> Iterator[Check]:
+    yield Check(
+        name="containers",
+        summary="Containers match the compose file: none missing, exited, extra or changed",
+        run=drift.container_drift,
+        config_type=drift.ContainerDriftOptions,
+        applies=checks.applies,
+    )
+
+
+@hookimpl
+def fleetcore_register_drift_fixes() -> Iterator[DriftFix]:
+    yield DriftFix(
+        name="compose-up",
+        summary="`compose up -d --remove-orphans` for the running release",
+        fixes=drift.FIXABLE,
+        run=drift.compose_up,
     )
