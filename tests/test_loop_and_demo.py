@@ -105,7 +105,7 @@ def test_sighup_runs_a_cycle_at_once(device, fleet_repo: FleetRepo) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
-    assert "checking for updates now" in proc.stderr.read()
+    assert "woken by SIGHUP, checking for updates now" in proc.stderr.read()
 
 
 def test_the_loop_runs_light_checks_that_heal_drift(device, fleet_repo: FleetRepo) -> None:

@@ -27,6 +27,8 @@ from fleetcore.config.agent import DEFAULT_UPDATE_INTERVAL
 from fleetcore.errors import FleetcoreError
 
 log = logging.getLogger("fleetcore.agent")
+SERVER_EVENT = -1
+"""Marks a wake-up by the server's event stream among received signals."""
 
 
 def interval(agent: Agent) -> float:
@@ -69,8 +71,21 @@ def run_forever(agent: Agent, *, max_cycles: int | None = None) -> None:
 
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, on_signal)
+    listener = None
+    server = agent.config.server
+    if agent.client is not None and server is not None and server.events:
+        from fleetcore.agent.managed import EventListener
+
+        def on_event(_event: str) -> None:
+            received.append(SERVER_EVENT)
+            agent.clock.wake()
+
+        listener = EventListener(agent.client, on_event)
+        listener.start()
     drift = agent.config.drift
     clock = agent.clock
+    report_every = server.report_interval.seconds if server is not None else None
+    next_report = clock.monotonic() + (report_every or 0)
     next_update = clock.monotonic()
     next_light = clock.monotonic() + drift.light_interval.seconds
     next_deep = clock.monotonic() + drift.deep_interval.seconds
@@ -89,19 +104,28 @@ def run_forever(agent: Agent, *, max_cycles: int | None = None) -> None:
         elif now >= next_light:
             _guarded(lambda: _check(agent, deep=False))
             next_light = clock.monotonic() + drift.light_interval.seconds
+        if report_every is not None and clock.monotonic() >= next_report:
+            agent.report()
+            next_report = clock.monotonic() + report_every
         if max_cycles is not None and cycles >= max_cycles:
             break
         if _stopping(received):
             break
-        wait = min(next_update, next_light, next_deep) - clock.monotonic()
+        due = [next_update, next_light, next_deep]
+        if report_every is not None:
+            due.append(next_report)
+        wait = min(due) - clock.monotonic()
         if wait > 0:
             clock.sleep(wait)
         if _stopping(received):
             break
         if received:
-            log.info("received SIGHUP, checking for updates now")
+            why = "a server event" if SERVER_EVENT in received else "SIGHUP"
+            log.info("woken by %s, checking for updates now", why)
             received.clear()
             next_update = clock.monotonic()
+    if listener is not None:
+        listener.close()
     log.info("agent stopped")
 
 

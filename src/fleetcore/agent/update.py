@@ -128,6 +128,12 @@ class Agent:
         self._head_seen: str | None = None
         self._role_at_head: tuple[str, bytes | None] | None = None
         self._network = "online"
+        self.client: Any = None
+        if config.server is not None:
+            # Managed mode: imported only when used, git-only devices never pay for it.
+            from fleetcore.agent.managed import ServerClient
+
+            self.client = ServerClient(config)
         logs.set_context(device_id=config.device_id, role=config.role)
 
     # -- entry points ------------------------------------------------------------
@@ -139,7 +145,10 @@ class Agent:
             with exclusive_lock(self.store.lock_file):
                 state = self.recover(self.store.load())
                 logs.set_context(commit=self.store.commit_of(self.store.current()))
-                return self._cycle(state)
+                result = self._cycle(state)
+                if self.client is not None and result.outcome != "unreachable":
+                    self.report()
+                return result
         except FleetcoreError as exc:
             if exc.exit_code == 3:
                 log.info("%s", exc)
@@ -171,6 +180,11 @@ class Agent:
 
     def source(self) -> Source:
         if self._source is None:
+            if self.config.source is None:
+                from fleetcore.agent.managed import ServerSource
+
+                self._source = ServerSource(self.client)
+                return self._source
             src = self.config.source
             record = self.pm.registry("fetcher").get(
                 src.fetcher, where="source.fetcher", source=self.config_source
@@ -185,11 +199,14 @@ class Agent:
         return self._source
 
     def desired(self, state: State | None = None) -> tuple[DesiredState, str]:
-        """The desired state from the head of the configured branch, and the head."""
+        """The desired state (from the server, or from the head of the configured
+        branch), and the head it was computed for."""
+        if self.client is not None:
+            desired = self._retry("ask the server for the desired state", self.client.desired)
+            return desired, desired.commit or ""
         source = self.source()
-        head = self._retry(
-            "resolve the branch head", lambda: source.head(self.config.source.branch)
-        )
+        branch = self.config.source.branch if self.config.source else "main"
+        head = self._retry("resolve the branch head", lambda: source.head(branch))
         device_file = f"devices/{self.device.device_id}.toml"
         # The role's config at the head comes along: most updates go to the head.
         files = self._retry(
@@ -662,6 +679,33 @@ class Agent:
         except Exception as exc:
             log.warning("could not stop %s: %s", release, exc)
 
+    # -- managed mode -------------------------------------------------------------------
+
+    def report(self) -> bool:
+        """Send the status report and the history the server has not seen.
+        Best effort: a server that does not answer gets it next time."""
+        from fleetcore.agent.files import atomic_write
+        from fleetcore.agent.managed import status_report
+        from fleetcore.agent.state import history_json
+
+        if self.client is None:
+            return False
+        sent_file = self.store.cache / "server" / "history-sent"
+        try:
+            sent = int(sent_file.read_text()) if sent_file.exists() else 0
+        except ValueError:
+            sent = 0
+        try:
+            self.client.report_status(status_report(self))
+            entries = self.store.history()
+            self.client.send_history([history_json(e) for e in entries[sent:]])
+            sent_file.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(sent_file, str(len(entries)).encode())
+            return True
+        except (FleetcoreError, OSError) as exc:
+            log.warning("could not report to the server: %s", exc)
+            return False
+
     # -- network partitions -------------------------------------------------------
 
     def _unreachable(self, state: State, exc: Exception) -> State:
@@ -927,8 +971,12 @@ class Agent:
     def _newer_commit(self, deployed: str) -> str | None:
         """Skip-to-latest: a commit that became desired while we deployed."""
         try:
+            if self.client is not None:
+                desired = self.client.desired()
+                return desired.commit if desired.commit not in (None, deployed) else None
             if (
                 self._head_seen is not None
+                and self.config.source is not None
                 and self.source().head(self.config.source.branch) == self._head_seen
             ):
                 return None  # nothing landed: the policy read at the start still holds

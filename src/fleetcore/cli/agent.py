@@ -179,3 +179,53 @@ def _report(app: App, result: Any, as_json: bool) -> None:
     else:
         click.echo(f"{result.outcome}: {result.message}")
     raise click.exceptions.Exit(result.exit_code)
+
+
+@agent.command()
+@config_option
+@click.option(
+    "--server",
+    "server_url",
+    envvar="FLEETCORE_SERVER",
+    help="The control server's URL [env FLEETCORE_SERVER; default: [server] url].",
+)
+@click.option(
+    "--enrollment-token",
+    required=True,
+    envvar="FLEETCORE_ENROLLMENT_TOKEN",
+    help="A token from `fleetcore server enrollment-token` [env FLEETCORE_ENROLLMENT_TOKEN].",
+)
+@json_option
+@click.pass_obj
+def enroll(
+    app: App, config_path: Path, server_url: str | None, enrollment_token: str, as_json: bool
+) -> None:
+    """Enroll this device with a control server: it gets its own credential,
+    stored with mode 0600 (the server keeps only a hash)."""
+    import socket
+
+    import attrs
+
+    from fleetcore.agent.managed import ServerClient, credential_path
+    from fleetcore.config.agent import Server
+    from fleetcore.errors import ConfigError
+
+    config = app.agent_config(config_path)
+    configured = config.server.url.rstrip("/") if config.server else None
+    url = (server_url or configured or "").rstrip("/")
+    if not url:
+        raise ConfigError(str(config_path), ["give --server or [server] url"])
+    if configured and url != configured:
+        raise ConfigError(
+            str(config_path), [f"--server {url} is not the configured [server] url {configured}"]
+        )
+    if config.server is None:
+        config = attrs.evolve(config, server=Server(url=url))
+    ServerClient(config).enroll(enrollment_token, hostname=socket.gethostname())
+    path = credential_path(config)
+    if as_json:
+        app.print_json({"device_id": config.device_id, "server": url, "credential_file": str(path)})
+    else:
+        click.echo(f"enrolled {config.device_id} with {url}; credential in {path}")
+        if configured is None:
+            click.echo(f'add to {config_path}:\n[server]\nurl = "{url}"')

@@ -84,6 +84,21 @@ class Partition:
 
 
 @frozen(kw_only=True)
+class Server:
+    """``[server]``: managed mode. The control server decides the desired
+    state; the device reports its status and wakes on the server's events."""
+
+    url: str = field(validator=checked(not_empty))
+    credential_file: Path | None = None
+    """Written by `fleetcore agent enroll` (mode 0600); default: in the state folder."""
+    report_interval: Duration = Duration(60.0)
+    events: bool = True
+    """Listen to the server's event stream and update at once on `update-available`."""
+    timeout: Duration = Duration(15.0)
+    ca_file: Path | None = None
+
+
+@frozen(kw_only=True)
 class Plugins:
     disable: tuple[str, ...] = ()
 
@@ -93,7 +108,9 @@ class AgentConfig:
     device_id: str = field(validator=checked(not_empty))
     role: str = field(validator=checked(not_empty))
     state_dir: Path
-    source: Source
+    source: Source | None = None
+    """Where releases come from; in managed mode without it, from the server."""
+    server: Server | None = None
     segment: str = field(default="general", validator=checked(one_of(*SEGMENTS)))
     power: Literal["mains", "battery"] = "mains"
     update_interval: Duration | None = None
@@ -117,15 +134,25 @@ def parse_agent_config(data: dict[str, Any], source: str, base: Path | None = No
         core, rest = split_table(data["source"], SOURCE_CORE_KEYS)
         data["source"] = {**core, "options": rest}
     config = structure(data, AgentConfig, source=source)
+    if config.source is None and config.server is None:
+        from fleetcore.errors import ConfigError
+
+        raise ConfigError(source, ["give [source] (git-only mode) or [server] (managed mode)"])
     # Relative paths in agent.toml are relative to the file, not to wherever
     # the agent happens to be started from.
     if base is not None and not config.state_dir.is_absolute():
         config = _evolve(config, state_dir=(base / config.state_dir).resolve())
-    repo = config.source.repo
-    if base is not None and "://" not in repo and not Path(repo).is_absolute():
+    repo = config.source.repo if config.source is not None else ""
+    if base is not None and repo and "://" not in repo and not Path(repo).is_absolute():
         candidate = (base / repo).resolve()
         if candidate.exists():
             config = _evolve(config, source=_evolve(config.source, repo=str(candidate)))
+    if base is not None and config.server is not None:
+        credential = config.server.credential_file
+        if credential is not None and not credential.is_absolute():
+            config = _evolve(
+                config, server=_evolve(config.server, credential_file=(base / credential))
+            )
     return config
 
 

@@ -20,7 +20,9 @@ def check_agent_config(path: Path, pm: PluginManager) -> list[str]:
         config = load_agent_config(path)
     except ConfigError as exc:
         return _lines(exc)
-    problems = []
+    problems: list[str] = []
+    if config.source is None:
+        return problems
     try:
         record = pm.registry("fetcher").get(
             config.source.fetcher, where="source.fetcher", source=str(path)

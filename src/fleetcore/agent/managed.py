@@ -1,0 +1,434 @@
+"""Managed mode: the agent's side of the control server's API.
+
+The server decides the desired state (``GET /v1/devices/{id}/desired``, cheap
+to poll with ETags), serves role archives and manifests, takes status reports
+and update history, and pushes ``update-available`` and ``policy-changed``
+events over SSE. Everything here uses the standard library: the agent stays
+light on a Raspberry Pi.
+
+When the server does not answer, the agent keeps running its current release
+and its last known desired state; the network-partition modes apply to the
+server exactly as they do to a git repository.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import socket
+import ssl
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from fleetcore import __version__
+from fleetcore.agent.files import atomic_write, atomic_write_json
+from fleetcore.config.agent import AgentConfig, Server
+from fleetcore.config.convert import structure
+from fleetcore.config.fleet import MaintenanceWindow
+from fleetcore.errors import FetchError, FleetcoreError
+from fleetcore.fetch.interface import Fetched
+from fleetcore.policy import DesiredState
+from fleetcore.release import Manifest
+
+log = logging.getLogger("fleetcore.agent")
+CHUNK = 1 << 16
+
+
+class ServerRefused(FleetcoreError):
+    """The server answered, and said no (bad credential, bad request)."""
+
+
+def credential_path(config: AgentConfig) -> Path:
+    assert config.server is not None
+    return config.server.credential_file or config.state_dir / "credential"
+
+
+class ServerClient:
+    """Talks to the control server on behalf of one device."""
+
+    def __init__(self, config: AgentConfig) -> None:
+        assert config.server is not None
+        self.settings: Server = config.server
+        self.base = config.server.url.rstrip("/")
+        self.device_id = config.device_id
+        self.config = config
+        self.cache = config.state_dir / "cache" / "server"
+        self._context = (
+            ssl.create_default_context(cafile=str(config.server.ca_file))
+            if config.server.ca_file
+            else None
+        )
+
+    # -- plumbing -------------------------------------------------------------------
+
+    def credential(self) -> str:
+        path = credential_path(self.config)
+        try:
+            return path.read_text().strip()
+        except FileNotFoundError:
+            raise FleetcoreError(
+                f"{path} does not exist: enroll the device first (`fleetcore agent enroll`)"
+            ) from None
+
+    def _open(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        headers: Mapping[str, str] | None = None,
+        auth: bool = True,
+        timeout: float | None = None,
+    ) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        # The configured server URL, never a URL from a response.
+        request = urllib.request.Request(f"{self.base}{path}", data=data, method=method)  # noqa: S310
+        request.add_header("User-Agent", f"fleetcore-agent/{__version__}")
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        if auth:
+            request.add_header("Authorization", f"Bearer {self.credential()}")
+        for key, value in (headers or {}).items():
+            request.add_header(key, value)
+        try:
+            return urllib.request.urlopen(  # noqa: S310 - the configured server URL
+                request, timeout=timeout or self.settings.timeout.seconds, context=self._context
+            )
+        except urllib.error.HTTPError as exc:
+            if exc.code == 304:
+                return exc
+            detail = _error_text(exc)
+            if exc.code in (401, 403):
+                raise ServerRefused(
+                    f"the server refused {method} {path} ({exc.code}): {detail}; "
+                    "is the device enrolled?"
+                ) from None
+            if exc.code >= 500:
+                raise FetchError(
+                    f"server error on {method} {path} ({exc.code}): {detail}"
+                ) from None
+            raise ServerRefused(f"{method} {path} was refused ({exc.code}): {detail}") from None
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise FetchError(f"server {self.base} unreachable: {reason}") from None
+
+    # -- the API ----------------------------------------------------------------------
+
+    def enroll(self, enrollment_token: str, *, hostname: str) -> str:
+        with self._open(
+            "POST",
+            "/v1/enroll",
+            auth=False,
+            body={
+                "enrollment_token": enrollment_token,
+                "device_id": self.device_id,
+                "role": self.config.role,
+                "segment": self.config.segment,
+                "hostname": hostname,
+            },
+        ) as response:
+            answer = json.loads(response.read())
+        credential = str(answer["credential"])
+        path = credential_path(self.config)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, credential.encode() + b"\n", mode=0o600)
+        return credential
+
+    def desired(self) -> DesiredState:
+        """The desired state, revalidated with the ETag of the last answer."""
+        cached_file = self.cache / "desired.json"
+        cached = _read_json(cached_file)
+        headers = {"If-None-Match": cached["etag"]} if cached and cached.get("etag") else {}
+        response = self._open("GET", f"/v1/devices/{self._id()}/desired", headers=headers)
+        with response:
+            if getattr(response, "code", 200) == 304 and cached:
+                body = cached["body"]
+            else:
+                body = json.loads(response.read())
+                self.cache.mkdir(parents=True, exist_ok=True)
+                atomic_write_json(cached_file, {"etag": response.headers.get("ETag"), "body": body})
+        window = body.get("maintenance_window")
+        return DesiredState(
+            commit=body.get("commit"),
+            why=body.get("why") or "hold",
+            reason=body.get("reason") or "",
+            branch=body.get("branch"),
+            maintenance_window=structure(
+                window,
+                MaintenanceWindow,
+                source="the server's desired state",
+                root="maintenance_window",
+            )
+            if window
+            else None,
+        )
+
+    def report_status(self, report: Mapping[str, Any]) -> None:
+        with self._open("POST", f"/v1/devices/{self._id()}/status", body=dict(report)):
+            pass
+
+    def send_history(self, entries: Sequence[Mapping[str, Any]]) -> None:
+        if entries:
+            with self._open(
+                "POST", f"/v1/devices/{self._id()}/history", body={"entries": list(entries)}
+            ):
+                pass
+
+    def manifest(self, commit: str, role: str) -> Manifest:
+        with self._open("GET", f"/v1/manifests/{commit}/{_q(role)}") as response:
+            return Manifest.from_json(
+                json.loads(response.read()), source=f"{self.base} manifest of {role}@{commit[:12]}"
+            )
+
+    def archive(self, commit: str, role: str, dest: Path) -> Path:
+        """Download a role archive, resuming a partial download with Range."""
+        self.cache.mkdir(parents=True, exist_ok=True)
+        partial = self.cache / f"{role}-{commit}.tar.partial"
+        done = self.cache / f"{role}-{commit}.tar"
+        if not done.exists():
+            have = partial.stat().st_size if partial.exists() else 0
+            headers = {"Range": f"bytes={have}-"} if have else {}
+            with self._open(
+                "GET",
+                f"/v1/archives/{commit}/{_q(role)}",
+                headers=headers,
+                timeout=max(60.0, self.settings.timeout.seconds),
+            ) as response:
+                mode = "ab" if have and response.code == 206 else "wb"
+                with partial.open(mode) as out:
+                    while chunk := response.read(CHUNK):
+                        out.write(chunk)
+            os.replace(partial, done)
+        target = dest / "role.tar"
+        os.link(done, target) if _same_fs(done, dest) else _copy(done, target)
+        # Only the newest archives are kept.
+        for old in sorted(self.cache.glob("*.tar"), key=lambda p: p.stat().st_mtime)[:-2]:
+            old.unlink(missing_ok=True)
+        return target
+
+    def events(self, stop: threading.Event) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Server-sent events, until ``stop`` is set or the stream ends."""
+        response = self._open(
+            "GET",
+            f"/v1/devices/{self._id()}/events",
+            headers={"Accept": "text/event-stream"},
+            timeout=60.0,
+        )
+        event, data = "message", list[str]()
+        with response:
+            while not stop.is_set():
+                raw = response.readline()
+                if not raw:
+                    return
+                line = raw.decode("utf-8", "replace").rstrip("\r\n")
+                if not line:
+                    if data:
+                        try:
+                            payload = json.loads("\n".join(data))
+                        except ValueError:
+                            payload = {"data": "\n".join(data)}
+                        yield event, payload if isinstance(payload, dict) else {"data": payload}
+                    event, data = "message", []
+                elif line.startswith(":"):
+                    continue  # keep-alive
+                elif line.startswith("event:"):
+                    event = line[6:].strip()
+                elif line.startswith("data:"):
+                    data.append(line[5:].lstrip())
+
+    def _id(self) -> str:
+        return _q(self.device_id)
+
+
+class ServerSource:
+    """Releases from the control server (a :class:`fleetcore.fetch.interface.Source`)."""
+
+    def __init__(self, client: ServerClient) -> None:
+        self.client = client
+
+    def head(self, branch: str) -> str:
+        desired = self.client.desired()
+        if desired.commit is None:
+            raise FetchError("the server names no commit for this device")
+        return desired.commit
+
+    def read(self, commit: str, paths: Sequence[str]) -> Mapping[str, bytes]:
+        import tarfile
+        import tempfile
+
+        role_prefix = f"roles/{self.client.config.role}/"
+        wanted = {p for p in paths if p.startswith(role_prefix)}
+        if not wanted:
+            return {}
+        with tempfile.TemporaryDirectory(dir=self.client.cache.parent) as tmp:
+            archive = self.client.archive(commit, self.client.config.role, Path(tmp))
+            out = {}
+            with tarfile.open(archive) as tar:
+                for name in wanted:
+                    try:
+                        handle = tar.extractfile(name)
+                    except KeyError:
+                        continue
+                    if handle is not None:
+                        out[name] = handle.read(1 << 20)
+            return out
+
+    def fetch(self, commit: str, role: str, workdir: Path) -> Fetched:
+        manifest = self.client.manifest(commit, role)
+        archive = self.client.archive(commit, role, workdir)
+        return Fetched(archive=archive, prefix=f"roles/{role}", manifest=manifest)
+
+
+class EventListener:
+    """A thread that holds the server's event stream open and wakes the agent."""
+
+    def __init__(self, client: ServerClient, wake: Callable[[str], None]) -> None:
+        self.client = client
+        self.wake = wake
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="fleetcore-events", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def close(self) -> None:
+        self.stop.set()
+
+    def _run(self) -> None:
+        delay = 1.0
+        while not self.stop.is_set():
+            try:
+                for event, payload in self.client.events(self.stop):
+                    delay = 1.0
+                    if event in ("update-available", "policy-changed"):
+                        log.info("server event %s %s", event, payload.get("commit", ""))
+                        self.wake(event)
+            except (FleetcoreError, OSError, ValueError) as exc:
+                log.debug("event stream: %s", exc)
+            # Reconnect with back-off: the server may be restarting.
+            self.stop.wait(delay)
+            delay = min(delay * 2, 60.0)
+
+
+def status_report(agent: Any) -> dict[str, Any]:
+    """The seed's devices-table fields, as the server's status endpoint takes them."""
+    from fleetcore.agent.report import status_report as local
+
+    report = local(agent.config)
+    last = report.get("last_update") or {}
+    disk = os.statvfs(agent.store.root)
+    return {
+        "hostname": socket.gethostname(),
+        "role": agent.config.role,
+        "commit": report["commit"],
+        "status": report["status"],
+        "agent_version": __version__,
+        "uptime_seconds": int(_uptime()),
+        "last_update": last.get("timestamp"),
+        "last_update_result": last.get("result"),
+        "current_error": report["status_reason"] or report.get("drift_reason") or None,
+        "ip_address": _local_ip(agent.config.server.url if agent.config.server else ""),
+        "cpu_percent": round(min(100.0, os.getloadavg()[0] / (os.cpu_count() or 1) * 100), 1),
+        "memory_percent": _memory_percent(),
+        "disk_percent": round(100 * (1 - disk.f_bavail / disk.f_blocks), 1)
+        if disk.f_blocks
+        else None,
+        "network_kbps": _network_kbps(),
+        "mode": report["mode"] if report["mode"] != "normal" else report["network"],
+        "pending_commit": report["pending_commit"],
+    }
+
+
+def _uptime() -> float:
+    try:
+        return float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return time.monotonic()
+
+
+def _memory_percent() -> float | None:
+    try:
+        info = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
+        total = int(info["MemTotal"].split()[0])
+        available = int(info["MemAvailable"].split()[0])
+        return round(100 * (1 - available / total), 1)
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+_last_net: tuple[float, int] | None = None
+
+
+def _network_kbps() -> float | None:
+    """Average throughput of all interfaces but loopback since the last report."""
+    global _last_net
+    try:
+        total = 0
+        for line in Path("/proc/net/dev").read_text().splitlines()[2:]:
+            name, _, fields = line.partition(":")
+            if name.strip() != "lo":
+                values = fields.split()
+                total += int(values[0]) + int(values[8])
+    except (OSError, ValueError, IndexError):
+        return None
+    now = time.monotonic()
+    previous, _last_net = _last_net, (now, total)
+    if previous is None or now <= previous[0]:
+        return None
+    return round((total - previous[1]) * 8 / 1000 / (now - previous[0]), 1)
+
+
+def _local_ip(url: str) -> str | None:
+    """The address this device uses to reach the server (no packet is sent)."""
+    host = urllib.parse.urlsplit(url).hostname or "192.0.2.1"
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect((host, 9))
+            return str(s.getsockname()[0])
+    except OSError:
+        return None
+
+
+def _error_text(exc: urllib.error.HTTPError) -> str:
+    try:
+        body = json.loads(exc.read(64 * 1024) or b"{}")
+        return str(body.get("error") or body)
+    except (ValueError, OSError):
+        return exc.reason if isinstance(exc.reason, str) else str(exc.code)
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_bytes())
+        return data if isinstance(data, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
+def _q(part: str) -> str:
+    return urllib.parse.quote(part, safe="")
+
+
+def _same_fs(a: Path, b: Path) -> bool:
+    try:
+        return a.stat().st_dev == b.stat().st_dev
+    except OSError:
+        return False
+
+
+def _copy(source: Path, target: Path) -> None:
+    import shutil
+
+    shutil.copyfile(source, target)
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.UTC).isoformat()
