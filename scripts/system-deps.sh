@@ -12,6 +12,7 @@ if [ "${1:-}" = "--tests" ]; then
   command -v docker-compose >/dev/null || docker compose version >/dev/null 2>&1 || want+=(docker-compose)
   [ -x /bin/busybox ] || [ -x /usr/bin/busybox ] || want+=(busybox-static)
   command -v age >/dev/null || want+=(age)
+  command -v ssh-keygen >/dev/null || want+=(openssh-client)
   command -v initdb >/dev/null || [ -x /usr/lib/postgresql/15/bin/initdb ] || want+=(postgresql)
   command -v chromium >/dev/null || want+=(chromium)
 fi

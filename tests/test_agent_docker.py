@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import urllib.request
 
 import pytest
@@ -11,7 +12,9 @@ from fleetcore.testing.docker import remove_project
 from fleetcore.testing.gitrepo import FleetRepo
 from fleetcore.testing.services import free_port
 
-PROJECT = "fleetcore-cam"
+# Unique per test process: concurrent runs on one engine must not share a project.
+ROLE = f"cam{os.getpid()}"
+PROJECT = f"fleetcore-{ROLE}"
 
 
 def compose_role(image: str, port: int, page: str, command: str | None = None) -> dict[str, str]:
@@ -21,7 +24,7 @@ def compose_role(image: str, port: int, page: str, command: str | None = None) -
         f'exec httpd -f -p 127.0.0.1:{port} -h /www"]'
     )
     return {
-        "roles/cam/docker-compose.yml": f"""\
+        f"roles/{ROLE}/docker-compose.yml": f"""\
 services:
   stream:
     image: {image}
@@ -29,7 +32,7 @@ services:
     command: {command}
     restart: "no"
 """,
-        "roles/cam/role.toml": f"""\
+        f"roles/{ROLE}/role.toml": f"""\
 [health]
 settle = "1s"
 attempts = 15
@@ -63,7 +66,7 @@ def test_compose_release_updates_and_a_crashing_one_rolls_back(
 ) -> None:
     port = free_port()
     v1 = fleet_repo.commit(compose_role(docker_engine, port, "one"), "v1")
-    dev = device(role="cam")
+    dev = device(role=ROLE)
     assert dev.agent().once().outcome == "updated"
     assert page(port) == "one"
 
@@ -89,10 +92,10 @@ def test_invalid_compose_file_is_refused_before_activation(
 ) -> None:
     port = free_port()
     v1 = fleet_repo.commit(compose_role(docker_engine, port, "one"), "v1")
-    dev = device(role="cam")
+    dev = device(role=ROLE)
     dev.agent().once()
     fleet_repo.commit(
-        {"roles/cam/docker-compose.yml": "services:\n  stream:\n    imagee: x\n"}, "typo"
+        {f"roles/{ROLE}/docker-compose.yml": "services:\n  stream:\n    imagee: x\n"}, "typo"
     )
     result = dev.agent().once()
     assert (result.outcome, result.commit) == ("failed", v1)

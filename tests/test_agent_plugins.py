@@ -97,7 +97,8 @@ def test_unknown_secrets_provider_named_by_a_role_is_refused(device, fleet_repo)
         script_role(
             "v2",
             extra={
-                "roles/web/role.toml": '[secrets]\nproviders = ["kms-nowhere"]\n[health]\nsettle = "0s"\n'
+                "roles/web/role.toml": '[secrets]\nproviders = ["kms-nowhere"]\n'
+                '[health]\nsettle = "0s"\n'
             },
         )
     )
@@ -151,3 +152,20 @@ def test_every_hook_is_documented_and_tested() -> None:
         assert (getattr(hookspecs, name).__doc__ or "").strip(), f"{name} has no docstring"
         assert f"`{name}" in guide, f"{name} is not in docs/plugins.md"
         assert name in tests or name in plugins, f"nothing exercises {name}"
+
+
+def test_a_script_that_prints_a_secret_leaks_nothing(device, fleet_repo, caplog) -> None:
+    fleet_repo.commit(script_role("v1"), "v1")
+    dev = device()
+    dev.agent().once()
+    role = script_role(
+        "v2", extra={"roles/web/secrets.wanted": ""}, validate='echo "token is $API_TOKEN"; exit 1'
+    )
+    fleet_repo.commit(role, "v2 prints its secret")
+    pm = PluginManager()
+    pm.register(FileSecrets(), name="test-file-secrets")
+    result = dev.agent(pm).once()
+    assert result.outcome == "failed"
+    assert "token is ***" in result.message
+    assert SECRET not in result.message and SECRET not in caplog.text
+    assert SECRET not in (dev.state / "history.jsonl").read_text()

@@ -13,12 +13,14 @@ from fleetcore.testing.docker import remove_project
 from fleetcore.testing.gitrepo import FleetRepo, script_role
 from fleetcore.testing.services import free_port, missing
 
-PROJECT = "fleetcore-cam"
+# Unique per test process: concurrent runs on one engine must not share a project.
+ROLE = f"cam{os.getpid()}"
+PROJECT = f"fleetcore-{ROLE}"
 
 
 def compose_role(image: str, port: int) -> dict[str, str]:
     return {
-        "roles/cam/docker-compose.yml": f"""\
+        f"roles/{ROLE}/docker-compose.yml": f"""\
 services:
   stream:
     image: {image}
@@ -29,7 +31,7 @@ services:
     network_mode: host
     command: ["sleep", "3600"]
 """,
-        "roles/cam/role.toml": '[health]\nsettle = "1s"\n[health.containers]\nobserve = "0s"\n',
+        f"roles/{ROLE}/role.toml": '[health]\nsettle = "1s"\n[health.containers]\nobserve = "0s"\n',
     }
 
 
@@ -67,7 +69,7 @@ def running(service: str) -> bool:
 def cam(device, fleet_repo: FleetRepo, docker_engine: str):
     remove_project(PROJECT)
     fleet_repo.commit(compose_role(docker_engine, free_port()), "v1")
-    dev = device(role="cam")
+    dev = device(role=ROLE)
     assert dev.agent().once().outcome == "updated"
     yield dev
     remove_project(PROJECT)

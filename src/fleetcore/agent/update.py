@@ -128,6 +128,8 @@ class Agent:
         self._head_seen: str | None = None
         self._role_at_head: tuple[str, bytes | None] | None = None
         self._network = "online"
+        self._secret_values: frozenset[str] = frozenset()
+        """Values of the release's secrets: masked in every message we write."""
         self.client: Any = None
         if config.server is not None:
             # Managed mode: imported only when used, git-only devices never pay for it.
@@ -530,6 +532,8 @@ class Agent:
             role_cfg = self._role_config_of(name, strict=True)
         state = self._phase(state, "secrets")
         env = self._secrets(release_dir, commit, role_cfg)
+        # A role script that prints a secret must not put it in the history.
+        self._secret_values = frozenset(v for v in env.values() if len(v) >= 4)
         state = self._phase(state, "validate")
         ctx = self._check_ctx("validate", release_dir, commit, manifest, env=env)
         selected = runner.select(
@@ -568,6 +572,7 @@ class Agent:
         self, state: State, result: UpdateResult, reason: str, started: float
     ) -> CycleResult:
         """An update refused before the swap: clean up, keep what runs."""
+        reason = self._redact(reason)
         flight = state.in_flight
         assert flight is not None
         shutil.rmtree(self.store.staging, ignore_errors=True)
@@ -596,6 +601,7 @@ class Agent:
         self, state: State, reason: str, started: float, *, new_activator: str | None = None
     ) -> CycleResult:
         """Swap back to the release that ran before, and start it again."""
+        reason = self._redact(reason)
         flight = state.in_flight
         assert flight is not None
         log.error("update to %s failed, rolling back: %s", flight.to_commit[:12], reason)
@@ -666,6 +672,11 @@ class Agent:
             commit=flight.from_commit,
             message=f"update to {flight.to_commit[:12]} rolled back: {reason}",
         )
+
+    def _redact(self, text: str) -> str:
+        for value in sorted(self._secret_values, key=len, reverse=True):
+            text = text.replace(value, "***")
+        return text
 
     def _stop_quietly(self, activator_name: str, release: str, commit: str) -> None:
         try:

@@ -53,6 +53,7 @@ class LazyGroup(click.Group):
         "config": "fleetcore.cli.config:config",
         "demo": "fleetcore.cli.demo:demo",
         "plugins": "fleetcore.cli.plugins:plugins",
+        "secrets": "fleetcore.cli.secrets:secrets",
     },
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
