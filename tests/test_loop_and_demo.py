@@ -13,28 +13,34 @@ from fleetcore.agent.loop import interval, run_forever
 from fleetcore.testing.gitrepo import FleetRepo, script_role
 
 
-def test_run_converges_follows_new_commits_and_stops_on_sigterm(device, fleet_repo) -> None:
-    v1 = fleet_repo.commit(script_role("v1"), "v1")
-    dev = device(extra="")
+def agent_run(dev, update_interval: str) -> subprocess.Popen[str]:
+    """Start `fleetcore agent run` for a test device with its own interval."""
     text = dev.config_path.read_text().replace(
-        'segment = "general"\n', 'segment = "general"\nupdate_interval = "1s"\n'
+        'segment = "general"\n', f'segment = "general"\nupdate_interval = "{update_interval}"\n'
     )
     dev.config_path.write_text(text)
-    proc = subprocess.Popen(
+    return subprocess.Popen(
         [sys.executable, "-m", "fleetcore", "agent", "run", "--config", str(dev.config_path)],
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def wait_running(dev, marker: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while dev.running() != marker and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert dev.running() == marker
+
+
+def test_run_converges_follows_new_commits_and_stops_on_sigterm(device, fleet_repo) -> None:
+    v1 = fleet_repo.commit(script_role("v1"), "v1")
+    dev = device()
+    proc = agent_run(dev, "1s")
     try:
-        deadline = time.monotonic() + 30
-        while dev.running() != f"v1 {v1}" and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert dev.running() == f"v1 {v1}"
+        wait_running(dev, f"v1 {v1}")
         v2 = fleet_repo.commit(script_role("v2"), "v2")
-        deadline = time.monotonic() + 30
-        while dev.running() != f"v2 {v2}" and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert dev.running() == f"v2 {v2}"
+        wait_running(dev, f"v2 {v2}")
     finally:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(30)
@@ -58,7 +64,7 @@ def test_loop_survives_a_broken_fleet_toml_and_keeps_running(
 
 def test_demo_installs_updates_and_rolls_back_by_itself(tmp_path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "fleetcore", "demo", "--dir", str(tmp_path / "demo")],
+        [sys.executable, "-m", "fleetcore", "demo", "--git-only", "--dir", str(tmp_path / "demo")],
         capture_output=True,
         text=True,
         timeout=180,
@@ -81,27 +87,14 @@ def test_demo_installs_updates_and_rolls_back_by_itself(tmp_path) -> None:
 def test_sighup_runs_a_cycle_at_once(device, fleet_repo: FleetRepo) -> None:
     v1 = fleet_repo.commit(script_role("v1"), "v1")
     dev = device()
-    text = dev.config_path.read_text().replace(
-        'segment = "general"\n', 'segment = "general"\nupdate_interval = "1h"\n'
-    )
-    dev.config_path.write_text(text)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "fleetcore", "agent", "run", "--config", str(dev.config_path)],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = agent_run(dev, "1h")
     try:
-        deadline = time.monotonic() + 30
-        while dev.running() != f"v1 {v1}" and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_running(dev, f"v1 {v1}")
         v2 = fleet_repo.commit(script_role("v2"), "v2")
         time.sleep(0.5)
         assert dev.running() == f"v1 {v1}"  # an hour to the next cycle
         proc.send_signal(signal.SIGHUP)
-        deadline = time.monotonic() + 30
-        while dev.running() != f"v2 {v2}" and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert dev.running() == f"v2 {v2}"
+        wait_running(dev, f"v2 {v2}")
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
@@ -122,3 +115,21 @@ def test_the_loop_runs_light_checks_that_heal_drift(device, fleet_repo: FleetRep
     assert conf.read_text() == "marker=v1\n"
     state = json.loads((dev.state / "state.json").read_text())
     assert state["drift"] == "fixed" and state["last_light_check"] is not None
+
+
+def test_fleet_demo_rolls_a_commit_through_the_segments_in_order(tmp_path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "fleetcore", "demo", "--no-wait", "--dir", str(tmp_path / "demo")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr
+    rollout = out.split("rolls out canary -> early -> general")[1].split("== Have a look")[0]
+    segments = [
+        line.split("(")[1].split(")")[0] for line in rollout.splitlines() if " runs " in line
+    ]
+    assert segments == ["canary", "early", "early", "general", "general", "general"]
+    assert "dashboard: http://127.0.0.1:" in out
+    assert "stopped the server and the agents" in out

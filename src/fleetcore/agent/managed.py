@@ -182,6 +182,17 @@ class ServerClient:
             ):
                 pass
 
+    def secrets(self) -> dict[str, str]:
+        """This device's secrets for its role, from the server's secrets API."""
+        with self._open("GET", f"/v1/devices/{self._id()}/secrets") as response:
+            body = json.loads(response.read())
+        values = body.get("values", {})
+        if not isinstance(values, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in values.items()
+        ):
+            raise FetchError("the server's secrets answer is malformed")
+        return dict(values)
+
     def manifest(self, commit: str, role: str) -> Manifest:
         with self._open("GET", f"/v1/manifests/{commit}/{_q(role)}") as response:
             return Manifest.from_json(

@@ -1116,6 +1116,7 @@ class Agent:
                 commit=commit,
                 state_dir=self.store.root,
                 role_options=role_options,
+                server=self.client,
             )
             env.update(record.factory(device_options).provide(ctx))
         if env:

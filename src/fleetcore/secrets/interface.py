@@ -30,6 +30,9 @@ class SecretsContext:
     role_options: Any = None
     """The role's ``[secrets.NAME]`` table, structured into the record's
     ``role_config_type``."""
+    server: Any = None
+    """In managed mode, the device's :class:`fleetcore.agent.managed.ServerClient`
+    (authenticated with the device's own credential); None in git-only mode."""
 
 
 class SecretsProviderImpl(Protocol):

@@ -51,3 +51,21 @@ def docker_engine() -> str:
     except Exception as exc:  # pragma: no cover - depends on the machine
         missing(f"test image: {exc}")
         raise
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[object]:
+    """A real PostgreSQL server for the session (initdb + pg_ctl on a loopback
+    port, as a non-root user); ``postgres.create_database(name)`` gives a URL."""
+    from fleetcore.testing.postgres import Postgres
+
+    try:
+        server = Postgres.start()
+    except Exception as exc:  # pragma: no cover - depends on the machine
+        missing(f"PostgreSQL: {exc}")
+        raise
+    if server is None:
+        missing("PostgreSQL (initdb, pg_ctl and a non-root user)")
+        raise AssertionError("unreachable")
+    yield server
+    server.stop()

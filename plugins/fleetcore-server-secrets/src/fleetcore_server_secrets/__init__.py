@@ -1,0 +1,1 @@
+"""Secrets from the fleetcore control server (see the package README)."""

@@ -1,0 +1,443 @@
+"""``fleetcore fleet``: operators drive the control server.
+
+Talks to the server's operator API with the standard library's HTTP client
+(no extra dependency on operators' machines). Exit codes: 0 done, 1 refused
+or failed, 2 bad usage or input, 5 server unreachable.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+import urllib.error
+import urllib.request
+from typing import Any, NoReturn
+
+import click
+
+from fleetcore.cli.app import App
+
+
+class Client:
+    def __init__(self, server: str, token: str) -> None:
+        self.server = server.rstrip("/")
+        self.token = token
+
+    def call(self, method: str, path: str, body: Any = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        # The scheme was checked in fleet(): only http(s) URLs get here.
+        request = urllib.request.Request(self.server + path, data=data, method=method)  # noqa: S310
+        request.add_header("Authorization", f"Bearer {self.token}")
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
+                raw = response.read()
+        except urllib.error.HTTPError as exc:
+            self._fail(exc.code, exc.read())
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            _abort(f"cannot reach the server at {self.server}: {reason}", 5)
+        return json.loads(raw) if raw else None
+
+    @staticmethod
+    def _fail(status: int, raw: bytes) -> NoReturn:
+        try:
+            payload = json.loads(raw)
+            message = payload.get("error") or raw.decode(errors="replace")
+            field = payload.get("field")
+        except (ValueError, AttributeError):
+            message, field = raw.decode(errors="replace")[:300], None
+        where = f" @ {field}" if field else ""
+        code = 2 if status in (400, 404, 413) else 1
+        _abort(f"{message}{where} (HTTP {status})", code)
+
+
+def _abort(message: str, code: int) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def _when(value: str | None) -> str | None:
+    """An ISO date and time, or a duration from now ('2h', '3d')."""
+    if value is None:
+        return None
+    from fleetcore.config.units import Duration
+
+    try:
+        seconds = Duration.parse(value).seconds
+        return (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds)).isoformat()
+    except ValueError:
+        pass
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(
+            f"expected a date like 2026-01-31T12:00Z or a duration like 2h, got {value!r}"
+        ) from None
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)).isoformat()
+
+
+def _window(spec: str) -> dict[str, Any]:
+    """'saturday,sunday 02:00-05:00 Europe/Berlin' -> a maintenance window."""
+    parts = spec.split()
+    if len(parts) not in (2, 3) or "-" not in parts[1]:
+        raise click.BadParameter(
+            f"expected 'DAYS START-END [TIMEZONE]' like 'saturday,sunday 02:00-05:00 UTC', "
+            f"got {spec!r}"
+        )
+    start, _, end = parts[1].partition("-")
+    window = {"days": parts[0].split(","), "start": start, "end": end}
+    if len(parts) == 3:
+        window["timezone"] = parts[2]
+    return window
+
+
+JSON_OPT = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+@click.group()
+@click.option(
+    "--server",
+    envvar="FLEETCORE_SERVER",
+    required=True,
+    help="The control server's URL [env FLEETCORE_SERVER].",
+)
+@click.option(
+    "--token",
+    envvar="FLEETCORE_TOKEN",
+    required=True,
+    help="An operator token [env FLEETCORE_TOKEN].",
+)
+@click.pass_context
+def fleet(ctx: click.Context, server: str, token: str) -> None:
+    """Operate the fleet through the control server: status, rollouts, policy."""
+    app: App = ctx.obj
+    if not server.startswith(("http://", "https://")):
+        raise click.BadParameter(f"expected an http(s) URL, got {server!r}", param_hint="--server")
+    ctx.obj = (app, Client(server, token))
+
+
+def _client() -> Client:
+    client: Client = click.get_current_context().obj[1]
+    return client
+
+
+def _short(commit: str | None) -> str:
+    return (commit or "none")[:12]
+
+
+@fleet.command()
+@JSON_OPT
+def status(as_json: bool) -> None:
+    """Devices by status and commit, the pin, active rollouts."""
+    data = _client().call("GET", "/v1/fleet/status")
+    if as_json:
+        App.print_json(data)
+        return
+    click.echo(f"devices: {data['total']} ({data['online']} online)")
+    for name, count in sorted(data["by_status"].items()):
+        click.echo(f"  {name}: {count}")
+    for c in data["commits"]:
+        click.echo(f"commit {_short(c['commit'])}: {c['devices']} ({c['share']:.0%})")
+    if data["pin"]:
+        click.echo(f"PINNED to {_short(data['pin']['commit'])}: {data['pin']['reason']}")
+    for r in data["rollouts"]:
+        _rollout_line(r)
+
+
+def _rollout_line(r: dict[str, Any]) -> None:
+    p = r["progress"][-1] if r.get("progress") else None
+    counts = (
+        f" targeted {p['targeted']} updated {p['updated']} healthy {p['healthy']} "
+        f"failed {p['failed']}"
+        if p
+        else ""
+    )
+    click.echo(
+        f"rollout {r['id']}: {_short(r['commit'])} role {r['role'] or '*'} {r['strategy']} "
+        f"step {r['step'] + 1}/{r['steps']} {r['state']}{counts}"
+        + (f" ({r['reason']})" if r["reason"] else "")
+    )
+
+
+@fleet.command()
+@JSON_OPT
+def devices(as_json: bool) -> None:
+    """Every device with its status and commit."""
+    data = _client().call("GET", "/v1/devices")["devices"]
+    if as_json:
+        App.print_json(data)
+        return
+    for d in data:
+        click.echo(
+            f"{d['device_id']:<24} {d['role']:<12} {d['segment']:<8} {d['status']:<10} "
+            f"{_short(d['commit'])} {d['last_seen'] or 'never'}"
+        )
+
+
+@fleet.command()
+@click.argument("device_id")
+@JSON_OPT
+def device(device_id: str, as_json: bool) -> None:
+    """One device: status, desired state, policy, history."""
+    d = _client().call("GET", f"/v1/devices/{device_id}")
+    if as_json:
+        App.print_json(d)
+        return
+    for key in ("device_id", "role", "segment", "status", "commit", "last_seen", "current_error"):
+        click.echo(f"{key}: {d[key]}")
+    desired = d["desired"]
+    click.echo(f"desired: {_short(desired['commit'])} ({desired['why']}: {desired['reason']})")
+    for h in d["history"][:10]:
+        click.echo(
+            f"  {h['timestamp']} {_short(h['from_commit'])} -> {_short(h['to_commit'])} "
+            f"{h['result']} {h['reason']}"
+        )
+
+
+@fleet.group()
+def rollout() -> None:
+    """Start and steer staged rollouts."""
+
+
+def _steps(strategy: str, text: str, wait: float) -> list[dict[str, Any]]:
+    items = [s.strip() for s in text.split(",") if s.strip()]
+    if strategy == "percentage":
+        if not all(s.isdigit() for s in items):
+            raise click.BadParameter("percentage steps are whole numbers: 1,5,25,100")
+        return [{"options": {"percent": int(s)}, "wait_seconds": wait} for s in items]
+    if strategy == "canary":
+        return [
+            {"options": {"segments": items[: i + 1]}, "wait_seconds": wait}
+            for i in range(len(items))
+        ]
+    raise click.BadParameter(f"--steps is for percentage and canary; use --option for {strategy}")
+
+
+@rollout.command("start")
+@click.argument("commit")
+@click.option("--strategy", required=True, help="A rollout-strategy plugin: canary, percentage...")
+@click.option("--role", help="Only this role [default: every role].")
+@click.option("--steps", help="percentage: 1,5,25,100; canary: canary,early,general.")
+@click.option("--wait", default="5m", show_default=True, help="Wait at each step before promotion.")
+@click.option(
+    "--threshold",
+    type=float,
+    default=0.2,
+    show_default=True,
+    help="Share of failed devices in a step that halts the rollout.",
+)
+@click.option("--manual", is_flag=True, help="Promote by hand only.")
+@click.option(
+    "--option",
+    "options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A strategy option for a one-step rollout (VALUE is JSON or text).",
+)
+@click.option("--reason", default="", help="Why (for the audit log).")
+@JSON_OPT
+def rollout_start(
+    commit: str,
+    strategy: str,
+    role: str | None,
+    steps: str | None,
+    wait: str,
+    threshold: float,
+    manual: bool,
+    options: tuple[str, ...],
+    reason: str,
+    as_json: bool,
+) -> None:
+    """Roll COMMIT out step by step."""
+    from fleetcore.config.units import Duration
+
+    try:
+        wait_seconds = Duration.parse(wait).seconds
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--wait") from None
+    body: dict[str, Any] = {
+        "commit": commit,
+        "strategy": strategy,
+        "role": role,
+        "wait_seconds": wait_seconds,
+        "threshold": threshold,
+        "auto_promote": not manual,
+        "reason": reason,
+    }
+    if steps:
+        body["steps"] = _steps(strategy, steps, wait_seconds)
+    elif options:
+        parsed: dict[str, Any] = {}
+        for item in options:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--option")
+            try:
+                parsed[key] = json.loads(value)
+            except ValueError:
+                parsed[key] = value
+        body["steps"] = [{"options": parsed, "wait_seconds": wait_seconds}]
+    data = _client().call("POST", "/v1/rollouts", body)
+    if as_json:
+        App.print_json(data)
+    else:
+        _rollout_line(data)
+
+
+def _action(action: str) -> click.Command:
+    @click.argument("rollout_id", type=int)
+    @click.option("--reason", default="", help="Why (for the audit log).")
+    @JSON_OPT
+    def command(rollout_id: int, reason: str, as_json: bool) -> None:
+        data = _client().call("POST", f"/v1/rollouts/{rollout_id}/{action}", {"reason": reason})
+        if as_json:
+            App.print_json(data)
+        else:
+            _rollout_line(data)
+
+    command.__doc__ = {
+        "promote": "Move a rollout to its next step now.",
+        "halt": "Stop promoting a rollout; devices keep what they run.",
+        "resume": "Resume a halted rollout.",
+        "abort": "End a rollout; its devices go back to the stable commit.",
+    }[action]
+    return rollout.command(action)(command)
+
+
+for _name in ("promote", "halt", "resume", "abort"):
+    _action(_name)
+
+
+@rollout.command("list")
+@JSON_OPT
+def rollout_list(as_json: bool) -> None:
+    """Recent rollouts, newest first."""
+    data = _client().call("GET", "/v1/rollouts")["rollouts"]
+    if as_json:
+        App.print_json(data)
+        return
+    for r in data:
+        _rollout_line(r)
+
+
+@rollout.command("show")
+@click.argument("rollout_id", type=int)
+@JSON_OPT
+def rollout_show(rollout_id: int, as_json: bool) -> None:
+    """One rollout: progress per step and every decision."""
+    r = _client().call("GET", f"/v1/rollouts/{rollout_id}")
+    if as_json:
+        App.print_json(r)
+        return
+    _rollout_line(r)
+    for p in r["progress"]:
+        click.echo(
+            f"  step {p['step'] + 1} {json.dumps(p['options'])}: targeted {p['targeted']} "
+            f"updated {p['updated']} healthy {p['healthy']} failed {p['failed']}"
+        )
+    for d in r["decisions"]:
+        click.echo(f"  {d['at']} {d['action']} step {d['step'] + 1}: {d['detail']}")
+
+
+@fleet.command()
+@click.argument("commit")
+@click.option("--reason", required=True, help="Why the fleet is pinned.")
+@click.option("--expires", help="When the pin lapses: a date or a duration (2h).")
+def pin(commit: str, reason: str, expires: str | None) -> None:
+    """Pin the whole fleet to COMMIT (emergency)."""
+    data = _client().call(
+        "PUT", "/v1/fleet/pin", {"commit": commit, "reason": reason, "expires": _when(expires)}
+    )
+    click.echo(f"fleet pinned to {_short(data['commit'])}")
+
+
+@fleet.command()
+@click.option("--reason", default="", help="Why (for the audit log).")
+def unpin(reason: str) -> None:
+    """Lift the fleet pin."""
+    _client().call("DELETE", "/v1/fleet/pin", {"reason": reason})
+    click.echo("fleet unpinned")
+
+
+@fleet.command()
+@click.argument("device_id")
+@click.argument("commit")
+@click.option("--reason", required=True, help="Why the device is locked.")
+@click.option("--until", help="When the lock lapses: a date or a duration (2h).")
+def lock(device_id: str, commit: str, reason: str, until: str | None) -> None:
+    """Hold DEVICE on COMMIT."""
+    body = {"commit": commit, "reason": reason, "until": _when(until)}
+    _client().call("PUT", f"/v1/devices/{device_id}/lock", body)
+    click.echo(f"{device_id} locked to {_short(commit)}")
+
+
+@fleet.command()
+@click.argument("device_id")
+@click.option("--reason", default="", help="Why (for the audit log).")
+def unlock(device_id: str, reason: str) -> None:
+    """Lift DEVICE's version lock."""
+    _client().call("DELETE", f"/v1/devices/{device_id}/lock", {"reason": reason})
+    click.echo(f"{device_id} unlocked")
+
+
+@fleet.command()
+@click.argument("device_id")
+@click.option("--branch", help="Follow this branch's head instead of rollouts.")
+@click.option("--auto-update/--no-auto-update", default=None, help="Maintenance mode off/on.")
+@click.option(
+    "--maintenance-window",
+    "window",
+    metavar="'DAYS START-END [TZ]'",
+    help="The device's own maintenance window.",
+)
+@click.option("--clear", is_flag=True, help="Back to the defaults (rollouts, auto-update on).")
+@click.option("--reason", default="", help="Why (for the audit log).")
+def override(
+    device_id: str,
+    branch: str | None,
+    auto_update: bool | None,
+    window: str | None,
+    clear: bool,
+    reason: str,
+) -> None:
+    """Per-device override: a branch, updates off, a maintenance window."""
+    body: dict[str, Any] = {"clear": clear, "reason": reason}
+    if window is not None:
+        body["maintenance_window"] = _window(window)
+    if branch is not None:
+        body["branch"] = branch
+    if auto_update is not None:
+        body["auto_update"] = auto_update
+    d = _client().call("PUT", f"/v1/devices/{device_id}/override", body)
+    desired = d["desired"]
+    click.echo(f"{device_id}: {desired['why']} {_short(desired['commit'])}")
+
+
+@fleet.command("maintenance-window")
+@click.argument("spec", required=False, metavar="['DAYS START-END [TZ]']")
+@click.option("--clear", is_flag=True, help="Remove the fleet's window.")
+@click.option("--reason", default="", help="Why (for the audit log).")
+def maintenance_window(spec: str | None, clear: bool, reason: str) -> None:
+    """Set the fleet's maintenance window, e.g. 'saturday,sunday 02:00-05:00 UTC'."""
+    if (spec is None) == (not clear):
+        raise click.UsageError("give a window or --clear")
+    window = None if clear or spec is None else _window(spec)
+    body = {"maintenance_window": window, "reason": reason}
+    data = _client().call("PUT", "/v1/fleet/maintenance-window", body)
+    click.echo(f"maintenance window: {json.dumps(data['maintenance_window'])}")
+
+
+@fleet.command()
+@click.option("--limit", type=int, default=50, show_default=True)
+@JSON_OPT
+def audit(limit: int, as_json: bool) -> None:
+    """Who changed what, when and why."""
+    rows = _client().call("GET", f"/v1/audit?limit={limit}")["audit"]
+    if as_json:
+        App.print_json(rows)
+        return
+    for r in rows:
+        click.echo(f"{r['at']} {r['actor']} {r['action']} {r['target']} {r['reason']}".rstrip())

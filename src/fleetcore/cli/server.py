@@ -1,0 +1,130 @@
+"""``fleetcore server``: run the control server and issue its tokens."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from fleetcore.cli.app import App
+
+DATA_DIR = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    envvar="FLEETCORE_SERVER_DATA",
+    help="Folder for the database (SQLite), the repo mirror and archives "
+    "[env FLEETCORE_SERVER_DATA].",
+)
+DB = click.option(
+    "--db",
+    "db_url",
+    envvar="FLEETCORE_SERVER_DB",
+    help="Database URL, e.g. postgresql://user@host/fleet [env FLEETCORE_SERVER_DB; "
+    "default: SQLite in the data folder].",
+)
+
+
+@click.group()
+def server() -> None:
+    """The control server: rollouts, policy and status for managed devices."""
+
+
+def _listen(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit():
+        raise click.BadParameter(f"expected HOST:PORT, got {value!r}", param_hint="--listen")
+    return host.strip("[]"), int(port)
+
+
+@server.command()
+@DATA_DIR
+@click.option(
+    "--repo",
+    required=True,
+    envvar="FLEETCORE_SERVER_REPO",
+    help="The fleet repo: a path or any URL git fetches [env FLEETCORE_SERVER_REPO].",
+)
+@click.option(
+    "--listen", default="127.0.0.1:8080", show_default=True, help="HOST:PORT to serve on."
+)
+@DB
+@click.option(
+    "--offline-after",
+    default="3m",
+    show_default=True,
+    help="Devices silent this long are marked offline.",
+)
+@click.option(
+    "--fetch-interval",
+    default="1m",
+    show_default=True,
+    help="How often the repo mirror fetches (POST /v1/hooks/git fetches at once).",
+)
+@click.pass_obj
+def run(
+    app: App,
+    data_dir: Path,
+    repo: str,
+    listen: str,
+    db_url: str | None,
+    offline_after: str,
+    fetch_interval: str,
+) -> None:
+    """Serve the device API, the operator API, /metrics and the dashboard."""
+    from fleetcore.config.units import Duration
+    from fleetcore.server.app import ServerConfig, serve
+
+    app.setup_logging()
+    host, port = _listen(listen)
+    try:
+        offline = Duration.parse(offline_after).seconds
+        fetch = Duration.parse(fetch_interval).seconds
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    config = ServerConfig(
+        data_dir=data_dir, repo=repo, db_url=db_url, offline_after=offline, fetch_interval=fetch
+    )
+    serve(config, host, port)
+
+
+@server.group()
+def token() -> None:
+    """Operator tokens."""
+
+
+@token.command("create")
+@DATA_DIR
+@click.option(
+    "--role",
+    type=click.Choice(["viewer", "operator", "admin"]),
+    required=True,
+    help="viewer reads; operator runs rollouts; admin pins, locks, overrides.",
+)
+@click.option("--name", default="", help="Who the token is for (shown in the audit log).")
+@DB
+def token_create(data_dir: Path, role: str, name: str, db_url: str | None) -> None:
+    """Print a new operator token (only its hash is stored)."""
+    from fleetcore.server.store import Store, database_url
+
+    store = Store(database_url(data_dir, db_url))
+    click.echo(store.create_token("operator", role, name=name or f"{role}-token"))
+    store.close()
+
+
+@server.command("enrollment-token")
+@DATA_DIR
+@click.option("--ttl", default="7d", show_default=True, help="How long devices may enroll with it.")
+@DB
+def enrollment_token(data_dir: Path, ttl: str, db_url: str | None) -> None:
+    """Print a token devices enroll with (only its hash is stored)."""
+    from fleetcore.config.units import Duration
+    from fleetcore.server.store import Store, database_url
+
+    try:
+        seconds = Duration.parse(ttl).seconds
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--ttl") from None
+    store = Store(database_url(data_dir, db_url))
+    click.echo(store.create_token("enrollment", None, name="enrollment", ttl=seconds))
+    store.close()

@@ -1,0 +1,194 @@
+"""Request bodies: frozen attrs classes structured by the strict converter.
+
+A wrong type, a missing key or an unknown key is a 400 naming the key; the
+converter never coerces ("5" is not 5).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Any, TypeVar
+
+import cattrs
+from attrs import field, frozen
+
+from fleetcore.config.agent import SEGMENTS
+from fleetcore.config.convert import (
+    UserValueError,
+    between,
+    checked,
+    make_converter,
+    one_of,
+    problems_of,
+)
+from fleetcore.config.fleet import MaintenanceWindow
+
+T = TypeVar("T")
+
+STATUSES = ("healthy", "degraded", "safe_mode", "failed", "updating", "unknown")
+ROLES = ("viewer", "operator", "admin")
+ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+
+
+class ApiError(Exception):
+    """A request the server refuses: status code, one readable line, the key."""
+
+    def __init__(self, status: int, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.field = field
+
+    def json(self) -> dict[str, Any]:
+        return {"error": self.message, "field": self.field}
+
+
+def _identifier(_inst: Any, attr: Any, value: str) -> None:
+    if not ID_RE.match(value):
+        raise ValueError(
+            f"{attr.name} must be letters, digits, '.', '_' or '-' (at most 200), got {value!r}"
+        )
+
+
+def _short(limit: int) -> Any:
+    def check(_inst: Any, attr: Any, value: str | None) -> None:
+        if value is not None and len(value) > limit:
+            raise ValueError(f"{attr.name} is longer than {limit} characters")
+
+    return check
+
+
+def _structure_float(value: Any, _type: type) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise UserValueError(f"expected a number, got {value!r}")
+    return float(value)
+
+
+converter = make_converter()
+converter.register_structure_hook(float, _structure_float)
+
+
+def parse(data: Any, cls: type[T]) -> T:
+    if not isinstance(data, dict):
+        raise ApiError(400, "the body must be a JSON object")
+    try:
+        return converter.structure(data, cls)
+    except (cattrs.BaseValidationError, ValueError, TypeError, KeyError) as exc:
+        problems = problems_of(exc)
+        first = problems[0] if problems else str(exc)
+        _message, _, where = first.rpartition(" @ ")
+        raise ApiError(400, "; ".join(problems), where or None) from None
+
+
+@frozen(kw_only=True)
+class EnrollRequest:
+    enrollment_token: str
+    device_id: str = field(validator=checked(_identifier))
+    role: str = field(validator=checked(_identifier))
+    segment: str = field(default="general", validator=checked(one_of(*SEGMENTS)))
+    hostname: str = field(default="", validator=checked(_short(255)))
+
+
+@frozen(kw_only=True)
+class StatusReport:
+    status: str = field(validator=checked(one_of(*STATUSES)))
+    hostname: str | None = field(default=None, validator=checked(_short(255)))
+    role: str | None = None
+    commit: str | None = field(default=None, validator=checked(_short(64)))
+    agent_version: str | None = field(default=None, validator=checked(_short(100)))
+    uptime_seconds: float | None = None
+    last_update: str | None = field(default=None, validator=checked(_short(64)))
+    last_update_result: str | None = field(default=None, validator=checked(_short(50)))
+    current_error: str | None = field(default=None, validator=checked(_short(4000)))
+    ip_address: str | None = field(default=None, validator=checked(_short(100)))
+    cpu_percent: float | None = None
+    memory_percent: float | None = None
+    disk_percent: float | None = None
+    network_kbps: float | None = None
+    mode: str | None = field(default=None, validator=checked(_short(50)))
+    pending_commit: str | None = field(default=None, validator=checked(_short(64)))
+
+
+@frozen(kw_only=True)
+class HistoryEntry:
+    timestamp: dt.datetime
+    result: str = field(validator=checked(one_of("success", "rollback", "failed", "skipped")))
+    from_commit: str | None = field(default=None, validator=checked(_short(64)))
+    to_commit: str | None = field(default=None, validator=checked(_short(64)))
+    reason: str = field(default="", validator=checked(_short(4000)))
+    duration_seconds: float = 0.0
+    # The agent's history lines carry these too; accepted, checked against the path.
+    device_id: str | None = None
+    role: str | None = None
+    event: str = field(default="update", validator=checked(_short(20)))
+    """``update``, or the device's other events (``drift``, ``mode``, ``outage``)."""
+
+
+def _at_most_1000(_inst: Any, attr: Any, value: list[Any]) -> None:
+    if len(value) > 1000:
+        raise ValueError(f"at most 1000 {attr.name} at a time, got {len(value)}")
+
+
+@frozen(kw_only=True)
+class HistoryBody:
+    entries: list[HistoryEntry] = field(validator=checked(_at_most_1000))
+
+
+@frozen(kw_only=True)
+class Step:
+    options: dict[str, Any] = field(factory=dict)
+    wait_seconds: float = field(default=300.0, validator=checked(between(0, 30 * 86400)))
+
+
+@frozen(kw_only=True)
+class RolloutRequest:
+    commit: str
+    strategy: str
+    role: str | None = field(default=None)
+    steps: list[Step] | None = None
+    wait_seconds: float = field(default=300.0, validator=checked(between(0, 30 * 86400)))
+    threshold: float = field(default=0.2, validator=checked(between(0, 1)))
+    auto_promote: bool = True
+    reason: str = ""
+
+
+@frozen(kw_only=True)
+class ActionRequest:
+    reason: str = ""
+
+
+@frozen(kw_only=True)
+class PinRequest:
+    commit: str
+    reason: str = ""
+    expires: dt.datetime | None = None
+
+
+@frozen(kw_only=True)
+class LockRequest:
+    commit: str
+    reason: str = ""
+    until: dt.datetime | None = None
+
+
+@frozen(kw_only=True)
+class WindowRequest:
+    maintenance_window: MaintenanceWindow | None
+    """None clears the fleet's window."""
+    reason: str = ""
+
+
+@frozen(kw_only=True)
+class OverrideRequest:
+    branch: str | None = None
+    auto_update: bool | None = None
+    maintenance_window: MaintenanceWindow | None = None
+    clear: bool = False
+    reason: str = ""
+
+
+@frozen(kw_only=True)
+class TokenRequest:
+    role: str = field(validator=checked(one_of(*ROLES)))
+    name: str = ""

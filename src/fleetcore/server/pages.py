@@ -1,0 +1,146 @@
+"""The dashboard: Jinja2 pages over the same service the API uses.
+
+Login is an operator token kept in an HttpOnly, SameSite=Strict cookie;
+the buttons are plain forms (no JavaScript needed), and what a viewer may
+not do is neither shown nor accepted.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from fleetcore.server import bodies as b
+from fleetcore.server.service import Operator
+
+if TYPE_CHECKING:
+    from fleetcore.server.service import Control
+
+COOKIE = "fleetcore_token"
+env = Environment(
+    loader=FileSystemLoader(Path(__file__).parent / "templates"),
+    autoescape=select_autoescape(["html"]),
+)
+
+
+def _short(commit: str | None) -> str:
+    return (commit or "none")[:12]
+
+
+env.filters["short"] = _short
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """A small urlencoded form, parsed here: starlette's parser would need
+    python-multipart for two fields."""
+    from urllib.parse import parse_qs
+
+    raw = b""
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > 16384:
+            break
+    fields = parse_qs(raw[:16384].decode("utf-8", "replace"))
+    return {k: v[0] for k, v in fields.items()}
+
+
+def page_routes(ctl: Control) -> list[Route]:
+    def render(name: str, status: int = 200, **context: Any) -> HTMLResponse:
+        return HTMLResponse(env.get_template(name).render(**context), status_code=status)
+
+    async def who(request: Request) -> Operator | None:
+        token = request.cookies.get(COOKIE)
+        if not token:
+            return None
+        try:
+            caller = await run_in_threadpool(ctl.caller_for, token)
+        except b.ApiError:
+            return None
+        return caller if isinstance(caller, Operator) else None
+
+    def to_login() -> Response:
+        return RedirectResponse("/login", status_code=303)
+
+    async def login(request: Request) -> Response:
+        if request.method == "GET":
+            return render("login.html", op=None, error=None)
+        form = await _form(request)
+        token = str(form.get("token", "")).strip()
+        try:
+            caller = await run_in_threadpool(ctl.caller_for, token)
+        except b.ApiError:
+            caller = None
+        if not isinstance(caller, Operator):
+            return render("login.html", status=401, op=None, error="That token is not valid.")
+        response = RedirectResponse("/", status_code=303)
+        response.set_cookie(COOKIE, token, httponly=True, samesite="strict", max_age=12 * 3600)
+        return response
+
+    async def logout(request: Request) -> Response:
+        response = to_login()
+        response.delete_cookie(COOKIE)
+        return response
+
+    async def overview(request: Request) -> Response:
+        op = await who(request)
+        if op is None:
+            return to_login()
+        status = await run_in_threadpool(ctl.fleet_status)
+        devices = await run_in_threadpool(ctl.devices)
+        rollouts = await run_in_threadpool(ctl.rollouts, 20)
+        return render("overview.html", op=op, s=status, devices=devices, rollouts=rollouts)
+
+    async def device(request: Request) -> Response:
+        op = await who(request)
+        if op is None:
+            return to_login()
+        try:
+            data = await run_in_threadpool(ctl.device, request.path_params["device_id"])
+        except b.ApiError as exc:
+            return render("error.html", status=exc.status, op=op, message=exc.message)
+        return render("device.html", op=op, d=data)
+
+    async def rollout(request: Request) -> Response:
+        op = await who(request)
+        if op is None:
+            return to_login()
+        raw = request.path_params["rollout_id"]
+        try:
+            if not raw.isdigit():
+                raise b.ApiError(404, f"unknown rollout {raw!r}")
+            data = await run_in_threadpool(ctl.rollout, int(raw))
+        except b.ApiError as exc:
+            return render("error.html", status=exc.status, op=op, message=exc.message)
+        can_act = op.role in ("operator", "admin")
+        return render("rollout.html", op=op, r=data, can_act=can_act, message=None)
+
+    async def rollout_action(request: Request) -> Response:
+        op = await who(request)
+        if op is None:
+            return to_login()
+        raw, action = request.path_params["rollout_id"], request.path_params["action"]
+        form = await _form(request)
+        try:
+            if not raw.isdigit() or action not in ("promote", "halt", "resume", "abort"):
+                raise b.ApiError(404, "unknown rollout or action")
+            await run_in_threadpool(
+                ctl.rollout_action, op, int(raw), action, str(form.get("reason", ""))
+            )
+        except b.ApiError as exc:
+            return render("error.html", status=exc.status, op=op, message=exc.message)
+        return RedirectResponse(f"/rollouts/{raw}", status_code=303)
+
+    return [
+        Route("/", overview, methods=["GET"]),
+        Route("/login", login, methods=["GET", "POST"]),
+        Route("/logout", logout, methods=["POST", "GET"]),
+        Route("/devices/{device_id}", device, methods=["GET"]),
+        Route("/rollouts/{rollout_id}", rollout, methods=["GET"]),
+        Route("/rollouts/{rollout_id}/{action}", rollout_action, methods=["POST"]),
+    ]

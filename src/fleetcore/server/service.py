@@ -1,0 +1,787 @@
+"""What the server does, independent of HTTP: every decision and change.
+
+Routes and the dashboard call these methods (in worker threads: SQLAlchemy
+and git are blocking); each change runs in one transaction with its audit
+line, then the devices it moved are told over SSE.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import sqlalchemy as sa
+from attrs import frozen
+from sqlalchemy.engine import Connection
+
+from fleetcore.errors import ConfigError, FetchError
+from fleetcore.plugin.manager import PluginManager
+from fleetcore.server import bodies as b
+from fleetcore.server import store as t
+from fleetcore.server.desired import (
+    Rollout,
+    Snapshot,
+    Strategies,
+    compute,
+    desired_json,
+    device_info,
+    device_policy,
+    iso,
+    load_snapshot,
+)
+from fleetcore.server.events import Event, EventHub
+from fleetcore.server.mirror import Mirror
+from fleetcore.server.relay import PgRelay
+from fleetcore.server.store import Store, hash_secret, write_audit
+
+log = logging.getLogger("fleetcore.server")
+
+ROLE_RANK = {"viewer": 0, "operator": 1, "admin": 2}
+DEFAULT_STEPS: dict[str, list[dict[str, Any]]] = {
+    "canary": [
+        {"segments": ["canary"]},
+        {"segments": ["canary", "early"]},
+        {"segments": ["canary", "early", "general"]},
+    ],
+    "percentage": [{"percent": p} for p in (1, 5, 25, 100)],
+}
+DEVICE_FIELDS = (
+    "hostname",
+    "commit",
+    "agent_version",
+    "uptime_seconds",
+    "last_update",
+    "last_update_result",
+    "current_error",
+    "ip_address",
+    "cpu_percent",
+    "memory_percent",
+    "disk_percent",
+    "network_kbps",
+    "mode",
+    "pending_commit",
+)
+
+
+@frozen
+class Operator:
+    name: str
+    role: str
+
+    def require(self, role: str) -> None:
+        if ROLE_RANK[self.role] < ROLE_RANK[role]:
+            raise b.ApiError(403, f"this needs a token with role {role}; yours is {self.role}")
+
+
+@frozen
+class DeviceCaller:
+    device_id: str
+
+
+Caller = Operator | DeviceCaller
+
+
+class Control:
+    def __init__(
+        self,
+        store: Store,
+        mirror: Mirror,
+        pm: PluginManager,
+        *,
+        now: Callable[[], dt.datetime] | None = None,
+        offline_after: float = 180.0,
+        hub: EventHub | None = None,
+    ) -> None:
+        self.store = store
+        self.mirror = mirror
+        self.strategies = Strategies(pm)
+        self.now = now or (lambda: dt.datetime.now(dt.UTC))
+        self.offline_after = offline_after
+        self.hub = hub or EventHub()
+        self.relay: PgRelay | None = None
+        if not store.sqlite:
+            self.relay = PgRelay(store.engine, self.hub)
+
+    def ts(self) -> float:
+        return self.now().timestamp()
+
+    # -- authentication ------------------------------------------------------------
+
+    def authenticate(self, header: str | None, conn: Connection | None = None) -> Caller:
+        scheme, _, secret = (header or "").partition(" ")
+        if scheme.lower() != "bearer" or not secret.strip():
+            raise b.ApiError(401, "missing credential: send 'Authorization: Bearer <token>'")
+        return self.caller_for(secret.strip(), conn)
+
+    def caller_for(self, secret: str, conn: Connection | None = None) -> Caller:
+        if conn is None:
+            with self.store.connect() as own:
+                return self.caller_for(secret, own)
+        digest = hash_secret(secret)
+        row = conn.execute(
+            sa.select(t.devices.c.device_id).where(t.devices.c.credential_hash == digest)
+        ).first()
+        if row is not None:
+            return DeviceCaller(row.device_id)
+        tok = conn.execute(
+            sa.select(t.tokens).where(
+                t.tokens.c.token_hash == digest, t.tokens.c.kind == "operator"
+            )
+        ).first()
+        if tok is None or tok.revoked or (tok.expires_at and tok.expires_at < self.ts()):
+            raise b.ApiError(401, "unknown, expired or revoked credential")
+        return Operator(tok.name, tok.role)
+
+    @staticmethod
+    def operator(caller: Caller, role: str = "viewer") -> Operator:
+        if not isinstance(caller, Operator):
+            raise b.ApiError(403, "devices cannot use the operator API")
+        caller.require(role)
+        return caller
+
+    def device_access(
+        self, caller: Caller, device_id: str, write: bool = False, conn: Connection | None = None
+    ) -> None:
+        """Devices touch only their own records; operators read any."""
+        if isinstance(caller, DeviceCaller):
+            if caller.device_id != device_id:
+                raise b.ApiError(403, "a device may only use its own records", "device_id")
+            return
+        if write:
+            raise b.ApiError(403, "only the device itself reports its status and history")
+        if conn is None:
+            with self.store.connect() as own:
+                self._device_row(own, device_id)
+        else:
+            self._device_row(conn, device_id)
+
+    # -- the hot paths: one worker-thread hop and one connection each --------------
+
+    def poll_desired(
+        self, header: str | None, device_id: str, if_none_match: str | None
+    ) -> tuple[str, dict[str, Any] | None]:
+        """(ETag, desired state), or (ETag, None) when the device's ETag still holds."""
+        with self.store.connect() as conn:
+            caller = self.authenticate(header, conn)
+            self.device_access(caller, device_id, conn=conn)
+            if isinstance(caller, DeviceCaller) and if_none_match:
+                current = f'"g{self.store.generation(conn)}"'
+                if if_none_match == current:
+                    return current, None
+        return self.desired(device_id)
+
+    def report_status_as(self, header: str | None, device_id: str, raw: Any) -> None:
+        with self.store.begin() as conn:
+            caller = self.authenticate(header, conn)
+            self.device_access(caller, device_id, write=True, conn=conn)
+            req = b.parse(raw, b.StatusReport)
+            self._write_status(conn, device_id, req, raw)
+
+    @staticmethod
+    def _device_row(conn: Connection, device_id: str) -> Any:
+        row = conn.execute(sa.select(t.devices).where(t.devices.c.device_id == device_id)).first()
+        if row is None:
+            raise b.ApiError(404, f"unknown device {device_id!r}", "device_id")
+        return row
+
+    # -- enrollment ------------------------------------------------------------------
+
+    def enroll(self, req: b.EnrollRequest) -> dict[str, Any]:
+        now = self.ts()
+        credential = t.new_secret("fcd")
+        with self.store.begin() as conn:
+            tok = conn.execute(
+                sa.select(t.tokens).where(
+                    t.tokens.c.token_hash == hash_secret(req.enrollment_token),
+                    t.tokens.c.kind == "enrollment",
+                )
+            ).first()
+            if tok is None or tok.revoked or (tok.expires_at and tok.expires_at < now):
+                raise b.ApiError(401, "unknown or expired enrollment token", "enrollment_token")
+            values = {
+                "role": req.role,
+                "segment": req.segment,
+                "hostname": req.hostname or None,
+                "credential_hash": hash_secret(credential),
+            }
+            existing = conn.execute(
+                sa.select(t.devices.c.device_id).where(t.devices.c.device_id == req.device_id)
+            ).first()
+            if existing is None:
+                conn.execute(
+                    t.devices.insert().values(
+                        device_id=req.device_id, enrolled_at=now, status="unknown", **values
+                    )
+                )
+                action = "device.enroll"
+            else:
+                # The old credential stops working in this same transaction.
+                conn.execute(
+                    t.devices.update()
+                    .where(t.devices.c.device_id == req.device_id)
+                    .values(**values)
+                )
+                action = "device.reenroll"
+            write_audit(
+                conn,
+                actor=f"enrollment:{tok.name}",
+                action=action,
+                target=req.device_id,
+                detail={"role": req.role, "segment": req.segment},
+                at=now,
+            )
+            self.store.bump_generation(conn)
+        return {"device_id": req.device_id, "credential": credential}
+
+    # -- desired state -----------------------------------------------------------------
+
+    def etag(self) -> str:
+        with self.store.connect() as conn:
+            return f'"g{self.store.generation(conn)}"'
+
+    def desired(self, device_id: str) -> tuple[str, dict[str, Any]]:
+        with self.store.connect() as conn:
+            snap = load_snapshot(conn, self.store)
+            row = self._device_row(conn, device_id)
+            policy_row = conn.execute(
+                sa.select(t.device_policies).where(t.device_policies.c.device_id == device_id)
+            ).first()
+        state, rollout = self._compute(snap, row, policy_row)
+        return f'"g{snap.generation}"', desired_json(state, rollout)
+
+    def _compute(self, snap: Snapshot, row: Any, policy_row: Any, **kw: Any) -> Any:
+        return compute(
+            device=device_info(row),
+            policy=device_policy(policy_row),
+            snap=snap,
+            strategies=self.strategies,
+            now=self.now(),
+            branch_head=lambda branch: self.mirror.branches().get(branch),
+            **kw,
+        )
+
+    def desired_all(self, conn: Connection, where: Any = None) -> dict[str, tuple[str | None, str]]:
+        """(commit, why) of every device (matching ``where``), in one pass."""
+        snap = load_snapshot(conn, self.store)
+        query = sa.select(t.devices)
+        if where is not None:
+            query = query.where(where)
+        rows = list(conn.execute(query))
+        policies = {p.device_id: p for p in conn.execute(sa.select(t.device_policies))}
+        out = {}
+        for row in rows:
+            state, _ = self._compute(snap, row, policies.get(row.device_id))
+            out[row.device_id] = (state.commit, state.why)
+        return out
+
+    @contextmanager
+    def notifying(
+        self, kind: str, where: Any = None, touched: tuple[str, ...] = ()
+    ) -> Iterator[None]:
+        """Tell devices whose desired state a change moved (and those it touched)."""
+        with self.store.connect() as conn:
+            before = self.desired_all(conn, where)
+        yield
+        with self.store.connect() as conn:
+            after = self.desired_all(conn, where)
+        events = []
+        for device_id, (commit, why) in after.items():
+            changed = before.get(device_id) != (commit, why)
+            if kind == "update-available" and changed and commit:
+                events.append(Event(device_id, kind, {"commit": commit}))
+            elif kind == "policy-changed" and (changed or device_id in touched):
+                events.append(Event(device_id, kind, {"commit": commit, "why": why}))
+        self.hub.publish(events)
+        if self.relay is not None and events:
+            try:
+                self.relay.publish(events)
+            except Exception:
+                log.exception("could not relay events to the other servers")
+
+    # -- status and history --------------------------------------------------------------
+
+    def _write_status(
+        self, conn: Connection, device_id: str, req: b.StatusReport, raw: dict[str, Any]
+    ) -> None:
+        values: dict[str, Any] = {k: raw[k] for k in DEVICE_FIELDS if k in raw}
+        values["status"] = req.status
+        values["last_seen"] = self.ts()
+        conn.execute(t.devices.update().where(t.devices.c.device_id == device_id).values(**values))
+
+    def add_history(self, device_id: str, req: b.HistoryBody) -> int:
+        now = self.ts()
+        added = 0
+        for index, entry in enumerate(req.entries):
+            if entry.device_id not in (None, device_id):
+                raise b.ApiError(
+                    403, "a history entry names another device", f"entries.{index}.device_id"
+                )
+        with self.store.begin() as conn:
+            for entry in req.entries:
+                if entry.event != "update":
+                    # Drift, mode and outage events reach the server through the
+                    # status report; the history (and the health gate that reads
+                    # it) holds updates only.
+                    continue
+                stamp = entry.timestamp.timestamp()
+                exists = conn.execute(
+                    sa.select(t.history.c.id).where(
+                        t.history.c.device_id == device_id,
+                        t.history.c.timestamp == stamp,
+                        t.history.c.to_commit == entry.to_commit
+                        if entry.to_commit is not None
+                        else t.history.c.to_commit.is_(None),
+                        t.history.c.result == entry.result,
+                    )
+                ).first()
+                if exists:
+                    continue  # resent by an agent unsure the first send arrived
+                conn.execute(
+                    t.history.insert().values(
+                        device_id=device_id,
+                        timestamp=stamp,
+                        from_commit=entry.from_commit,
+                        to_commit=entry.to_commit,
+                        result=entry.result,
+                        reason=entry.reason,
+                        duration_seconds=entry.duration_seconds,
+                        received_at=now,
+                    )
+                )
+                added += 1
+        return added
+
+    # -- reads for operators ------------------------------------------------------------
+
+    @staticmethod
+    def device_json(row: Any) -> dict[str, Any]:
+        data = {
+            k: getattr(row, k) for k in ("device_id", "role", "segment", "status", *DEVICE_FIELDS)
+        }
+        data["last_seen"] = iso(row.last_seen)
+        data["enrolled_at"] = iso(row.enrolled_at)
+        return data
+
+    def devices(self) -> list[dict[str, Any]]:
+        with self.store.connect() as conn:
+            rows = conn.execute(sa.select(t.devices).order_by(t.devices.c.device_id))
+            return [self.device_json(r) for r in rows]
+
+    def device(self, device_id: str) -> dict[str, Any]:
+        with self.store.connect() as conn:
+            row = self._device_row(conn, device_id)
+            policy_row = conn.execute(
+                sa.select(t.device_policies).where(t.device_policies.c.device_id == device_id)
+            ).first()
+            hist = conn.execute(
+                sa.select(t.history)
+                .where(t.history.c.device_id == device_id)
+                .order_by(t.history.c.timestamp.desc())
+                .limit(50)
+            )
+            history = [
+                {
+                    "timestamp": iso(h.timestamp),
+                    "from_commit": h.from_commit,
+                    "to_commit": h.to_commit,
+                    "result": h.result,
+                    "reason": h.reason,
+                    "duration_seconds": h.duration_seconds,
+                }
+                for h in hist
+            ]
+        _, desired = self.desired(device_id)
+        policy = device_policy(policy_row)
+        lock = policy.version_lock
+        return {
+            **self.device_json(row),
+            "desired": desired,
+            "policy": {
+                "auto_update": policy.auto_update,
+                "branch": policy.branch,
+                "lock": None
+                if lock is None
+                else {
+                    "commit": lock.commit,
+                    "reason": lock.reason,
+                    "locked_by": lock.locked_by,
+                    "locked_until": lock.locked_until.isoformat() if lock.locked_until else None,
+                },
+            },
+            "history": history,
+        }
+
+    def fleet_status(self) -> dict[str, Any]:
+        from fleetcore.server.rollouts import progress
+
+        with self.store.connect() as conn:
+            rows = list(conn.execute(sa.select(t.devices)))
+            snap = load_snapshot(conn, self.store)
+            recent = conn.execute(
+                sa.select(t.history.c.result, sa.func.count())
+                .where(t.history.c.timestamp >= self.ts() - 3600)
+                .group_by(t.history.c.result)
+            ).all()
+            active = [progress(self, conn, r) for r in snap.rollouts]
+        total = len(rows)
+        by_status: dict[str, int] = {}
+        by_commit: dict[str, int] = {}
+        by_role: dict[str, int] = {}
+        for r in rows:
+            by_status[r.status] = by_status.get(r.status, 0) + 1
+            by_commit[r.commit or "none"] = by_commit.get(r.commit or "none", 0) + 1
+            by_role[r.role] = by_role.get(r.role, 0) + 1
+        pin = snap.pin if snap.pin is not None and snap.pin.active(self.now()) else None
+        return {
+            "total": total,
+            "online": total - by_status.get("offline", 0),
+            "by_status": by_status,
+            "by_role": by_role,
+            "commits": [
+                {"commit": c, "devices": n, "share": round(n / total, 4) if total else 0.0}
+                for c, n in sorted(by_commit.items(), key=lambda kv: -kv[1])
+            ],
+            "updates_last_hour": {res: n for res, n in recent},
+            "pin": None
+            if pin is None
+            else {
+                "commit": pin.commit,
+                "reason": pin.reason,
+                "expires": pin.expires.isoformat() if pin.expires else None,
+            },
+            "stable": {role: c for role, (c, _) in snap.stables.items()},
+            "rollouts": active,
+        }
+
+    def audit_log(self, limit: int = 100) -> list[dict[str, Any]]:
+        with self.store.connect() as conn:
+            rows = conn.execute(sa.select(t.audit).order_by(t.audit.c.id.desc()).limit(limit))
+            return [
+                {
+                    "at": iso(r.at),
+                    "actor": r.actor,
+                    "action": r.action,
+                    "target": r.target,
+                    "reason": r.reason,
+                    "detail": json.loads(r.detail),
+                }
+                for r in rows
+            ]
+
+    # -- fleet policy ---------------------------------------------------------------------
+
+    def _commit(self, ref: str, field: str = "commit") -> str:
+        try:
+            commit = self.mirror.resolve_or_fetch(ref)
+        except FetchError as exc:
+            raise b.ApiError(502, f"cannot fetch the fleet repo: {exc}", field) from None
+        if commit is None:
+            raise b.ApiError(400, f"unknown commit {ref!r}: not in the fleet repo", field)
+        return commit
+
+    def pin(self, op: Operator, req: b.PinRequest) -> dict[str, Any]:
+        op.require("admin")
+        commit = self._commit(req.commit)
+        value = {"commit": commit, "reason": req.reason}
+        if req.expires is not None:
+            value["expires"] = req.expires.isoformat()
+        with self.notifying("policy-changed"), self.store.begin() as conn:
+            self.store.set_setting(conn, "pin", value)
+            write_audit(
+                conn,
+                actor=op.name,
+                action="fleet.pin",
+                target=commit,
+                reason=req.reason,
+                detail=value,
+                at=self.ts(),
+            )
+            self.store.bump_generation(conn)
+        return value
+
+    def unpin(self, op: Operator, req: b.ActionRequest) -> None:
+        op.require("admin")
+        with self.notifying("policy-changed"), self.store.begin() as conn:
+            old = self.store.get_setting(conn, "pin")
+            if old is None:
+                raise b.ApiError(409, "the fleet is not pinned")
+            conn.execute(t.settings.delete().where(t.settings.c.key == "pin"))
+            write_audit(
+                conn,
+                actor=op.name,
+                action="fleet.unpin",
+                target=old["commit"],
+                reason=req.reason,
+                at=self.ts(),
+            )
+            self.store.bump_generation(conn)
+
+    def set_window(self, op: Operator, req: b.WindowRequest) -> dict[str, Any] | None:
+        """The fleet's maintenance window (a device's own one wins)."""
+        from fleetcore.server.desired import window_json
+
+        op.require("admin")
+        value = window_json(req.maintenance_window)
+        with self.notifying("policy-changed"), self.store.begin() as conn:
+            if value is None:
+                conn.execute(t.settings.delete().where(t.settings.c.key == "maintenance_window"))
+            else:
+                self.store.set_setting(conn, "maintenance_window", value)
+            write_audit(
+                conn,
+                actor=op.name,
+                action="fleet.maintenance_window",
+                reason=req.reason,
+                detail={"maintenance_window": value},
+                at=self.ts(),
+            )
+            self.store.bump_generation(conn)
+        return value
+
+    def _policy_row(self, conn: Connection, device_id: str) -> Any:
+        self._device_row(conn, device_id)
+        row = conn.execute(
+            sa.select(t.device_policies).where(t.device_policies.c.device_id == device_id)
+        ).first()
+        if row is None:
+            conn.execute(t.device_policies.insert().values(device_id=device_id, auto_update=True))
+        return row
+
+    def _set_policy(self, conn: Connection, device_id: str, **values: Any) -> None:
+        self._policy_row(conn, device_id)
+        conn.execute(
+            t.device_policies.update()
+            .where(t.device_policies.c.device_id == device_id)
+            .values(**values)
+        )
+
+    def lock(self, op: Operator, device_id: str, req: b.LockRequest) -> None:
+        op.require("admin")
+        with self.store.connect() as conn:
+            self._device_row(conn, device_id)
+        commit = self._commit(req.commit)
+        touched = (device_id,)
+        scope = t.devices.c.device_id == device_id
+        with self.notifying("policy-changed", scope, touched), self.store.begin() as conn:
+            until = req.until.timestamp() if req.until else None
+            self._set_policy(
+                conn,
+                device_id,
+                lock_commit=commit,
+                lock_reason=req.reason,
+                locked_by=op.name,
+                locked_until=until,
+            )
+            write_audit(
+                conn,
+                actor=op.name,
+                action="device.lock",
+                target=device_id,
+                reason=req.reason,
+                detail={"commit": commit, "until": iso(until)},
+                at=self.ts(),
+            )
+            self.store.bump_generation(conn)
+
+    def unlock(self, op: Operator, device_id: str, req: b.ActionRequest) -> None:
+        op.require("admin")
+        touched = (device_id,)
+        scope = t.devices.c.device_id == device_id
+        with self.notifying("policy-changed", scope, touched), self.store.begin() as conn:
+            row = self._policy_row(conn, device_id)
+            if row is None or not row.lock_commit:
+                raise b.ApiError(409, f"device {device_id} is not locked", "device_id")
+            self._set_policy(
+                conn,
+                device_id,
+                lock_commit=None,
+                lock_reason=None,
+                locked_by=None,
+                locked_until=None,
+            )
+            write_audit(
+                conn,
+                actor=op.name,
+                action="device.unlock",
+                target=device_id,
+                reason=req.reason,
+                at=self.ts(),
+            )
+            self.store.bump_generation(conn)
+
+    def override(self, op: Operator, device_id: str, req: b.OverrideRequest) -> None:
+        op.require("admin")
+        values: dict[str, Any] = {}
+        if req.clear:
+            values = {"branch": None, "auto_update": True, "maintenance_window": None}
+        if req.branch is not None:
+            if req.branch and req.branch not in self.mirror.branches():
+                try:
+                    self.mirror.fetch()
+                except FetchError as exc:
+                    raise b.ApiError(502, f"cannot fetch the fleet repo: {exc}", "branch") from None
+                if req.branch not in self.mirror.branches():
+                    raise b.ApiError(400, f"unknown branch {req.branch!r}", "branch")
+            values["branch"] = req.branch or None
+        if req.auto_update is not None:
+            values["auto_update"] = req.auto_update
+        if req.maintenance_window is not None:
+            from fleetcore.server.desired import window_json
+
+            values["maintenance_window"] = json.dumps(window_json(req.maintenance_window))
+        if not values:
+            raise b.ApiError(400, "nothing to change: give branch, auto_update or clear")
+        touched = (device_id,)
+        scope = t.devices.c.device_id == device_id
+        with self.notifying("policy-changed", scope, touched), self.store.begin() as conn:
+            self._set_policy(conn, device_id, **values)
+            write_audit(
+                conn,
+                actor=op.name,
+                action="device.override",
+                target=device_id,
+                reason=req.reason,
+                detail=values,
+                at=self.ts(),
+            )
+            self.store.bump_generation(conn)
+
+    def create_token(self, op: Operator, req: b.TokenRequest) -> dict[str, Any]:
+        op.require("admin")
+        token = self.store.create_token(
+            "operator", req.role, name=req.name, actor=op.name, now=self.ts()
+        )
+        return {"token": token, "role": req.role}
+
+    # -- rollouts ---------------------------------------------------------------------------
+
+    def start_rollout(self, op: Operator, req: b.RolloutRequest) -> dict[str, Any]:
+        from fleetcore.server.rollouts import rollout_json
+
+        op.require("operator")
+        if req.strategy not in self.strategies.names():
+            installed = ", ".join(self.strategies.names()) or "none"
+            raise b.ApiError(
+                400,
+                f"unknown rollout strategy {req.strategy!r}; installed: {installed}",
+                "strategy",
+            )
+        if req.role is not None and not b.ID_RE.match(req.role):
+            raise b.ApiError(400, f"not a role name: {req.role!r}", "role")
+        steps: list[dict[str, Any]]
+        if req.steps:
+            steps = [{"options": s.options, "wait_seconds": s.wait_seconds} for s in req.steps]
+        else:
+            defaults = DEFAULT_STEPS.get(req.strategy, [{}])
+            steps = [{"options": o, "wait_seconds": req.wait_seconds} for o in defaults]
+        for index, step in enumerate(steps):
+            try:
+                self.strategies.check(req.strategy, step["options"], f"steps.{index}.options")
+            except ConfigError as exc:
+                first = exc.problems[0]
+                raise b.ApiError(
+                    400, "; ".join(exc.problems), first.rpartition(" @ ")[2] or None
+                ) from None
+        commit = self._commit(req.commit)
+        if req.role is not None and not self.mirror.has_role(commit, req.role):
+            raise b.ApiError(400, f"commit {commit[:12]} has no folder roles/{req.role}", "role")
+        roles = self.mirror.roles(commit)
+        if not roles:
+            raise b.ApiError(400, f"commit {commit[:12]} has no roles/ folder", "commit")
+        now = self.ts()
+        scope = None if req.role is None else t.devices.c.role == req.role
+        with self.notifying("update-available", scope), self.store.begin() as conn:
+            same_role = (
+                t.rollouts.c.role.is_(None) if req.role is None else t.rollouts.c.role == req.role
+            )
+            superseded = conn.execute(
+                t.rollouts.update()
+                .where(same_role, t.rollouts.c.state.in_(("running", "halted")))
+                .values(state="superseded", finished_at=now, reason="a newer rollout started")
+            ).rowcount
+            inserted = conn.execute(
+                t.rollouts.insert().values(
+                    role=req.role,
+                    commit=commit,
+                    strategy=req.strategy,
+                    steps=json.dumps(steps),
+                    step=0,
+                    state="running",
+                    reason="",
+                    threshold=req.threshold,
+                    auto_promote=req.auto_promote,
+                    created_by=op.name,
+                    created_at=now,
+                    step_started_at=now,
+                    roles=json.dumps(roles),
+                )
+            ).inserted_primary_key
+            assert inserted is not None
+            rollout_id = int(inserted[0])
+            self._decide(conn, rollout_id, "start", 0, f"by {op.name}: {req.reason}".rstrip(": "))
+            write_audit(
+                conn,
+                actor=op.name,
+                action="rollout.start",
+                target=str(rollout_id),
+                reason=req.reason,
+                at=now,
+                detail={
+                    "commit": commit,
+                    "role": req.role,
+                    "strategy": req.strategy,
+                    "steps": steps,
+                    "superseded": superseded,
+                },
+            )
+            self.store.bump_generation(conn)
+        with self.store.connect() as conn:
+            return rollout_json(self, conn, self._rollout(conn, int(rollout_id)))
+
+    def _decide(
+        self, conn: Connection, rollout_id: int, action: str, step: int, detail: str
+    ) -> None:
+        conn.execute(
+            t.decisions.insert().values(
+                rollout_id=rollout_id, at=self.ts(), action=action, step=step, detail=detail
+            )
+        )
+
+    @staticmethod
+    def _rollout(conn: Connection, rollout_id: int) -> Rollout:
+        row = conn.execute(sa.select(t.rollouts).where(t.rollouts.c.id == rollout_id)).first()
+        if row is None:
+            raise b.ApiError(404, f"unknown rollout {rollout_id}", "id")
+        return Rollout.from_row(row)
+
+    def rollouts(self, limit: int = 50) -> list[dict[str, Any]]:
+        from fleetcore.server.rollouts import rollout_json
+
+        with self.store.connect() as conn:
+            rows = conn.execute(sa.select(t.rollouts).order_by(t.rollouts.c.id.desc()).limit(limit))
+            items = [Rollout.from_row(r) for r in rows]
+            return [rollout_json(self, conn, r, detail=False) for r in items]
+
+    def rollout(self, rollout_id: int) -> dict[str, Any]:
+        from fleetcore.server.rollouts import rollout_json
+
+        with self.store.connect() as conn:
+            return rollout_json(self, conn, self._rollout(conn, rollout_id))
+
+    def rollout_action(
+        self, op: Operator, rollout_id: int, action: str, reason: str
+    ) -> dict[str, Any]:
+        from fleetcore.server import rollouts as engine
+
+        op.require("operator")
+        with self.store.connect() as conn:
+            current = self._rollout(conn, rollout_id)
+        scope = None if current.role is None else t.devices.c.role == current.role
+        with self.notifying("update-available", scope), self.store.begin() as conn:
+            ro = self._rollout(conn, rollout_id)
+            engine.apply_action(self, conn, ro, action, actor=op.name, reason=reason)
+        return self.rollout(rollout_id)

@@ -1,0 +1,372 @@
+"""The server's durable state: SQLAlchemy Core on SQLite or PostgreSQL.
+
+One schema, one code path for both databases: times are stored as epoch
+seconds (floats) and structured values as JSON text, so nothing depends on
+a database's date or JSON types. Schema changes are ordered migration
+functions recorded in ``schema_migrations``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+metadata = sa.MetaData()
+
+schema_migrations = sa.Table(
+    "schema_migrations",
+    metadata,
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("applied_at", sa.Float, nullable=False),
+)
+
+devices = sa.Table(
+    "devices",
+    metadata,
+    sa.Column("device_id", sa.String(200), primary_key=True),
+    sa.Column("role", sa.String(200), nullable=False),
+    sa.Column("segment", sa.String(50), nullable=False),
+    sa.Column("hostname", sa.String(255)),
+    sa.Column("credential_hash", sa.String(64), nullable=False),
+    sa.Column("enrolled_at", sa.Float, nullable=False),
+    sa.Column("last_seen", sa.Float),
+    sa.Column("status", sa.String(20), nullable=False, default="unknown"),
+    sa.Column("commit", sa.String(64)),
+    sa.Column("agent_version", sa.String(100)),
+    sa.Column("uptime_seconds", sa.Float),
+    sa.Column("last_update", sa.String(64)),
+    sa.Column("last_update_result", sa.String(50)),
+    sa.Column("current_error", sa.Text),
+    sa.Column("ip_address", sa.String(100)),
+    sa.Column("cpu_percent", sa.Float),
+    sa.Column("memory_percent", sa.Float),
+    sa.Column("disk_percent", sa.Float),
+    sa.Column("network_kbps", sa.Float),
+    sa.Column("mode", sa.String(50)),
+    sa.Column("pending_commit", sa.String(64)),
+)
+
+device_policies = sa.Table(
+    "device_policies",
+    metadata,
+    sa.Column("device_id", sa.String(200), primary_key=True),
+    sa.Column("auto_update", sa.Boolean, nullable=False, default=True),
+    sa.Column("branch", sa.String(255)),
+    sa.Column("lock_commit", sa.String(64)),
+    sa.Column("lock_reason", sa.Text),
+    sa.Column("locked_by", sa.String(200)),
+    sa.Column("locked_until", sa.Float),
+    sa.Column("maintenance_window", sa.Text),
+)
+
+settings = sa.Table(
+    "settings",
+    metadata,
+    sa.Column("key", sa.String(100), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+tokens = sa.Table(
+    "tokens",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("kind", sa.String(20), nullable=False),  # operator | enrollment
+    sa.Column("role", sa.String(20)),
+    sa.Column("name", sa.String(200), nullable=False, default=""),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("expires_at", sa.Float),
+    sa.Column("revoked", sa.Boolean, nullable=False, default=False),
+)
+
+rollouts = sa.Table(
+    "rollouts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("role", sa.String(200)),  # NULL: every role
+    sa.Column("commit", sa.String(64), nullable=False),
+    sa.Column("strategy", sa.String(100), nullable=False),
+    sa.Column("steps", sa.Text, nullable=False),  # JSON [{"options", "wait_seconds"}]
+    sa.Column("step", sa.Integer, nullable=False, default=0),
+    sa.Column("state", sa.String(20), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False, default=""),
+    sa.Column("threshold", sa.Float, nullable=False),
+    sa.Column("auto_promote", sa.Boolean, nullable=False, default=True),
+    sa.Column("created_by", sa.String(200), nullable=False, default=""),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("step_started_at", sa.Float, nullable=False),
+    sa.Column("finished_at", sa.Float),
+    # JSON list of the roles in the commit: a rollout to every role skips
+    # devices whose role the commit does not have.
+    sa.Column("roles", sa.Text),
+)
+
+decisions = sa.Table(
+    "rollout_decisions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("rollout_id", sa.Integer, nullable=False, index=True),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("action", sa.String(50), nullable=False),
+    sa.Column("step", sa.Integer, nullable=False),
+    sa.Column("detail", sa.Text, nullable=False, default=""),
+)
+
+stables = sa.Table(
+    "stables",
+    metadata,
+    sa.Column("role", sa.String(200), primary_key=True),  # "*": every role
+    sa.Column("commit", sa.String(64), nullable=False),
+    sa.Column("rollout_id", sa.Integer),
+    sa.Column("at", sa.Float, nullable=False),
+)
+
+history = sa.Table(
+    "history",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("device_id", sa.String(200), nullable=False, index=True),
+    sa.Column("timestamp", sa.Float, nullable=False),
+    sa.Column("from_commit", sa.String(64)),
+    sa.Column("to_commit", sa.String(64)),
+    sa.Column("result", sa.String(20), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False, default=""),
+    sa.Column("duration_seconds", sa.Float, nullable=False, default=0.0),
+    sa.Column("received_at", sa.Float, nullable=False),
+    # The agent resends entries it is not sure arrived: the same entry twice is one row.
+    sa.UniqueConstraint("device_id", "timestamp", "to_commit", "result", name="history_once"),
+)
+
+audit = sa.Table(
+    "audit",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("action", sa.String(100), nullable=False),
+    sa.Column("target", sa.String(300), nullable=False, default=""),
+    sa.Column("reason", sa.Text, nullable=False, default=""),
+    sa.Column("detail", sa.Text, nullable=False, default="{}"),
+)
+
+
+def _migration_1(conn: Connection) -> None:
+    metadata.create_all(
+        conn, tables=[t for t in metadata.sorted_tables if t is not schema_migrations]
+    )
+
+
+def _migration_2(conn: Connection) -> None:
+    # Status queries (dashboard, metrics, offline marking) filter on these.
+    # Plain SQL: an sa.Index object would attach itself to the shared metadata.
+    for name, table, column in (
+        ("devices_role", "devices", "role"),
+        ("devices_last_seen", "devices", "last_seen"),
+        ("history_to_commit", "history", "to_commit"),
+    ):
+        conn.execute(sa.text(f"CREATE INDEX IF NOT EXISTS {name} ON {table} ({column})"))
+
+
+def _migration_3(conn: Connection) -> None:
+    # Every device request looks its credential up by hash.
+    conn.execute(
+        sa.text("CREATE UNIQUE INDEX IF NOT EXISTS devices_credential ON devices (credential_hash)")
+    )
+
+
+def _migration_4(conn: Connection) -> None:
+    conn.execute(sa.text("ALTER TABLE rollouts ADD COLUMN roles TEXT"))
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [
+    _migration_1,
+    _migration_2,
+    _migration_3,
+    _migration_4,
+]
+"""Ordered; version N is ``MIGRATIONS[N-1]``. Append, never edit one that
+shipped; the table definitions above are always the newest schema."""
+
+
+def hash_secret(secret: str) -> str:
+    """Tokens and credentials are random and long: a plain SHA-256 is enough
+    and lets us look them up by hash."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def new_secret(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_urlsafe(32)}"
+
+
+def database_url(data_dir: Path, url: str | None) -> str:
+    if url:
+        if url.startswith("postgresql://"):
+            return "postgresql+psycopg://" + url.removeprefix("postgresql://")
+        return url
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{data_dir / 'fleetcore.db'}"
+
+
+class Store:
+    """The database, with its schema brought up to date on open."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.sqlite = url.startswith("sqlite")
+        if self.sqlite:
+            self.engine: Engine = sa.create_engine(
+                url, connect_args={"check_same_thread": False, "timeout": 30}
+            )
+
+            @sa.event.listens_for(self.engine, "connect")
+            def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+                # WAL lets readers (polls, the dashboard) run while a report is written.
+                cur = dbapi_conn.cursor()
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute("PRAGMA synchronous=NORMAL")
+                cur.execute("PRAGMA busy_timeout=30000")
+                cur.close()
+        else:
+            # No pre-ping: it costs a round trip per request; recycle instead.
+            self.engine = sa.create_engine(url, pool_size=10, max_overflow=20, pool_recycle=300)
+        self.migrate()
+
+    def migrate(self) -> None:
+        with self.engine.begin() as conn:
+            if not self.engine.dialect.has_table(conn, "schema_migrations"):
+                schema_migrations.create(conn)
+        with self.engine.begin() as conn:
+            if not self.sqlite:
+                # Two servers starting at once on one PostgreSQL: one migrates.
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(7462001)"))
+            done = {r[0] for r in conn.execute(sa.select(schema_migrations.c.version))}
+            if not done:
+                # A new database gets today's schema at once (the tables
+                # above); the migrations bring older databases up to it.
+                _migration_1(conn)
+                conn.execute(
+                    schema_migrations.insert(),
+                    [
+                        {"version": v, "applied_at": time.time()}
+                        for v in range(1, len(MIGRATIONS) + 1)
+                    ],
+                )
+                return
+            for version, migration in enumerate(MIGRATIONS, start=1):
+                if version in done:
+                    continue
+                migration(conn)
+                conn.execute(
+                    schema_migrations.insert().values(version=version, applied_at=time.time())
+                )
+
+    def schema_version(self) -> int:
+        with self.engine.connect() as conn:
+            return int(
+                conn.execute(sa.select(sa.func.max(schema_migrations.c.version))).scalar() or 0
+            )
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def connect(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            yield conn
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- settings ------------------------------------------------------------------
+
+    @staticmethod
+    def get_setting(conn: Connection, key: str, default: Any = None) -> Any:
+        row = conn.execute(sa.select(settings.c.value).where(settings.c.key == key)).first()
+        return json.loads(row[0]) if row else default
+
+    @staticmethod
+    def set_setting(conn: Connection, key: str, value: Any) -> None:
+        text = json.dumps(value)
+        updated = conn.execute(settings.update().where(settings.c.key == key).values(value=text))
+        if updated.rowcount == 0:
+            conn.execute(settings.insert().values(key=key, value=text))
+
+    def bump_generation(self, conn: Connection) -> int:
+        """Every change that can move any device's desired state bumps this
+        number; it is the desired state's ETag, so a poll that hits is one
+        primary-key read."""
+        current = int(self.get_setting(conn, "generation", 0))
+        self.set_setting(conn, "generation", current + 1)
+        return current + 1
+
+    def generation(self, conn: Connection) -> int:
+        return int(self.get_setting(conn, "generation", 0))
+
+    # -- tokens ----------------------------------------------------------------------
+
+    def create_token(
+        self,
+        kind: str,
+        role: str | None,
+        *,
+        name: str = "",
+        ttl: float | None = None,
+        actor: str = "server-cli",
+        now: float | None = None,
+    ) -> str:
+        prefix = {"operator": "fco", "enrollment": "fce"}[kind]
+        token = new_secret(prefix)
+        now = time.time() if now is None else now
+        with self.begin() as conn:
+            conn.execute(
+                tokens.insert().values(
+                    token_hash=hash_secret(token),
+                    kind=kind,
+                    role=role,
+                    name=name or f"{kind}-{now:.0f}",
+                    created_at=now,
+                    expires_at=now + ttl if ttl else None,
+                    revoked=False,
+                )
+            )
+            write_audit(
+                conn,
+                actor=actor,
+                action=f"token.create.{kind}",
+                target=role or "",
+                detail={"name": name},
+            )
+        return token
+
+
+def write_audit(
+    conn: Connection,
+    *,
+    actor: str,
+    action: str,
+    target: str = "",
+    reason: str = "",
+    detail: dict[str, Any] | None = None,
+    at: float | None = None,
+) -> None:
+    conn.execute(
+        audit.insert().values(
+            at=at if at is not None else time.time(),
+            actor=actor,
+            action=action,
+            target=target,
+            reason=reason,
+            detail=json.dumps(detail or {}, default=str),
+        )
+    )

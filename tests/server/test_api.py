@@ -1,0 +1,175 @@
+"""The device and operator API on a real server, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def test_enroll_desired_status_history(make_server: Any, db_url: str | None, repo: Any) -> None:
+    server = make_server(db_url)
+    viewer = server.token("viewer")
+
+    # Enrollment with an unknown token is refused; a good one gives a credential.
+    r = server.request(
+        "POST",
+        "/v1/enroll",
+        json={"enrollment_token": "fce_nope", "device_id": "pi-1", "role": "web"},
+    )
+    assert r.status_code == 401 and r.json()["field"] == "enrollment_token"
+    cred = server.enroll("pi-1", "web", "canary")
+    other = server.enroll("pi-2", "web")
+
+    # Nothing rolled out yet: hold, with an ETag that makes the next poll cheap.
+    r = server.request("GET", "/v1/devices/pi-1/desired", cred)
+    assert r.status_code == 200
+    body = r.json()
+    assert body["commit"] is None and body["why"] == "hold"
+    assert set(body) == {"commit", "why", "reason", "branch", "maintenance_window", "rollout"}
+    etag = r.headers["etag"]
+    r = server.request("GET", "/v1/devices/pi-1/desired", cred, headers={"If-None-Match": etag})
+    assert r.status_code == 304
+
+    # Another device's credential is refused; so is no credential.
+    assert server.request("GET", "/v1/devices/pi-1/desired", other).status_code == 403
+    assert server.request("GET", "/v1/devices/pi-1/desired").status_code == 401
+    assert server.request("POST", "/v1/devices/pi-1/status", other, json={}).status_code == 403
+
+    head = repo.git("rev-parse", "HEAD")
+    server.report(
+        "pi-1",
+        cred,
+        status="healthy",
+        commit=head,
+        agent_version="1.0",
+        cpu_percent=12.5,
+        uptime_seconds=3600,
+        mode="managed",
+    )
+    entry = {
+        "timestamp": "2026-01-01T11:00:00Z",
+        "from_commit": None,
+        "to_commit": head,
+        "result": "success",
+        "reason": "first release",
+        "duration_seconds": 4.2,
+    }
+    for _ in range(2):  # the agent resends what it is not sure arrived
+        r = server.request("POST", "/v1/devices/pi-1/history", cred, json={"entries": [entry]})
+        assert r.status_code == 204, r.text
+
+    d = server.request("GET", "/v1/devices/pi-1", viewer).json()
+    assert d["status"] == "healthy" and d["commit"] == head and d["cpu_percent"] == 12.5
+    assert d["last_seen"] is not None and d["hostname"] == "pi-1.local"
+    assert len(d["history"]) == 1 and d["history"][0]["reason"] == "first release"
+
+    # Re-enrolling issues a new credential and revokes the old one, on the record.
+    new = server.enroll("pi-1", "web", "canary")
+    assert server.request("GET", "/v1/devices/pi-1/desired", cred).status_code == 401
+    assert server.request("GET", "/v1/devices/pi-1/desired", new).status_code == 200
+    audit = server.request("GET", "/v1/audit", viewer).json()["audit"]
+    assert any(a["action"] == "device.reenroll" and a["target"] == "pi-1" for a in audit)
+
+    # Everything survives a restart.
+    server.restart()
+    d = server.request("GET", "/v1/devices/pi-1", viewer).json()
+    assert d["commit"] == head and len(d["history"]) == 1
+    assert server.request("GET", "/v1/devices/pi-1/desired", new).status_code == 200
+
+
+def test_canary_rollout_promotes_and_survives_restart(
+    make_server: Any, db_url: str | None, repo: Any, clock: Any
+) -> None:
+    server = make_server(db_url)
+    operator = server.token("operator")
+    first = repo.git("rev-parse", "HEAD")
+    creds = {
+        name: server.enroll(name, "web", segment)
+        for name, segment in (("c-1", "canary"), ("e-1", "early"), ("g-1", "general"))
+    }
+    for name, cred in creds.items():
+        server.report(name, cred, status="healthy", commit=first)
+    second = repo.commit({"roles/web/activate.sh": "#!/bin/sh\necho v2\n"}, "v2")
+
+    # A commit the mirror has not fetched yet: starting the rollout fetches it.
+    r = server.request(
+        "POST",
+        "/v1/rollouts",
+        operator,
+        json={"commit": second[:10], "strategy": "canary", "role": "web", "wait_seconds": 600},
+    )
+    assert r.status_code == 201, r.text
+    rollout = r.json()
+    assert rollout["commit"] == second and rollout["state"] == "running" and rollout["steps"] == 3
+    rid = rollout["id"]
+
+    d = server.desired("c-1", creds["c-1"])
+    assert d["commit"] == second and d["why"] == "rollout"
+    assert d["rollout"] == {"id": rid, "strategy": "canary", "options": {"segments": ["canary"]}}
+    assert server.desired("e-1", creds["e-1"])["why"] == "hold"
+
+    # Healthy canary, but the wait has not passed: no promotion.
+    server.report("c-1", creds["c-1"], status="healthy", commit=second)
+    server.tick()
+    assert server.request("GET", f"/v1/rollouts/{rid}", operator).json()["step"] == 0
+    clock.advance(601)
+    server.report("c-1", creds["c-1"], status="healthy", commit=second)
+    server.tick()
+    ro = server.request("GET", f"/v1/rollouts/{rid}", operator).json()
+    assert ro["step"] == 1 and ro["state"] == "running"
+    assert ro["progress"][0] == {
+        "step": 0,
+        "options": {"segments": ["canary"]},
+        "wait_seconds": 600.0,
+        "targeted": 1,
+        "online": 1,
+        "updated": 1,
+        "healthy": 1,
+        "failed": 0,
+        "failing": 0,
+    }
+    assert server.desired("e-1", creds["e-1"])["commit"] == second
+
+    # The server restarts mid-rollout: step, decisions and statuses are all there.
+    server.restart()
+    ro = server.request("GET", f"/v1/rollouts/{rid}", operator).json()
+    assert ro["step"] == 1 and [d["action"] for d in ro["decisions"]] == ["start", "promote"]
+    assert server.desired("g-1", creds["g-1"])["why"] == "hold"
+
+    clock.advance(601)
+    server.report("e-1", creds["e-1"], status="healthy", commit=second)
+    server.tick()
+    clock.advance(601)
+    for name, cred in creds.items():  # devices report every minute; these are the latest
+        server.report(name, cred, status="healthy", commit=second)
+    server.tick()
+    ro = server.request("GET", f"/v1/rollouts/{rid}", operator).json()
+    assert ro["state"] == "completed", ro
+    status = server.request("GET", "/v1/fleet/status", operator).json()
+    assert status["stable"] == {"web": second}
+    assert status["commits"] == [{"commit": second, "devices": 3, "share": 1.0}]
+    # With no rollout running, everyone runs the last one that finished.
+    d = server.desired("g-1", creds["g-1"])
+    assert d["commit"] == second and d["why"] == "stable"
+
+
+def test_migrations_bring_an_older_database_up_to_date(db_url: str | None, tmp_path: Any) -> None:
+    import sqlalchemy as sa
+
+    from fleetcore.server.store import MIGRATIONS, Store, database_url
+
+    url = database_url(tmp_path / "data", db_url)
+    store = Store(url)
+    assert store.schema_version() == len(MIGRATIONS)
+    # Make it look like a database from before the last migration.
+    with store.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE rollouts DROP COLUMN roles"))
+        conn.execute(sa.text(f"DELETE FROM schema_migrations WHERE version = {len(MIGRATIONS)}"))
+    store.close()
+    store = Store(url)
+    assert store.schema_version() == len(MIGRATIONS)
+    with store.connect() as conn:
+        columns = {c["name"] for c in sa.inspect(conn).get_columns("rollouts")}
+    assert "roles" in columns
+    # Opening an up-to-date database changes nothing.
+    store.close()
+    assert Store(url).schema_version() == len(MIGRATIONS)

@@ -1,0 +1,285 @@
+"""Managed mode end to end: real agents against a real `fleetcore server`
+(uvicorn, SQLite, a git mirror of a real repository)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from fleetcore.testing.gitrepo import FleetRepo, script_role
+from fleetcore.testing.services import free_port, wait_for_port
+
+FLEETCORE = [sys.executable, "-m", "fleetcore"]
+
+
+class ControlServer:
+    def __init__(self, root: Path, repo: FleetRepo) -> None:
+        self.data = root / "server-data"
+        self.repo = repo
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.admin = self._cli("token", "create", "--role", "admin")
+        self.enrollment = self._cli("enrollment-token")
+
+    def _cli(self, *args: str) -> str:
+        out = subprocess.run(
+            [*FLEETCORE, "server", *args, "--data-dir", str(self.data)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return out.stdout.strip().splitlines()[-1].strip()
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [
+                *FLEETCORE,
+                "server",
+                "run",
+                "--data-dir",
+                str(self.data),
+                "--repo",
+                str(self.repo.path),
+                "--listen",
+                f"127.0.0.1:{self.port}",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        assert wait_for_port(self.port, timeout=30), "the server did not start"
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(30)
+            self.proc = None
+
+    def api(self, method: str, path: str, **kwargs: object) -> requests.Response:
+        response = requests.request(
+            method,
+            f"{self.url}{path}",
+            timeout=30,
+            headers={"Authorization": f"Bearer {self.admin}"},
+            **kwargs,
+        )  # type: ignore[arg-type]
+        assert response.status_code < 400, response.text
+        return response
+
+
+def everyone(server: ControlServer, commit: str) -> None:
+    """Roll ``commit`` out to every device at once."""
+    server.api(
+        "POST",
+        "/v1/rollouts",
+        json={
+            "commit": commit,
+            "strategy": "percentage",
+            "steps": [{"options": {"percent": 100}, "wait_seconds": 0}],
+        },
+    )
+
+
+@pytest.fixture
+def server(tmp_path: Path, fleet_repo: FleetRepo) -> Iterator[ControlServer]:
+    fleet_repo.commit(script_role("v1"), "v1")
+    control = ControlServer(tmp_path, fleet_repo)
+    control.start()
+    yield control
+    control.stop()
+
+
+MANAGED = """\
+device_id = "{device_id}"
+role = "web"
+segment = "{segment}"
+state_dir = "{state}"
+update_interval = "{interval}"
+
+[server]
+url = "{url}"
+report_interval = "1s"
+
+[throttle]
+min_interval = "0s"
+failure_pause = "0s"
+max_per_hour = 1000
+
+[retry]
+attempts = 1
+backoff = "10ms"
+
+[disk]
+reserve = "1M"
+"""
+
+
+class ManagedDevice:
+    def __init__(
+        self, root: Path, server: ControlServer, device_id: str, segment: str, interval: str = "1h"
+    ) -> None:
+        self.root = root / device_id
+        self.root.mkdir(parents=True)
+        self.device_id = device_id
+        self.out = self.root / "running.txt"
+        self.config = self.root / "agent.toml"
+        self.config.write_text(
+            MANAGED.format(
+                device_id=device_id,
+                segment=segment,
+                state=self.root / "state",
+                url=server.url,
+                interval=interval,
+            )
+        )
+        self.env = {**os.environ, "FLEETCORE_TEST_OUT": str(self.out)}
+        out = subprocess.run(
+            [
+                *FLEETCORE,
+                "agent",
+                "enroll",
+                "--config",
+                str(self.config),
+                "--enrollment-token",
+                server.enrollment,
+            ],
+            capture_output=True,
+            text=True,
+            env=self.env,
+        )
+        assert out.returncode == 0, out.stderr
+
+    def once(self) -> int:
+        return subprocess.run(
+            [*FLEETCORE, "agent", "once", "--config", str(self.config)],
+            capture_output=True,
+            env=self.env,
+        ).returncode
+
+    def running(self) -> str | None:
+        return self.out.read_text().split()[1] if self.out.exists() else None
+
+
+def test_enrolled_credential_is_private(server: ControlServer, tmp_path: Path) -> None:
+    device = ManagedDevice(tmp_path, server, "pi-000", "general")
+    credential = device.root / "state" / "credential"
+    assert credential.stat().st_mode & 0o777 == 0o600
+    # another device's records are off limits to this credential
+    other = requests.get(
+        f"{server.url}/v1/devices/pi-999/desired",
+        timeout=10,
+        headers={"Authorization": f"Bearer {credential.read_text().strip()}"},
+    )
+    assert other.status_code in (403, 404)
+
+
+def test_canary_rollout_reaches_segments_in_order(server: ControlServer, tmp_path) -> None:
+    segments = {
+        "pi-c1": "canary",
+        "pi-e1": "early",
+        "pi-e2": "early",
+        "pi-g1": "general",
+        "pi-g2": "general",
+    }
+    devices = {d: ManagedDevice(tmp_path, server, d, s) for d, s in segments.items()}
+    v1 = server.repo.head()
+    server.api("POST", "/v1/rollouts", json={"commit": v1, "strategy": "canary", "wait_seconds": 0})
+    for _ in range(30):
+        if all(d.once() == 0 and d.running() == v1 for d in devices.values()):
+            break
+    assert {d.running() for d in devices.values()} == {v1}
+    v2 = server.repo.commit(script_role("v2"), "v2")
+    server.api("POST", "/v1/hooks/git")
+    rollout = server.api(
+        "POST", "/v1/rollouts", json={"commit": v2, "strategy": "canary", "wait_seconds": 0}
+    ).json()
+    order: list[str] = []
+    for _ in range(40):
+        for name, device in devices.items():
+            device.once()
+            if device.running() == v2 and name not in order:
+                order.append(name)
+        if len(order) == len(devices):
+            break
+    assert sorted(order) == sorted(devices)
+    reached = [segments[name] for name in order]
+    assert reached == sorted(reached, key=["canary", "early", "general"].index)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # the engine closes it on its next tick
+        state = server.api("GET", f"/v1/rollouts/{rollout['id']}").json()
+        if state["state"] == "completed":
+            break
+        for device in devices.values():
+            device.once()  # reports keep flowing
+        time.sleep(0.5)
+    assert state["state"] == "completed"
+    seen = server.api("GET", "/v1/devices/pi-g2").json()
+    assert seen["commit"] == v2 and seen["status"] == "healthy"
+    # the device's update history reached the server, every entry of it
+    assert [(h["to_commit"], h["result"]) for h in reversed(seen["history"])] == [
+        (v1, "success"),
+        (v2, "success"),
+    ]
+
+
+def test_an_event_wakes_a_running_agent(server: ControlServer, tmp_path) -> None:
+    device = ManagedDevice(tmp_path, server, "pi-sse", "canary")
+    v1 = server.repo.head()
+    everyone(server, v1)
+    proc = subprocess.Popen(
+        [*FLEETCORE, "agent", "run", "--config", str(device.config)],
+        env=device.env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while device.running() != v1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert device.running() == v1
+        time.sleep(1.0)  # the event stream is open
+        v2 = server.repo.commit(script_role("v2"), "v2")
+        server.api("POST", "/v1/hooks/git")
+        started = time.monotonic()
+        everyone(server, v2)
+        while device.running() != v2 and time.monotonic() < started + 30:
+            time.sleep(0.02)
+        woke_after = time.monotonic() - started
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    assert device.running() == v2  # an hour before its next scheduled cycle
+    assert woke_after < 10
+    print(f"\nevent to updated release: {woke_after:.2f} s")
+    assert "woken by a server event" in proc.stderr.read()
+
+
+def test_the_agent_rides_out_a_stopped_server(server: ControlServer, tmp_path) -> None:
+    device = ManagedDevice(tmp_path, server, "pi-off", "general")
+    v1 = server.repo.head()
+    everyone(server, v1)
+    assert device.once() == 0 and device.running() == v1
+    server.stop()
+    assert device.once() == 5  # unreachable: keeps running v1
+    assert device.running() == v1
+    status = json.loads(
+        subprocess.run(
+            [*FLEETCORE, "agent", "status", "--json", "--config", str(device.config)],
+            capture_output=True,
+            text=True,
+            env=device.env,
+        ).stdout
+    )
+    assert status["commit"] == v1 and status["unreachable_since"] is not None
+    server.start()
+    assert device.once() == 0
+    assert device.running() == v1
