@@ -283,3 +283,91 @@ def test_the_agent_rides_out_a_stopped_server(server: ControlServer, tmp_path) -
     server.start()
     assert device.once() == 0
     assert device.running() == v1
+
+
+SECRET = "pg-pass-7f3a9c1e"
+
+
+def test_server_secrets_reach_the_role_and_nothing_else(server: ControlServer, tmp_path) -> None:
+    fleet = [*FLEETCORE, "fleet", "--server", server.url, "--token", server.admin]
+    out = subprocess.run(
+        [*fleet, "secrets", "set", "web", "DB_PASSWORD", "--reason", "initial"],
+        input=SECRET + "\n",
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stderr
+    listed = subprocess.run(
+        [*fleet, "secrets", "list", "web", "--json"], capture_output=True, text=True
+    )
+    assert [s["name"] for s in json.loads(listed.stdout)] == ["DB_PASSWORD"]
+    assert SECRET not in listed.stdout
+    viewer = (
+        subprocess.run(
+            [
+                *FLEETCORE,
+                "server",
+                "token",
+                "create",
+                "--role",
+                "viewer",
+                "--data-dir",
+                str(server.data),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
+    refused = subprocess.run(
+        [
+            *FLEETCORE,
+            "fleet",
+            "--server",
+            server.url,
+            "--token",
+            viewer,
+            "secrets",
+            "set",
+            "web",
+            "X",
+        ],
+        input="y",
+        capture_output=True,
+        text=True,
+    )
+    assert refused.returncode != 0 and "admin" in refused.stderr
+
+    role = script_role(
+        "v2",
+        extra={
+            "roles/web/role.toml": '[secrets]\nproviders = ["server"]\n[health]\nsettle = "0s"\n'
+        },
+    )
+    role["roles/web/validate.sh"] = f'#!/bin/sh\ntest "$DB_PASSWORD" = "{SECRET}"\n'
+    v2 = server.repo.commit(role, "v2 needs the database password")
+    server.api("POST", "/v1/hooks/git")
+    device = ManagedDevice(tmp_path, server, "pi-sec", "general")
+    everyone(server, v2)
+    assert device.once() == 0 and device.running() == v2
+    env_file = device.root / "state" / "current" / ".fleetcore.env"
+    assert env_file.read_text() == f"DB_PASSWORD={SECRET}\n"
+    # Encrypted at rest, and never in the device's state, history or reports.
+    assert SECRET.encode() not in (server.data / "fleetcore.db").read_bytes()
+    for path in (device.root / "state").glob("*.json*"):
+        assert SECRET not in path.read_text(), path
+    audit = server.api("GET", "/v1/audit").json()["audit"]
+    reads = [a for a in audit if a["action"] == "secrets.read"]
+    assert reads and reads[0]["actor"] == "device:pi-sec"
+    assert SECRET not in json.dumps(audit)
+    # Another device's credential cannot read them.
+    other = ManagedDevice(tmp_path, server, "pi-other", "general")
+    credential = (other.root / "state" / "credential").read_text().strip()
+    stolen = requests.get(
+        f"{server.url}/v1/devices/pi-sec/secrets",
+        timeout=10,
+        headers={"Authorization": f"Bearer {credential}"},
+    )
+    assert stolen.status_code == 403

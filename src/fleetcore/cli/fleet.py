@@ -441,3 +441,52 @@ def audit(limit: int, as_json: bool) -> None:
         return
     for r in rows:
         click.echo(f"{r['at']} {r['actor']} {r['action']} {r['target']} {r['reason']}".rstrip())
+
+
+@fleet.group()
+def secrets() -> None:
+    """Secrets kept by the server for a role (the `server` secrets provider)."""
+
+
+@secrets.command("set")
+@click.argument("role")
+@click.argument("name")
+@click.option(
+    "--value-file",
+    type=click.File("r"),
+    default="-",
+    show_default="standard input",
+    help="Where to read the value: never from the command line, which shell history keeps.",
+)
+@click.option("--reason", default="", help="Why (for the audit log; never the value).")
+def secrets_set(role: str, name: str, value_file: Any, reason: str) -> None:
+    """Set or rotate secret NAME of ROLE (devices get it on their next update)."""
+    value = value_file.read().rstrip("\n")
+    if not value:
+        _abort("the value is empty", 2)
+    _client().call("PUT", f"/v1/secrets/{role}/{name}", {"value": value, "reason": reason})
+    click.echo(f"{role}/{name} set")
+
+
+@secrets.command("unset")
+@click.argument("role")
+@click.argument("name")
+@click.option("--reason", default="", help="Why (for the audit log).")
+def secrets_unset(role: str, name: str, reason: str) -> None:
+    """Remove secret NAME of ROLE."""
+    _client().call("DELETE", f"/v1/secrets/{role}/{name}", {"reason": reason})
+    click.echo(f"{role}/{name} removed")
+
+
+@secrets.command("list")
+@click.argument("role")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def secrets_list(role: str, as_json: bool) -> None:
+    """The names of ROLE's secrets, with when and by whom each was set (never values)."""
+    data = _client().call("GET", f"/v1/secrets/{role}")
+    if as_json:
+        click.echo(json.dumps(data["secrets"], indent=2))
+        return
+    for item in data["secrets"]:
+        stamp = dt.datetime.fromtimestamp(item["updated_at"], dt.UTC).isoformat(timespec="seconds")
+        click.echo(f"{item['name']}  set {stamp} by {item['updated_by']}")

@@ -149,6 +149,9 @@ def build(config: ServerConfig, pm: PluginManager | None = None) -> tuple[Starle
         offline_after=config.offline_after,
         hub=hub,
     )
+    from fleetcore.server.secrets import RoleSecrets, SecretRequest, load_key
+
+    secrets = RoleSecrets(ctl, load_key(config.data_dir))
     latencies = Latencies()
     limit = config.max_body
 
@@ -346,6 +349,30 @@ def build(config: ServerConfig, pm: PluginManager | None = None) -> tuple[Starle
         return JSONResponse({"audit": await call(ctl.audit_log, min(int(raw), 1000))})
 
     @guarded
+    async def device_secrets(request: Request) -> Response:
+        who = await caller(request)
+        values = await call(secrets.for_device, who, request.path_params["device_id"])
+        return JSONResponse({"values": values}, headers={"Cache-Control": "no-store"})
+
+    @guarded
+    async def role_secrets(request: Request) -> Response:
+        role = request.path_params["role"]
+        return JSONResponse(
+            {"role": role, "secrets": await call(secrets.names, await operator(request), role)}
+        )
+
+    @guarded
+    async def role_secret(request: Request) -> Response:
+        op = await operator(request, "admin")
+        role, name = request.path_params["role"], request.path_params["name"]
+        if request.method == "DELETE":
+            req, _ = await body_or_empty(request, b.ActionRequest)
+            await call(secrets.unset, op, role, name, req.reason)
+            return Response(status_code=204)
+        sreq, _ = await body(request, SecretRequest)
+        return JSONResponse(await call(secrets.set, op, role, name, sreq))
+
+    @guarded
     async def tokens(request: Request) -> Response:
         op = await operator(request, "admin")
         req, _ = await body(request, b.TokenRequest)
@@ -395,6 +422,9 @@ def build(config: ServerConfig, pm: PluginManager | None = None) -> tuple[Starle
         Route("/v1/rollouts/{rollout_id}", rollout, methods=["GET"]),
         Route("/v1/rollouts/{rollout_id}/{action}", rollout_action, methods=["POST"]),
         Route("/v1/audit", audit, methods=["GET"]),
+        Route("/v1/devices/{device_id}/secrets", device_secrets, methods=["GET"]),
+        Route("/v1/secrets/{role}", role_secrets, methods=["GET"]),
+        Route("/v1/secrets/{role}/{name}", role_secret, methods=["PUT", "DELETE"]),
         Route("/v1/tokens", tokens, methods=["POST"]),
         Route("/v1/hooks/git", git_hook, methods=["POST"]),
         Route("/v1/health", health, methods=["GET"]),

@@ -159,6 +159,18 @@ audit = sa.Table(
 )
 
 
+role_secrets = sa.Table(
+    "role_secrets",
+    metadata,
+    sa.Column("role", sa.String(200), primary_key=True),
+    sa.Column("name", sa.String(200), primary_key=True),
+    # Fernet (AES-128-CBC + HMAC) with the server's secrets key: encrypted at rest.
+    sa.Column("ciphertext", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("updated_by", sa.String(200), nullable=False, default=""),
+)
+
+
 def _migration_1(conn: Connection) -> None:
     metadata.create_all(
         conn, tables=[t for t in metadata.sorted_tables if t is not schema_migrations]
@@ -187,11 +199,17 @@ def _migration_4(conn: Connection) -> None:
     conn.execute(sa.text("ALTER TABLE rollouts ADD COLUMN roles TEXT"))
 
 
+def _migration_5(conn: Connection) -> None:
+    # The secrets API (a new database gets the table from migration 1).
+    role_secrets.create(conn, checkfirst=True)
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _migration_1,
     _migration_2,
     _migration_3,
     _migration_4,
+    _migration_5,
 ]
 """Ordered; version N is ``MIGRATIONS[N-1]``. Append, never edit one that
 shipped; the table definitions above are always the newest schema."""
