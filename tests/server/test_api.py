@@ -160,16 +160,20 @@ def test_migrations_bring_an_older_database_up_to_date(db_url: str | None, tmp_p
     url = database_url(tmp_path / "data", db_url)
     store = Store(url)
     assert store.schema_version() == len(MIGRATIONS)
-    # Make it look like a database from before the last migration.
+    # Make it look like a database from before migrations 4 (rollouts.roles)
+    # and 5 (role_secrets).
     with store.begin() as conn:
         conn.execute(sa.text("ALTER TABLE rollouts DROP COLUMN roles"))
-        conn.execute(sa.text(f"DELETE FROM schema_migrations WHERE version = {len(MIGRATIONS)}"))
+        conn.execute(sa.text("DROP TABLE role_secrets"))
+        conn.execute(sa.text("DELETE FROM schema_migrations WHERE version >= 4"))
     store.close()
     store = Store(url)
     assert store.schema_version() == len(MIGRATIONS)
     with store.connect() as conn:
         columns = {c["name"] for c in sa.inspect(conn).get_columns("rollouts")}
+        tables = set(sa.inspect(conn).get_table_names())
     assert "roles" in columns
+    assert "role_secrets" in tables
     # Opening an up-to-date database changes nothing.
     store.close()
     assert Store(url).schema_version() == len(MIGRATIONS)
