@@ -371,3 +371,37 @@ def test_server_secrets_reach_the_role_and_nothing_else(server: ControlServer, t
         headers={"Authorization": f"Bearer {credential}"},
     )
     assert stolen.status_code == 403
+
+
+def test_an_operator_lets_a_device_leave_safe_mode(server: ControlServer, tmp_path) -> None:
+    device = ManagedDevice(tmp_path, server, "pi-safe", "general")
+    everyone(server, server.repo.head())
+    assert device.once() == 0
+    bad = server.repo.commit(script_role("v2", health="exit 1"), "v2 is broken")
+    server.api("POST", "/v1/hooks/git")
+    everyone(server, bad)
+    assert [device.once() for _ in range(4)] == [1, 1, 1, 4]  # three rollbacks, safe mode
+    fixed = server.repo.commit(script_role("v3"), "v3 fixes it")
+    server.api("POST", "/v1/hooks/git")
+    everyone(server, fixed)
+    assert device.once() == 4  # a new rollout alone does not lift safe mode
+    out = subprocess.run(
+        [
+            *FLEETCORE,
+            "fleet",
+            "--server",
+            server.url,
+            "--token",
+            server.admin,
+            "resume",
+            "pi-safe",
+            "--reason",
+            "v3 fixes the crash",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stderr
+    assert device.once() == 0 and device.running() == fixed
+    audit = server.api("GET", "/v1/audit").json()["audit"]
+    assert any(a["action"] == "device.resume" and a["target"] == "pi-safe" for a in audit)

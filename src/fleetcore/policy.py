@@ -45,6 +45,8 @@ class DesiredState:
     reason: str = ""
     branch: str | None = None
     maintenance_window: MaintenanceWindow | None = None
+    resume: int = 0
+    """Managed mode: how often an operator let the device leave safe mode."""
 
     @property
     def updates_allowed(self) -> bool:

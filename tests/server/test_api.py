@@ -165,6 +165,7 @@ def test_migrations_bring_an_older_database_up_to_date(db_url: str | None, tmp_p
     with store.begin() as conn:
         conn.execute(sa.text("ALTER TABLE rollouts DROP COLUMN roles"))
         conn.execute(sa.text("DROP TABLE role_secrets"))
+        conn.execute(sa.text("ALTER TABLE device_policies DROP COLUMN resumes"))
         conn.execute(sa.text("DELETE FROM schema_migrations WHERE version >= 4"))
     store.close()
     store = Store(url)
@@ -174,6 +175,9 @@ def test_migrations_bring_an_older_database_up_to_date(db_url: str | None, tmp_p
         tables = set(sa.inspect(conn).get_table_names())
     assert "roles" in columns
     assert "role_secrets" in tables
+    with store.connect() as conn:
+        policy_columns = {c["name"] for c in sa.inspect(conn).get_columns("device_policies")}
+    assert "resumes" in policy_columns
     # Opening an up-to-date database changes nothing.
     store.close()
     assert Store(url).schema_version() == len(MIGRATIONS)

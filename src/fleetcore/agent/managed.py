@@ -161,6 +161,7 @@ class ServerClient:
             why=body.get("why") or "hold",
             reason=body.get("reason") or "",
             branch=body.get("branch"),
+            resume=int(body.get("resume") or 0),
             maintenance_window=structure(
                 window,
                 MaintenanceWindow,

@@ -277,7 +277,10 @@ class Agent:
             desired_reason=desired.reason,
         )
         if state.mode == "safe_mode":
-            if desired.why == "pin" and desired.commit != state.safe_mode_pin:
+            if desired.resume > state.resume_seen:
+                state = self.store.update(state, resume_seen=desired.resume)
+                state = self._set_mode(state, "normal", "resumed from the control server")
+            elif desired.why == "pin" and desired.commit != state.safe_mode_pin:
                 state = self._set_mode(state, "normal", f"new forced version {desired.commit}")
             else:
                 return CycleResult(
@@ -285,6 +288,9 @@ class Agent:
                     commit=current_commit,
                     message=f"safe mode: {state.mode_reason}; `fleetcore agent resume` to leave it",
                 )
+        if desired.resume != state.resume_seen:
+            # A resume given while the device was not in safe mode lifts nothing later.
+            state = self.store.update(state, resume_seen=desired.resume)
         if desired.commit is None or desired.commit == current_commit:
             if state.pending_commit:
                 state = self.store.update(state, pending_commit=None)

@@ -490,3 +490,12 @@ def secrets_list(role: str, as_json: bool) -> None:
     for item in data["secrets"]:
         stamp = dt.datetime.fromtimestamp(item["updated_at"], dt.UTC).isoformat(timespec="seconds")
         click.echo(f"{item['name']}  set {stamp} by {item['updated_by']}")
+
+
+@fleet.command()
+@click.argument("device_id")
+@click.option("--reason", default="", help="Why (for the audit log).")
+def resume(device_id: str, reason: str) -> None:
+    """Let DEVICE leave safe mode: it attempts updates again on its next cycle."""
+    _client().call("POST", f"/v1/devices/{device_id}/resume", {"reason": reason})
+    click.echo(f"{device_id} may leave safe mode")

@@ -394,6 +394,13 @@ def build(config: ServerConfig, pm: PluginManager | None = None) -> tuple[Starle
         return JSONResponse({"audit": await call(ctl.audit_log, min(int(raw), 1000))})
 
     @guarded
+    async def resume(request: Request) -> Response:
+        op = await operator(request, "operator")
+        req, _ = await body_or_empty(request, b.ActionRequest)
+        count = await call(ctl.resume, op, request.path_params["device_id"], req)
+        return JSONResponse({"device_id": request.path_params["device_id"], "resume": count})
+
+    @guarded
     async def device_secrets(request: Request) -> Response:
         who = await caller(request)
         values = await call(secrets.for_device, who, request.path_params["device_id"])
@@ -468,6 +475,7 @@ def build(config: ServerConfig, pm: PluginManager | None = None) -> tuple[Starle
         Route("/v1/rollouts/{rollout_id}/{action}", rollout_action, methods=["POST"]),
         Route("/v1/audit", audit, methods=["GET"]),
         Route("/v1/devices/{device_id}/secrets", device_secrets, methods=["GET"]),
+        Route("/v1/devices/{device_id}/resume", resume, methods=["POST"]),
         Route("/v1/secrets/{role}", role_secrets, methods=["GET"]),
         Route("/v1/secrets/{role}/{name}", role_secret, methods=["PUT", "DELETE"]),
         Route("/v1/tokens", tokens, methods=["POST"]),

@@ -308,7 +308,9 @@ class Control:
                 sa.select(t.device_policies).where(t.device_policies.c.device_id == device_id)
             ).first()
         state, rollout = self._compute(snap, row, policy_row)
-        return f'"g{snap.generation}"', desired_json(state, rollout)
+        data = desired_json(state, rollout)
+        data["resume"] = int(policy_row.resumes or 0) if policy_row is not None else 0
+        return f'"g{snap.generation}"', data
 
     def _compute(self, snap: Snapshot, row: Any, policy_row: Any, **kw: Any) -> Any:
         return compute(
@@ -643,6 +645,28 @@ class Control:
                 at=self.ts(),
             )
             self.store.bump_generation(conn)
+
+    def resume(self, op: Operator, device_id: str, req: b.ActionRequest) -> int:
+        """Let a device in safe mode attempt updates again (it sees the count grow)."""
+        op.require("operator")
+        with self.store.connect() as conn:
+            self._device_row(conn, device_id)
+        touched = (device_id,)
+        scope = t.devices.c.device_id == device_id
+        with self.notifying("policy-changed", scope, touched), self.store.begin() as conn:
+            row = self._policy_row(conn, device_id)
+            count = int(getattr(row, "resumes", 0) or 0) + 1
+            self._set_policy(conn, device_id, resumes=count)
+            write_audit(
+                conn,
+                actor=op.name,
+                action="device.resume",
+                target=device_id,
+                reason=req.reason,
+                at=self.ts(),
+            )
+            self.store.bump_generation(conn)
+        return count
 
     def unlock(self, op: Operator, device_id: str, req: b.ActionRequest) -> None:
         op.require("admin")

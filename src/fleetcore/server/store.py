@@ -66,6 +66,8 @@ device_policies = sa.Table(
     sa.Column("locked_by", sa.String(200)),
     sa.Column("locked_until", sa.Float),
     sa.Column("maintenance_window", sa.Text),
+    # Operators' "resume" actions: a device in safe mode leaves it when this grows.
+    sa.Column("resumes", sa.Integer, nullable=False, default=0, server_default="0"),
 )
 
 settings = sa.Table(
@@ -199,6 +201,12 @@ def _migration_4(conn: Connection) -> None:
     conn.execute(sa.text("ALTER TABLE rollouts ADD COLUMN roles TEXT"))
 
 
+def _migration_6(conn: Connection) -> None:
+    conn.execute(
+        sa.text("ALTER TABLE device_policies ADD COLUMN resumes INTEGER NOT NULL DEFAULT 0")
+    )
+
+
 def _migration_5(conn: Connection) -> None:
     # The secrets API (a new database gets the table from migration 1).
     role_secrets.create(conn, checkfirst=True)
@@ -210,6 +218,7 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     _migration_3,
     _migration_4,
     _migration_5,
+    _migration_6,
 ]
 """Ordered; version N is ``MIGRATIONS[N-1]``. Append, never edit one that
 shipped; the table definitions above are always the newest schema."""
