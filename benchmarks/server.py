@@ -1,6 +1,6 @@
 """The control server under load, from a load generator in other processes.
 
-    python benchmarks/server.py [--quick]
+    python benchmarks/server.py [--quick] [--streams N]
 
 For SQLite and (when installed) PostgreSQL, against one `fleetcore server
 run` process on loopback:
@@ -168,8 +168,17 @@ def enroll(port: int, token: str, count: int, prefix: str) -> list[tuple[str, st
     return out
 
 
+def _rss_mib(pid: int | None) -> float:
+    if pid is None:
+        return 0.0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 async def _sse_fanout(
-    port: int, viewer: str, admin: str, devices: list[str], commit: str
+    port: int, viewer: str, admin: str, devices: list[str], commit: str, pid: int | None = None
 ) -> dict[str, float]:
     opened: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
     for device_id in devices:
@@ -183,6 +192,7 @@ async def _sse_fanout(
     # Each stream answers with its headers and a first comment once registered.
     for reader, _ in opened:
         await asyncio.wait_for(reader.readuntil(b": connected\n\n"), 60)
+    server_rss = _rss_mib(pid)  # the server, holding every stream open
     received: list[float] = []
 
     async def wait(reader: asyncio.StreamReader) -> None:
@@ -209,6 +219,7 @@ async def _sse_fanout(
         "pin_answered_ms": 1000 * (answered - start),
         "last_event_ms": 1000 * (max(received) - start),
         "first_event_ms": 1000 * (min(received) - start),
+        "server_rss_mib": server_rss,
     }
 
 
@@ -235,17 +246,18 @@ def bench_database(label: str, db: str | None, repo: Path, seconds: float, devic
                 more = enroll(server.port, enrollment, max(0, streams - devices), "sse")
                 ids = [d for d, _ in devs + more][:streams]
                 head = FleetRepo(repo).git("rev-parse", "HEAD")
-                result["sse"] = asyncio.run(_sse_fanout(server.port, viewer, admin, ids, head))
+                pid = server.proc.pid if server.proc else None
+                result["sse"] = asyncio.run(_sse_fanout(server.port, viewer, admin, ids, head, pid))
             return result
         finally:
             server.stop()
 
 
-def run(quick: bool = False) -> dict[str, Any]:
+def run(quick: bool = False, streams: int | None = None) -> dict[str, Any]:
     _raise_fd_limit()
     seconds = 3.0 if quick else 8.0
     devices = 100 if quick else 300
-    streams = 200 if quick else 1000
+    streams = streams if streams is not None else (200 if quick else 1000)
     results = []
     with tempfile.TemporaryDirectory(prefix="fleetcore-bench-repo-") as tmp:
         repo = FleetRepo.create(Path(tmp) / "fleet")
@@ -273,12 +285,16 @@ def run(quick: bool = False) -> dict[str, Any]:
             print(
                 f"SSE ({r['database']}): {s['streams']:.0f} idle streams in one server; one pin "
                 f"answered in {s['pin_answered_ms']:.0f} ms, reached the last stream after "
-                f"{s['last_event_ms']:.0f} ms"
+                f"{s['last_event_ms']:.0f} ms; server resident memory "
+                f"{s['server_rss_mib']:.0f} MiB"
             )
     return {"server": results, "cpus": os.cpu_count()}
 
 
 if __name__ == "__main__":
-    outcome = run(quick="--quick" in sys.argv)
+    count = None
+    if "--streams" in sys.argv:
+        count = int(sys.argv[sys.argv.index("--streams") + 1])
+    outcome = run(quick="--quick" in sys.argv, streams=count)
     out = Path(__file__).parent / "results" / "server.json"
     out.write_text(json.dumps(outcome, indent=2))

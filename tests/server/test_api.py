@@ -24,7 +24,15 @@ def test_enroll_desired_status_history(make_server: Any, db_url: str | None, rep
     assert r.status_code == 200
     body = r.json()
     assert body["commit"] is None and body["why"] == "hold"
-    assert set(body) == {"commit", "why", "reason", "branch", "maintenance_window", "rollout"}
+    assert set(body) == {
+        "commit",
+        "why",
+        "reason",
+        "branch",
+        "maintenance_window",
+        "rollout",
+        "resume",
+    }
     etag = r.headers["etag"]
     r = server.request("GET", "/v1/devices/pi-1/desired", cred, headers={"If-None-Match": etag})
     assert r.status_code == 304

@@ -51,16 +51,22 @@ class EventHub:
         loop = self.loop
         if loop is None or loop.is_closed():
             return
-        for event in events:
-            with self._lock:
-                queues = list(self._streams.get(event.device_id, ()))
-            for queue in queues:
-                loop.call_soon_threadsafe(self._put, queue, event)
+        # One hand-over to the event loop for the whole batch: a fleet-wide
+        # change is thousands of events, and each hand-over wakes the loop.
+        with self._lock:
+            deliveries = [
+                (queue, event)
+                for event in events
+                for queue in self._streams.get(event.device_id, ())
+            ]
+        if deliveries:
+            loop.call_soon_threadsafe(self._put_all, deliveries)
 
     @staticmethod
-    def _put(queue: asyncio.Queue[Event | None], event: Event) -> None:
-        if queue.qsize() < QUEUE_LIMIT:  # a stuck client must not grow memory forever
-            queue.put_nowait(event)
+    def _put_all(deliveries: list[tuple[asyncio.Queue[Event | None], Event]]) -> None:
+        for queue, event in deliveries:
+            if queue.qsize() < QUEUE_LIMIT:  # a stuck client must not grow memory forever
+                queue.put_nowait(event)
 
     def close_all(self) -> None:
         loop = self.loop

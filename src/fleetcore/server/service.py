@@ -361,6 +361,21 @@ class Control:
             except Exception:
                 log.exception("could not relay events to the other servers")
 
+    @contextmanager
+    def broadcasting(self, kind: str, payload: dict[str, Any]) -> Iterator[None]:
+        """Tell every device: for fleet-wide policy (a pin touches them all),
+        where working out who changed would cost two passes over the fleet."""
+        yield
+        with self.store.connect() as conn:
+            ids = [r.device_id for r in conn.execute(sa.select(t.devices.c.device_id))]
+        events = [Event(device_id, kind, payload) for device_id in ids]
+        self.hub.publish(events)
+        if self.relay is not None and events:
+            try:
+                self.relay.publish(events)
+            except Exception:
+                log.exception("could not relay events to the other servers")
+
     # -- status and history --------------------------------------------------------------
 
     def _write_status(
@@ -548,7 +563,8 @@ class Control:
         value = {"commit": commit, "reason": req.reason}
         if req.expires is not None:
             value["expires"] = req.expires.isoformat()
-        with self.notifying("policy-changed"), self.store.begin() as conn:
+        payload = {"commit": commit, "why": "pin"}
+        with self.broadcasting("policy-changed", payload), self.store.begin() as conn:
             self.store.set_setting(conn, "pin", value)
             write_audit(
                 conn,
@@ -564,7 +580,7 @@ class Control:
 
     def unpin(self, op: Operator, req: b.ActionRequest) -> None:
         op.require("admin")
-        with self.notifying("policy-changed"), self.store.begin() as conn:
+        with self.broadcasting("policy-changed", {"why": "unpin"}), self.store.begin() as conn:
             old = self.store.get_setting(conn, "pin")
             if old is None:
                 raise b.ApiError(409, "the fleet is not pinned")
@@ -585,7 +601,8 @@ class Control:
 
         op.require("admin")
         value = window_json(req.maintenance_window)
-        with self.notifying("policy-changed"), self.store.begin() as conn:
+        payload = {"why": "maintenance-window"}
+        with self.broadcasting("policy-changed", payload), self.store.begin() as conn:
             if value is None:
                 conn.execute(t.settings.delete().where(t.settings.c.key == "maintenance_window"))
             else:
