@@ -405,3 +405,69 @@ def test_an_operator_lets_a_device_leave_safe_mode(server: ControlServer, tmp_pa
     assert device.once() == 0 and device.running() == fixed
     audit = server.api("GET", "/v1/audit").json()["audit"]
     assert any(a["action"] == "device.resume" and a["target"] == "pi-safe" for a in audit)
+
+
+def test_the_agent_double_checks_what_the_server_says(tmp_path, fleet_repo: FleetRepo) -> None:
+    """A stand-in for a server that is wrong (or compromised): it names a
+    commit under a 0% rollout. The real server never does; the device must
+    notice on its own, with the same strategy plugin."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from fleetcore.agent.update import Agent
+    from fleetcore.config.agent import load_agent_config
+
+    v1 = fleet_repo.commit(script_role("v1"), "v1")
+    percent = {"value": 0}
+
+    class Lying(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps(
+                {
+                    "commit": v1,
+                    "why": "rollout",
+                    "reason": "rollout (percentage)",
+                    "branch": None,
+                    "maintenance_window": None,
+                    "resume": 0,
+                    "rollout": {
+                        "id": 7,
+                        "strategy": "percentage",
+                        "options": {"percent": percent["value"]},
+                    },
+                }
+            ).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Lying)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        state = tmp_path / "state"
+        state.mkdir()
+        (state / "credential").write_text("fcd_test\n")
+        config = tmp_path / "agent.toml"
+        config.write_text(
+            f'device_id = "pi-x"\nrole = "web"\nstate_dir = "{state}"\n'
+            f'[server]\nurl = "http://127.0.0.1:{httpd.server_port}"\n'
+            f'[source]\nrepo = "{fleet_repo.path}"\n'
+            '[throttle]\nmin_interval = "0s"\nmax_per_hour = 100\n'
+        )
+        result = Agent(load_agent_config(config)).once()
+        assert result.outcome == "deferred" and result.commit is None
+        assert "not eligible" in result.message
+        percent["value"] = 100  # now the rollout really includes every device
+        assert Agent(load_agent_config(config)).once().commit == v1
+    finally:
+        httpd.shutdown()

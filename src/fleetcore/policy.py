@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Callable
-from typing import Literal
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
 
 from attrs import frozen
 
@@ -47,6 +47,10 @@ class DesiredState:
     maintenance_window: MaintenanceWindow | None = None
     resume: int = 0
     """Managed mode: how often an operator let the device leave safe mode."""
+    rollout_strategy: str | None = None
+    rollout_options: Mapping[str, Any] | None = None
+    """Managed mode: the rollout the server applied, so the device can check
+    its own eligibility with the same strategy plugin."""
 
     @property
     def updates_allowed(self) -> bool:

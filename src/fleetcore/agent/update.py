@@ -205,7 +205,7 @@ class Agent:
         branch), and the head it was computed for."""
         if self.client is not None:
             desired = self._retry("ask the server for the desired state", self.client.desired)
-            return desired, desired.commit or ""
+            return self._double_check(desired), desired.commit or ""
         source = self.source()
         branch = self.config.source.branch if self.config.source else "main"
         head = self._retry("resolve the branch head", lambda: source.head(branch))
@@ -231,6 +231,32 @@ class Agent:
             ),
         )
         return desired, head
+
+    def _double_check(self, desired: DesiredState) -> DesiredState:
+        """Managed mode: a rollout's commit is taken only if the same strategy
+        plugin, run here, agrees that this device is eligible."""
+        if desired.why != "rollout" or not desired.commit or not desired.rollout_strategy:
+            return desired
+        registry = self.pm.registry("rollout strategy")
+        name = desired.rollout_strategy
+        if name not in registry:
+            log.warning(
+                "cannot double-check the server's %s rollout: the strategy is not installed here",
+                name,
+            )
+            return desired
+        record = registry.get(name, where="rollout.strategy", source="the server")
+        options = self.pm.options(
+            record, desired.rollout_options, where="rollout", source="the server's desired state"
+        )
+        if record.factory(options).eligible(self.device, desired.commit):
+            return desired
+        reason = (
+            f"the server named {desired.commit[:12]}, but by its {name} rollout "
+            f"this device is not eligible; holding"
+        )
+        log.error("%s", reason)
+        return attrs.evolve(desired, commit=None, why="hold", reason=reason)
 
     def _eligibility(self, fleet: FleetPolicy, at: str) -> Callable[[str, DeviceInfo, str], bool]:
         def eligible(name: str, device: DeviceInfo, commit: str) -> bool:
