@@ -189,3 +189,23 @@ def test_migrations_bring_an_older_database_up_to_date(db_url: str | None, tmp_p
     # Opening an up-to-date database changes nothing.
     store.close()
     assert Store(url).schema_version() == len(MIGRATIONS)
+
+
+def test_an_etag_answered_from_memory_never_hides_a_change(
+    make_server: Any, db_url: str | None, repo: Any
+) -> None:
+    server = make_server(db_url)
+    admin = server.token("admin")
+    cred = server.enroll("pi-1", "web", "canary")
+    head = repo.head()
+    etag = server.request("GET", "/v1/devices/pi-1/desired", cred).headers["etag"]
+    for _ in range(3):  # the first 304 reads the database; the next ones come from memory
+        r = server.request("GET", "/v1/devices/pi-1/desired", cred, headers={"If-None-Match": etag})
+        assert r.status_code == 304
+    r = server.request("PUT", "/v1/fleet/pin", admin, json={"commit": head, "reason": "x"})
+    assert r.status_code == 200
+    # At once, not half a second later: the change was made through this server.
+    r = server.request("GET", "/v1/devices/pi-1/desired", cred, headers={"If-None-Match": etag})
+    assert r.status_code == 200
+    assert (r.json()["commit"], r.json()["why"]) == (head, "pin")
+    assert r.headers["etag"] != etag

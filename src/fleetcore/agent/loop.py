@@ -123,6 +123,7 @@ def run_forever(agent: Agent, *, max_cycles: int | None = None) -> None:
             why = "a server event" if SERVER_EVENT in received else "SIGHUP"
             log.info("woken by %s, checking for updates now", why)
             received.clear()
+            agent.fresh_desired = True
             next_update = clock.monotonic()
     if listener is not None:
         listener.close()

@@ -142,11 +142,14 @@ class ServerClient:
         atomic_write(path, credential.encode() + b"\n", mode=0o600)
         return credential
 
-    def desired(self) -> DesiredState:
-        """The desired state, revalidated with the ETag of the last answer."""
+    def desired(self, *, fresh: bool = False) -> DesiredState:
+        """The desired state, revalidated with the ETag of the last answer
+        (``fresh``: asked for in full, e.g. right after a server event)."""
         cached_file = self.cache / "desired.json"
         cached = _read_json(cached_file)
-        headers = {"If-None-Match": cached["etag"]} if cached and cached.get("etag") else {}
+        headers = {}
+        if cached and cached.get("etag") and not fresh:
+            headers = {"If-None-Match": cached["etag"]}
         response = self._open("GET", f"/v1/devices/{self._id()}/desired", headers=headers)
         with response:
             if getattr(response, "code", 200) == 304 and cached:

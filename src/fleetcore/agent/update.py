@@ -131,6 +131,9 @@ class Agent:
         self._secret_values: frozenset[str] = frozenset()
         """Values of the release's secrets: masked in every message we write."""
         self.client: Any = None
+        self.fresh_desired = False
+        """Set when woken by a server event or SIGHUP: the next question to the
+        server goes without the ETag, so no cached answer can hide a change."""
         if config.server is not None:
             # Managed mode: imported only when used, git-only devices never pay for it.
             from fleetcore.agent.managed import ServerClient
@@ -204,7 +207,10 @@ class Agent:
         """The desired state (from the server, or from the head of the configured
         branch), and the head it was computed for."""
         if self.client is not None:
-            desired = self._retry("ask the server for the desired state", self.client.desired)
+            fresh, self.fresh_desired = self.fresh_desired, False
+            desired = self._retry(
+                "ask the server for the desired state", lambda: self.client.desired(fresh=fresh)
+            )
             return self._double_check(desired), desired.commit or ""
         source = self.source()
         branch = self.config.source.branch if self.config.source else "main"

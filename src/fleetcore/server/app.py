@@ -222,7 +222,14 @@ def build(config: ServerConfig, pm: PluginManager | None = None) -> tuple[Starle
 
     @guarded
     async def desired(request: Request) -> Response:
-        # A poll that hits the ETag costs the credential lookup and one row.
+        fast = ctl.not_modified(
+            request.headers.get("authorization"),
+            request.path_params["device_id"],
+            request.headers.get("if-none-match"),
+        )
+        if fast is not None:
+            return Response(status_code=304, headers={"ETag": fast})
+        # Otherwise a poll that hits the ETag costs the credential lookup and one row.
         etag, data = await call(
             ctl.poll_desired,
             request.headers.get("authorization"),

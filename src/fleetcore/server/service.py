@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -85,6 +86,13 @@ class DeviceCaller:
 Caller = Operator | DeviceCaller
 
 
+GENERATION_TTL = 0.5
+"""Seconds a 304 may be answered from memory after the generation was read.
+Changes made through this server invalidate it at once; a change made through
+another replica sharing the database may go unseen by a poll for that long
+(devices woken by its event ask without their ETag, so the event is never
+masked)."""
+
 CREDENTIAL_TTL = 30.0
 """Seconds a device credential stays in the status path's memory."""
 
@@ -106,6 +114,8 @@ class Control:
         self.now = now or (lambda: dt.datetime.now(dt.UTC))
         self.offline_after = offline_after
         self._credentials: dict[str, tuple[str, float]] = {}
+        self._generation: tuple[int, float, int] | None = None
+        """(generation, when read, the store's change count before reading)."""
         self.hub = hub or EventHub()
         self.relay: PgRelay | None = None
         if not store.sqlite:
@@ -166,6 +176,26 @@ class Control:
 
     # -- the hot paths: one worker-thread hop and one connection each --------------
 
+    def not_modified(
+        self, header: str | None, device_id: str, if_none_match: str | None
+    ) -> str | None:
+        """The ETag, when a device's poll can be answered 304 from memory: its
+        credential was seen lately and the fleet's generation was read less
+        than ``GENERATION_TTL`` ago. No worker thread, no database."""
+        if not if_none_match or self._generation is None:
+            return None
+        generation, read_at, changes = self._generation
+        if changes != self.store.changes or time.monotonic() - read_at > GENERATION_TTL:
+            return None  # changed here since, or possibly changed by a replica
+        scheme, _, secret = (header or "").partition(" ")
+        if scheme.lower() != "bearer":
+            return None
+        hit = self._credentials.get(hash_secret(secret.strip()))
+        if hit is None or hit[0] != device_id or hit[1] <= self.ts():
+            return None
+        etag = f'"g{generation}"'
+        return etag if if_none_match == etag else None
+
     def poll_desired(
         self, header: str | None, device_id: str, if_none_match: str | None
     ) -> tuple[str, dict[str, Any] | None]:
@@ -174,7 +204,12 @@ class Control:
             caller = self._device_caller(header, conn)
             self.device_access(caller, device_id, conn=conn)
             if isinstance(caller, DeviceCaller) and if_none_match:
-                current = f'"g{self.store.generation(conn)}"'
+                # The change count first: a commit racing this read then
+                # invalidates what is cached.
+                changes = self.store.changes
+                generation = self.store.generation(conn)
+                self._generation = (generation, time.monotonic(), changes)
+                current = f'"g{generation}"'
                 if if_none_match == current:
                     return current, None
         return self.desired(device_id)

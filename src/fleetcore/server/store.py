@@ -243,10 +243,15 @@ def database_url(data_dir: Path, url: str | None) -> str:
     return f"sqlite:///{data_dir / 'fleetcore.db'}"
 
 
+_BUMPED = "fleetcore_generation_bumped"
+
+
 class Store:
     """The database, with its schema brought up to date on open."""
 
     def __init__(self, url: str) -> None:
+        self.changes = 0
+        """Committed transactions of this process that bumped the generation."""
         self.url = url
         self.sqlite = url.startswith("sqlite")
         if self.sqlite:
@@ -305,7 +310,12 @@ class Store:
     @contextmanager
     def begin(self) -> Iterator[Connection]:
         with self.engine.begin() as conn:
+            conn.info.pop(_BUMPED, None)
             yield conn
+            bumped = conn.info.pop(_BUMPED, False)
+        if bumped:
+            # Committed: whatever this process cached of the generation is old.
+            self.changes += 1
 
     @contextmanager
     def connect(self) -> Iterator[Connection]:
@@ -335,6 +345,7 @@ class Store:
         primary-key read."""
         current = int(self.get_setting(conn, "generation", 0))
         self.set_setting(conn, "generation", current + 1)
+        conn.info[_BUMPED] = True
         return current + 1
 
     def generation(self, conn: Connection) -> int:
