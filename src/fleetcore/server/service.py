@@ -389,6 +389,10 @@ class Control:
                 events.append(Event(device_id, kind, {"commit": commit}))
             elif kind == "policy-changed" and (changed or device_id in touched):
                 events.append(Event(device_id, kind, {"commit": commit, "why": why}))
+        self._publish(events)
+
+    def _publish(self, events: list[Event]) -> None:
+        """To this server's streams, and through the relay to its replicas'."""
         self.hub.publish(events)
         if self.relay is not None and events:
             try:
@@ -404,12 +408,7 @@ class Control:
         with self.store.connect() as conn:
             ids = [r.device_id for r in conn.execute(sa.select(t.devices.c.device_id))]
         events = [Event(device_id, kind, payload) for device_id in ids]
-        self.hub.publish(events)
-        if self.relay is not None and events:
-            try:
-                self.relay.publish(events)
-            except Exception:
-                log.exception("could not relay events to the other servers")
+        self._publish(events)
 
     # -- status and history --------------------------------------------------------------
 
