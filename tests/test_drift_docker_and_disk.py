@@ -166,3 +166,52 @@ def test_full_disk_cleanup_and_an_update_that_cannot_fit(device, fleet_repo, sma
     assert "disk full" in last["reason"]
     assert dev.running() == f"v1 {v1}"
     assert not any((state / "staging").glob("*"))
+
+
+def test_a_container_changed_by_hand_is_found_by_the_deep_check(cam, docker_engine) -> None:
+    # Someone replaces the helper with a container of their own making, under
+    # the same compose labels (those Compose itself sets included): running,
+    # but not what the compose file says.
+    original = container("helper")
+    labels = json.loads(
+        subprocess.run(
+            ["docker", "inspect", "-f", "{{json .Config.Labels}}", original],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
+    labels["com.docker.compose.config-hash"] = "0000handmade"
+    subprocess.run(["docker", "rm", "-f", original], check=True, capture_output=True)
+    label_args = [arg for key, value in labels.items() for arg in ("--label", f"{key}={value}")]
+    subprocess.run(
+        [
+            "docker",
+            "run",
+            "-d",
+            "--network",
+            "host",
+            "--name",
+            f"{PROJECT}-rogue",
+            *label_args,
+            docker_engine,
+            "sleep",
+            "7200",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    light = cam.agent().check(deep=False, fix=False)
+    assert light.verdict == "clean"  # it runs, so a light glance sees nothing
+    deep = cam.agent().check(deep=True, fix=True)
+    assert [(f.subject, f.code) for f in deep.findings] == [("service helper", "container-config")]
+    assert deep.verdict == "fixed"
+    assert (
+        f"{PROJECT}-rogue"
+        not in subprocess.run(
+            ["docker", "ps", "-a", "--format", "{{.Names}}"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )

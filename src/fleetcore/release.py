@@ -234,6 +234,8 @@ class Measured:
     sha256: str | None = None
     git_blob: str | None = None
     link: str | None = None
+    mtime_ns: int | None = None
+    """Set by :func:`measure_tree` (files on disk), not by the unpacker."""
 
 
 @frozen(kw_only=True)
@@ -410,7 +412,8 @@ def _write_member(
 
 
 def measure_tree(root: Path, *, deep: bool = True) -> Unpacked:
-    """Measure a release folder as it is on disk now (for drift checks)."""
+    """Measure a release folder as it is on disk now (for drift checks): size,
+    mode and modification time of every file, and with ``deep`` its sha256."""
     result = Unpacked(root=root)
     for dirpath, dirnames, filenames in os.walk(root):
         for name in list(dirnames):
@@ -431,6 +434,7 @@ def measure_tree(root: Path, *, deep: bool = True) -> Unpacked:
                     mode=0o777,
                     link=target,
                     sha256=hashlib.sha256(data).hexdigest(),
+                    mtime_ns=st.st_mtime_ns,
                 )
                 continue
             sha = None
@@ -441,7 +445,11 @@ def measure_tree(root: Path, *, deep: bool = True) -> Unpacked:
                         digest.update(chunk)
                 sha = digest.hexdigest()
             result.files[rel] = Measured(
-                path=rel, size=st.st_size, mode=stat.S_IMODE(st.st_mode), sha256=sha
+                path=rel,
+                size=st.st_size,
+                mode=stat.S_IMODE(st.st_mode),
+                sha256=sha,
+                mtime_ns=st.st_mtime_ns,
             )
     return result
 

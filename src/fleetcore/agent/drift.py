@@ -25,7 +25,7 @@ from attrs import frozen
 from fleetcore.checks import runner
 from fleetcore.errors import FleetcoreError, VerifyError
 from fleetcore.plugin.types import CheckContext, DriftFix, DriftReport, Finding
-from fleetcore.release import Manifest, read_manifest, unpack
+from fleetcore.release import Manifest, measure_tree, read_manifest, unpack
 
 if TYPE_CHECKING:
     from fleetcore.agent.update import Agent
@@ -149,17 +149,8 @@ class RepairKit:
 
 def snapshot(release_dir: Path) -> dict[str, list[int]]:
     """Size, modification time and mode of every file: the light baseline."""
-    out: dict[str, list[int]] = {}
-    for dirpath, dirnames, filenames in os.walk(release_dir):
-        for name in [*filenames, *[d for d in dirnames if Path(dirpath, d).is_symlink()]]:
-            full = Path(dirpath, name)
-            st = full.lstat()
-            out[full.relative_to(release_dir).as_posix()] = [
-                st.st_size,
-                st.st_mtime_ns,
-                st.st_mode & 0o7777,
-            ]
-    return out
+    measured = measure_tree(release_dir, deep=False)
+    return {path: [m.size, m.mtime_ns or 0, m.mode] for path, m in measured.files.items()}
 
 
 def write_snapshot(path: Path, release_dir: Path) -> None:

@@ -290,7 +290,7 @@ class Agent:
         except FetchError as exc:
             state = self._unreachable(state, exc)
             log.warning(
-                "fleet repo unreachable (%s), keeping %s: %s",
+                "fleet repo unreachable (network mode %s), keeping %s: %s",
                 state.network,
                 current_commit[:12] if current_commit else "nothing",
                 exc,

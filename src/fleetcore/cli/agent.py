@@ -97,16 +97,18 @@ def check(app: App, config_path: Path, deep: bool, fix: bool, as_json: bool) -> 
     1 when drift is left (not fixed, or a fix did not hold: the device then
     enters safe mode), 3 when another agent holds the lock.
     """
-    from fleetcore.agent.update import describe_drift
-
     result = _agent(app, config_path).check(deep=deep, fix=fix)
     code = {"clean": 0, "fixed": 6, "left": 1}[result.verdict]
     if as_json:
         app.print_json({**result.to_json(), "exit_code": code})
     else:
-        click.echo(f"{result.verdict}: {describe_drift(result)}")
-        for finding in result.left:
-            click.echo(f"  left: {finding}")
+        count = len(result.findings)
+        fixes = "; ".join(
+            f"{f.fix} {'held' if f.held else 'failed'}: {f.message}" for f in result.fixes
+        )
+        click.echo(f"{result.verdict}: {count} finding(s)" + (f" | {fixes}" if fixes else ""))
+        for finding in result.findings:
+            click.echo(f"  {'left ' if finding in result.left else 'fixed'}  {finding}")
     raise click.exceptions.Exit(code)
 
 

@@ -38,6 +38,7 @@ from fleetcore.config.units import Duration, Size
 from fleetcore.errors import FleetcoreError
 from fleetcore.plugin import hookimpl
 from fleetcore.plugin.types import Check, CheckContext, DriftFix, Finding
+from fleetcore.release import measure_tree
 
 # -- options ------------------------------------------------------------------------
 
@@ -127,42 +128,39 @@ def check_files(ctx: CheckContext) -> Iterator[Finding]:
         )
         return
     expected = set(baseline or ()) | {e.path for e in (manifest.entries if manifest else ())}
-    present = set()
-    for dirpath, dirnames, filenames in os.walk(ctx.release_dir):
-        links = [d for d in dirnames if Path(dirpath, d).is_symlink()]
-        for name in (*filenames, *links):
-            present.add(Path(dirpath, name).relative_to(ctx.release_dir).as_posix())
+    # One walk of the tree; contents are read only for a deep check.
+    deep = ctx.deep and manifest is not None
+    measured = measure_tree(ctx.release_dir, deep=deep)
+    present = set(measured.files)
     for path in sorted(expected - present):
         yield Finding(message="missing", subject=path, code="file-missing")
     if options.report_extra:
         for path in sorted(present - expected):
             yield Finding(message="not part of the release", subject=path, code="file-extra")
-    if ctx.deep and manifest is not None:
-        from fleetcore.release import measure_tree
-
-        measured = measure_tree(ctx.release_dir, deep=True)
+    if deep:
+        assert manifest is not None
         for finding in manifest.compare(measured):
             if finding.code in ("file-changed", "file-mode"):
                 yield finding
         return
     for path in sorted(present & set(baseline or ())):
         size, mtime, mode = (baseline or {})[path]
-        st = (ctx.release_dir / path).lstat()
-        if st.st_size != size or st.st_mtime_ns != mtime:
+        now = measured.files[path]
+        if now.size != size or now.mtime_ns != mtime:
             yield Finding(
                 message="changed since activation",
                 subject=path,
                 code="file-changed",
                 expected=f"{size} bytes",
-                found=f"{st.st_size} bytes, modified",
+                found=f"{now.size} bytes, modified",
             )
-        elif stat.S_IMODE(st.st_mode) != mode and not stat.S_ISLNK(st.st_mode):
+        elif now.mode != mode and now.link is None:
             yield Finding(
                 message="mode differs",
                 subject=path,
                 code="file-mode",
                 expected=f"{mode:04o}",
-                found=f"{stat.S_IMODE(st.st_mode):04o}",
+                found=f"{now.mode:04o}",
             )
 
 
