@@ -168,12 +168,15 @@ def test_migrations_bring_an_older_database_up_to_date(db_url: str | None, tmp_p
     url = database_url(tmp_path / "data", db_url)
     store = Store(url)
     assert store.schema_version() == len(MIGRATIONS)
-    # Make it look like a database from before migrations 4 (rollouts.roles)
-    # and 5 (role_secrets).
+    # Make it look like a database from before migrations 4 (rollouts.roles),
+    # 5 (role_secrets), 6 (resumes) and 7 (who created and revoked what).
     with store.begin() as conn:
         conn.execute(sa.text("ALTER TABLE rollouts DROP COLUMN roles"))
         conn.execute(sa.text("DROP TABLE role_secrets"))
         conn.execute(sa.text("ALTER TABLE device_policies DROP COLUMN resumes"))
+        for column in ("created_by", "revoked_at", "revoked_by"):
+            conn.execute(sa.text(f"ALTER TABLE tokens DROP COLUMN {column}"))
+        conn.execute(sa.text("ALTER TABLE devices DROP COLUMN revoked_at"))
         conn.execute(sa.text("DELETE FROM schema_migrations WHERE version >= 4"))
     store.close()
     store = Store(url)
@@ -186,6 +189,11 @@ def test_migrations_bring_an_older_database_up_to_date(db_url: str | None, tmp_p
     with store.connect() as conn:
         policy_columns = {c["name"] for c in sa.inspect(conn).get_columns("device_policies")}
     assert "resumes" in policy_columns
+    with store.connect() as conn:
+        token_columns = {c["name"] for c in sa.inspect(conn).get_columns("tokens")}
+        device_columns = {c["name"] for c in sa.inspect(conn).get_columns("devices")}
+    assert {"created_by", "revoked_at", "revoked_by"} <= token_columns
+    assert "revoked_at" in device_columns
     # Opening an up-to-date database changes nothing.
     store.close()
     assert Store(url).schema_version() == len(MIGRATIONS)

@@ -135,3 +135,75 @@ def test_server_run_serves_the_api(tmp_path: Path, repo: Any) -> None:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_fleet_cli_lists_issues_and_revokes_tokens_and_devices(server: Any) -> None:
+    admin = server.token("admin")
+    cred = server.enroll("pi-1", "web")
+    env = {"FLEETCORE_SERVER": server.url, "FLEETCORE_TOKEN": admin}
+
+    def fleet(*args: str, token: str = admin) -> subprocess.CompletedProcess[str]:
+        return fleetcore("fleet", *args, env={**env, "FLEETCORE_TOKEN": token})
+
+    r = fleet("token", "create", "--role", "operator", "--name", "ci", "--expires", "30d", "--json")
+    assert r.returncode == 0, r.stderr
+    created = json.loads(r.stdout)
+    operator, operator_id = created["token"], created["id"]
+    assert operator.startswith("fco_") and created["expires_at"]
+    r = fleet("token", "create", "--role", "viewer")
+    assert r.returncode == 0 and r.stdout.startswith("fco_")  # the token alone, for scripts
+    viewer = r.stdout.strip()
+
+    r = fleet("token", "list")
+    assert r.returncode == 0, r.stderr
+    line = next(x for x in r.stdout.splitlines() if x.split()[0] == str(operator_id))
+    assert "operator" in line and "active" in line and " ci " in line and "test-admin" in line
+    assert operator not in r.stdout and viewer not in r.stdout and admin not in r.stdout
+    listed = json.loads(fleet("token", "list", "--json").stdout)
+    assert {item["name"] for item in listed} >= {"ci", "test-admin"}
+
+    # The viewer may not revoke (exit 1); a revoked token is refused (exit 1).
+    r = fleet("token", "revoke", str(operator_id), "--reason", "x", token=viewer)
+    assert r.returncode == 1 and "admin" in r.stderr
+    assert fleet("status", token=operator).returncode == 0
+    assert fleet("token", "revoke", str(operator_id)).returncode == 2  # --reason is required
+    r = fleet("token", "revoke", str(operator_id), "--reason", "left the team")
+    assert r.returncode == 0 and f"token {operator_id} (ci) revoked" in r.stdout
+    r = fleet("status", token=operator)
+    assert r.returncode == 1 and "HTTP 401" in r.stderr
+    r = fleet("token", "revoke", str(operator_id), "--reason", "again")
+    assert r.returncode == 1 and "already revoked" in r.stderr
+    r = fleet("token", "revoke", "9999", "--reason", "typo")
+    assert r.returncode == 2 and "unknown token 9999" in r.stderr
+
+    r = fleet("revoke", "pi-1", "--reason", "stolen")
+    assert r.returncode == 0 and "pi-1: credential revoked" in r.stdout
+    assert server.request("GET", "/v1/devices/pi-1/desired", cred).status_code == 401
+    r = fleet("revoke", "nobody", "--reason", "x")
+    assert r.returncode == 2 and "unknown device" in r.stderr
+    r = fleet("audit")
+    assert "token.revoke" in r.stdout and "device.revoke pi-1 stolen" in r.stdout
+
+
+def test_server_lists_and_revokes_tokens_without_a_running_server(tmp_path: Path) -> None:
+    data = str(tmp_path / "data")
+    issued = fleetcore("server", "token", "create", "--data-dir", data, "--role", "admin").stdout
+    fleetcore("server", "enrollment-token", "--data-dir", data)
+    r = fleetcore("server", "token", "list", "--data-dir", data)
+    assert r.returncode == 0, r.stderr
+    assert issued.strip() not in r.stdout
+    lines = r.stdout.splitlines()
+    assert len(lines) == 2
+    assert lines[0].split()[:4] == ["1", "operator", "admin", "active"]
+    assert "admin-token" in lines[0] and "server-cli" in lines[0]
+    assert lines[1].split()[:4] == ["2", "enrollment", "-", "active"]
+
+    r = fleetcore("server", "token", "revoke", "1", "--data-dir", data, "--reason", "lost laptop")
+    assert r.returncode == 0 and "token 1 (admin-token) revoked" in r.stdout
+    listed = json.loads(fleetcore("server", "token", "list", "--data-dir", data, "--json").stdout)
+    admin = next(item for item in listed if item["id"] == 1)
+    assert (admin["state"], admin["revoked_by"]) == ("revoked", "server-cli")
+    r = fleetcore("server", "token", "revoke", "1", "--data-dir", data, "--reason", "again")
+    assert r.returncode == 1 and "already revoked" in r.stderr
+    r = fleetcore("server", "token", "revoke", "7", "--data-dir", data, "--reason", "typo")
+    assert r.returncode == 2 and "unknown token 7" in r.stderr

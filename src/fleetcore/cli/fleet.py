@@ -142,7 +142,10 @@ def status(as_json: bool) -> None:
     for c in data["commits"]:
         click.echo(f"commit {_short(c['commit'])}: {c['devices']} ({c['share']:.0%})")
     if data["pin"]:
-        click.echo(f"PINNED to {_short(data['pin']['commit'])}: {data['pin']['reason']}")
+        pin = data["pin"]
+        by = f" by {pin['by']}" if pin.get("by") else ""
+        until = f" until {pin['expires']}" if pin.get("expires") else ""
+        click.echo(f"PINNED to {_short(pin['commit'])}{by}{until}: {pin['reason']}")
     for r in data["rollouts"]:
         _rollout_line(r)
 
@@ -499,3 +502,79 @@ def resume(device_id: str, reason: str) -> None:
     """Let DEVICE leave safe mode: it attempts updates again on its next cycle."""
     _client().call("POST", f"/v1/devices/{device_id}/resume", {"reason": reason})
     click.echo(f"{device_id} may leave safe mode")
+
+
+@fleet.command()
+@click.argument("device_id")
+@click.option("--reason", required=True, help="Why (for the audit log).")
+def revoke(device_id: str, reason: str) -> None:
+    """Revoke DEVICE's credential: it can no longer read its desired state or
+    report until it is enrolled again."""
+    _client().call("POST", f"/v1/devices/{device_id}/revoke", {"reason": reason})
+    click.echo(f"{device_id}: credential revoked")
+
+
+@fleet.group()
+def token() -> None:
+    """Operator and enrollment tokens (admin)."""
+
+
+def token_line(item: dict[str, Any]) -> str:
+    """One token as `fleetcore fleet token list` and `fleetcore server token
+    list` print it: never the token itself, which the server does not keep."""
+
+    def stamp(value: str) -> str:
+        return dt.datetime.fromisoformat(value).isoformat(timespec="seconds")
+
+    expires = f" expires {stamp(item['expires_at'])}" if item["expires_at"] else ""
+    revoked = (
+        f" revoked {stamp(item['revoked_at'])} by {item['revoked_by']}"
+        if item["revoked_at"]
+        else ""
+    )
+    return (
+        f"{item['id']:>5} {item['kind']:<10} {item['role'] or '-':<8} {item['state']:<7} "
+        f"{item['name']}  created {stamp(item['created_at'])} by {item['created_by'] or '?'}"
+        f"{expires}{revoked}"
+    )
+
+
+@token.command("list")
+@JSON_OPT
+def token_list(as_json: bool) -> None:
+    """Every token with its id, role, state and who created it."""
+    data = _client().call("GET", "/v1/tokens")["tokens"]
+    if as_json:
+        App.print_json(data)
+        return
+    for item in data:
+        click.echo(token_line(item))
+
+
+@token.command("create")
+@click.option(
+    "--role",
+    type=click.Choice(["viewer", "operator", "admin"]),
+    required=True,
+    help="viewer reads; operator runs rollouts; admin pins, locks, overrides, revokes.",
+)
+@click.option("--name", default="", help="Who or what the token is for (shown in lists).")
+@click.option("--expires", help="When the token stops working: a date or a duration (90d).")
+@JSON_OPT
+def token_create(role: str, name: str, expires: str | None, as_json: bool) -> None:
+    """Issue an operator token and print it: it is shown this once."""
+    body = {"role": role, "name": name, "expires": _when(expires)}
+    data = _client().call("POST", "/v1/tokens", body)
+    if as_json:
+        App.print_json(data)
+    else:
+        click.echo(data["token"])
+
+
+@token.command("revoke")
+@click.argument("token_id", type=int)
+@click.option("--reason", required=True, help="Why (for the audit log).")
+def token_revoke(token_id: int, reason: str) -> None:
+    """Revoke token TOKEN_ID (an id from `token list`): refused from now on."""
+    data = _client().call("DELETE", f"/v1/tokens/{token_id}", {"reason": reason})
+    click.echo(f"token {data['id']} ({data['name']}) revoked")

@@ -90,7 +90,8 @@ def run(
 
 @server.group()
 def token() -> None:
-    """Operator tokens."""
+    """Tokens, straight in the database: for the first admin token, or when
+    every admin token is lost (no running server needed)."""
 
 
 @token.command("create")
@@ -110,6 +111,46 @@ def token_create(data_dir: Path, role: str, name: str, db_url: str | None) -> No
     store = Store(database_url(data_dir, db_url))
     click.echo(store.create_token("operator", role, name=name or f"{role}-token"))
     store.close()
+
+
+@token.command("list")
+@DATA_DIR
+@DB
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def token_list(data_dir: Path, db_url: str | None, as_json: bool) -> None:
+    """Every operator and enrollment token (never the tokens themselves)."""
+    from fleetcore.cli.fleet import token_line
+    from fleetcore.server.store import Store, database_url
+
+    store = Store(database_url(data_dir, db_url))
+    items = store.list_tokens()
+    store.close()
+    if as_json:
+        App.print_json(items)
+        return
+    for item in items:
+        click.echo(token_line(item))
+
+
+@token.command("revoke")
+@click.argument("token_id", type=int)
+@DATA_DIR
+@DB
+@click.option("--reason", required=True, help="Why (for the audit log).")
+def token_revoke(token_id: int, data_dir: Path, db_url: str | None, reason: str) -> None:
+    """Revoke token TOKEN_ID: running servers on this database refuse it at once."""
+    from fleetcore.server.bodies import ApiError
+    from fleetcore.server.store import Store, database_url
+
+    store = Store(database_url(data_dir, db_url))
+    try:
+        item = store.revoke_token(token_id, actor="server-cli", reason=reason)
+    except ApiError as exc:
+        # As `fleetcore fleet`: an unknown id is bad input, a revoked one refused.
+        App.abort(exc.message, 2 if exc.status == 404 else 1)
+    finally:
+        store.close()
+    click.echo(f"token {item['id']} ({item['name']}) revoked")
 
 
 @server.command("enrollment-token")

@@ -434,8 +434,27 @@ def build(config: ServerConfig, pm: PluginManager | None = None) -> tuple[Starle
     @guarded
     async def tokens(request: Request) -> Response:
         op = await operator(request, "admin")
+        if request.method == "GET":
+            return JSONResponse({"tokens": await call(ctl.tokens, op)})
         req, _ = await body(request, b.TokenRequest)
         return JSONResponse(await call(ctl.create_token, op, req), status_code=201)
+
+    @guarded
+    async def revoke_token(request: Request) -> Response:
+        op = await operator(request, "admin")
+        raw = request.path_params["token_id"]
+        if not raw.isdigit():
+            raise b.ApiError(400, f"not a token id: {raw!r}", "id")
+        req, _ = await body_or_empty(request, b.ActionRequest)
+        return JSONResponse(await call(ctl.revoke_token, op, int(raw), req))
+
+    @guarded
+    async def revoke_device(request: Request) -> Response:
+        op = await operator(request, "admin")
+        device_id = request.path_params["device_id"]
+        req, _ = await body_or_empty(request, b.ActionRequest)
+        await call(ctl.revoke_device, op, device_id, req)
+        return JSONResponse(await call(ctl.device, device_id))
 
     @guarded
     async def git_hook(request: Request) -> Response:
@@ -483,9 +502,11 @@ def build(config: ServerConfig, pm: PluginManager | None = None) -> tuple[Starle
         Route("/v1/audit", audit, methods=["GET"]),
         Route("/v1/devices/{device_id}/secrets", device_secrets, methods=["GET"]),
         Route("/v1/devices/{device_id}/resume", resume, methods=["POST"]),
+        Route("/v1/devices/{device_id}/revoke", revoke_device, methods=["POST"]),
         Route("/v1/secrets/{role}", role_secrets, methods=["GET"]),
         Route("/v1/secrets/{role}/{name}", role_secret, methods=["PUT", "DELETE"]),
-        Route("/v1/tokens", tokens, methods=["POST"]),
+        Route("/v1/tokens", tokens, methods=["GET", "POST"]),
+        Route("/v1/tokens/{token_id}", revoke_token, methods=["DELETE"]),
         Route("/v1/hooks/git", git_hook, methods=["POST"]),
         Route("/v1/health", health, methods=["GET"]),
         Route("/v1/bare", bare, methods=["POST", "GET"]),

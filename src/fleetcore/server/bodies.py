@@ -191,4 +191,6 @@ class OverrideRequest:
 @frozen(kw_only=True)
 class TokenRequest:
     role: str = field(validator=checked(one_of(*ROLES)))
-    name: str = ""
+    name: str = field(default="", validator=checked(_short(200)))
+    expires: dt.datetime | None = None
+    """None: the token never expires (revoke it to end it)."""

@@ -18,12 +18,15 @@ from typing import Any
 from attrs import frozen
 
 QUEUE_LIMIT = 100
+CLOSE_STREAM = "close"
+"""Not sent to the device: its streams end (its credential was revoked).
+An event like the others, so the relay carries it to the replicas too."""
 
 
 @frozen
 class Event:
     device_id: str
-    name: str  # update-available | policy-changed
+    name: str  # update-available | policy-changed | CLOSE_STREAM
     data: dict[str, Any]
 
     def encode(self) -> bytes:
@@ -65,7 +68,8 @@ class EventHub:
     @staticmethod
     def _put_all(deliveries: list[tuple[asyncio.Queue[Event | None], Event]]) -> None:
         for queue, event in deliveries:
-            if queue.qsize() < QUEUE_LIMIT:  # a stuck client must not grow memory forever
+            # A stuck client must not grow memory forever; but it is still closed.
+            if queue.qsize() < QUEUE_LIMIT or event.name == CLOSE_STREAM:
                 queue.put_nowait(event)
 
     def close_all(self) -> None:
@@ -90,7 +94,7 @@ class EventHub:
                 except TimeoutError:
                     yield b": keep-alive\n\n"
                     continue
-                if event is None:
+                if event is None or event.name == CLOSE_STREAM:
                     return
                 self.delivered += 1
                 yield event.encode()

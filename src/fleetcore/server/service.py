@@ -34,7 +34,7 @@ from fleetcore.server.desired import (
     iso,
     load_snapshot,
 )
-from fleetcore.server.events import Event, EventHub
+from fleetcore.server.events import CLOSE_STREAM, Event, EventHub
 from fleetcore.server.mirror import Mirror
 from fleetcore.server.relay import PgRelay
 from fleetcore.server.store import Store, hash_secret, write_audit
@@ -94,7 +94,9 @@ another replica sharing the database may go unseen by a poll for that long
 masked)."""
 
 CREDENTIAL_TTL = 30.0
-"""Seconds a device credential stays in the status path's memory."""
+"""Seconds a device credential stays in the status path's memory: a
+credential revoked or replaced through another replica sharing the database
+may still be accepted here for that long."""
 
 
 class Control:
@@ -114,6 +116,9 @@ class Control:
         self.now = now or (lambda: dt.datetime.now(dt.UTC))
         self.offline_after = offline_after
         self._credentials: dict[str, tuple[str, float]] = {}
+        self._credentials_epoch = 0
+        """Grows whenever credentials are revoked or replaced here: a lookup
+        that began before then must not put what it read into memory."""
         self._generation: tuple[int, float, int] | None = None
         """(generation, when read, the store's change count before reading)."""
         self.hub = hub or EventHub()
@@ -258,12 +263,24 @@ class Control:
         hit = self._credentials.get(digest)
         if hit is not None and hit[1] > self.ts():
             return DeviceCaller(hit[0])
+        epoch = self._credentials_epoch
         caller = self.authenticate(header, conn)
-        if isinstance(caller, DeviceCaller):
+        if isinstance(caller, DeviceCaller) and epoch == self._credentials_epoch:
             if len(self._credentials) > 100_000:
                 self._credentials.clear()
             self._credentials[digest] = (caller.device_id, self.ts() + CREDENTIAL_TTL)
         return caller
+
+    def _forget_credentials(self, device_id: str | None = None) -> None:
+        """Drop remembered credentials (of one device, or all), after the
+        change that invalidates them is committed."""
+        self._credentials_epoch += 1
+        if device_id is None:
+            self._credentials.clear()
+            return
+        for digest, (owner, _) in list(self._credentials.items()):
+            if owner == device_id:
+                self._credentials.pop(digest, None)
 
     def report_status_as(self, header: str | None, device_id: str, raw: Any) -> None:
         with self.store.begin() as conn:
@@ -283,7 +300,6 @@ class Control:
 
     def enroll(self, req: b.EnrollRequest) -> dict[str, Any]:
         now = self.ts()
-        self._credentials.clear()  # a re-enrollment revokes the old credential
         credential = t.new_secret("fcd")
         with self.store.begin() as conn:
             tok = conn.execute(
@@ -299,6 +315,7 @@ class Control:
                 "segment": req.segment,
                 "hostname": req.hostname or None,
                 "credential_hash": hash_secret(credential),
+                "revoked_at": None,
             }
             existing = conn.execute(
                 sa.select(t.devices.c.device_id).where(t.devices.c.device_id == req.device_id)
@@ -327,6 +344,7 @@ class Control:
                 at=now,
             )
             self.store.bump_generation(conn)
+        self._forget_credentials()  # a re-enrollment revokes the old credential
         return {"device_id": req.device_id, "credential": credential}
 
     # -- desired state -----------------------------------------------------------------
@@ -472,6 +490,7 @@ class Control:
         }
         data["last_seen"] = iso(row.last_seen)
         data["enrolled_at"] = iso(row.enrolled_at)
+        data["revoked_at"] = iso(row.revoked_at)
         return data
 
     def devices(self) -> list[dict[str, Any]]:
@@ -535,6 +554,7 @@ class Control:
                 .group_by(t.history.c.result)
             ).all()
             active = [progress(self, conn, r) for r in snap.rollouts]
+            pinned_by = self._pinned_by(conn, snap.pin.commit) if snap.pin else None
         total = len(rows)
         by_status: dict[str, int] = {}
         by_commit: dict[str, int] = {}
@@ -559,11 +579,25 @@ class Control:
             else {
                 "commit": pin.commit,
                 "reason": pin.reason,
+                "by": pinned_by,
                 "expires": pin.expires.isoformat() if pin.expires else None,
             },
             "stable": {role: c for role, (c, _) in snap.stables.items()},
             "rollouts": active,
         }
+
+    @staticmethod
+    def _pinned_by(conn: Connection, commit: str) -> str | None:
+        """Who set the pin, from the audit line written with it: the pin's
+        own setting keeps only what older servers sharing the database can
+        read (they refuse unknown keys)."""
+        row = conn.execute(
+            sa.select(t.audit.c.actor)
+            .where(t.audit.c.action == "fleet.pin", t.audit.c.target == commit)
+            .order_by(t.audit.c.id.desc())
+            .limit(1)
+        ).first()
+        return None if row is None else str(row.actor)
 
     def audit_log(self, limit: int = 100) -> list[dict[str, Any]]:
         with self.store.connect() as conn:
@@ -784,10 +818,61 @@ class Control:
 
     def create_token(self, op: Operator, req: b.TokenRequest) -> dict[str, Any]:
         op.require("admin")
-        token = self.store.create_token(
-            "operator", req.role, name=req.name, actor=op.name, now=self.ts()
+        now = self.ts()
+        expires_at = req.expires.timestamp() if req.expires is not None else None
+        if expires_at is not None and expires_at <= now:
+            raise b.ApiError(400, f"expires is in the past: {req.expires}", "expires")
+        token_id, token = self.store.issue_token(
+            "operator", req.role, name=req.name, expires_at=expires_at, actor=op.name, now=now
         )
-        return {"token": token, "role": req.role}
+        return {
+            "id": token_id,
+            "token": token,
+            "role": req.role,
+            "name": req.name,
+            "expires_at": iso(expires_at),
+        }
+
+    def tokens(self, op: Operator) -> list[dict[str, Any]]:
+        op.require("admin")
+        return self.store.list_tokens(self.ts())
+
+    def revoke_token(self, op: Operator, token_id: int, req: b.ActionRequest) -> dict[str, Any]:
+        """Operator tokens are checked in the database on every request, so
+        the token is refused at once here and on every replica. An admin may
+        revoke the token they are using: this request still completes."""
+        op.require("admin")
+        return self.store.revoke_token(token_id, actor=op.name, reason=req.reason, now=self.ts())
+
+    def revoke_device(self, op: Operator, device_id: str, req: b.ActionRequest) -> None:
+        """The device's credential stops working: at once on this server, within
+        ``CREDENTIAL_TTL`` on replicas that remember it. Its record, history
+        and policy stay; enrolling again (with an enrollment token) gives it a
+        new credential."""
+        op.require("admin")
+        now = self.ts()
+        with self.store.begin() as conn:
+            self._device_row(conn, device_id)
+            # The column may not be empty (and is unique): a hash of a secret
+            # nobody was given matches no credential.
+            updated = conn.execute(
+                t.devices.update()
+                .where(t.devices.c.device_id == device_id, t.devices.c.revoked_at.is_(None))
+                .values(credential_hash=hash_secret(t.new_secret("revoked")), revoked_at=now)
+            ).rowcount
+            if updated == 0:
+                raise b.ApiError(409, f"device {device_id} is already revoked", "device_id")
+            write_audit(
+                conn,
+                actor=op.name,
+                action="device.revoke",
+                target=device_id,
+                reason=req.reason,
+                at=now,
+            )
+        self._forget_credentials(device_id)
+        # Its open event streams end, here and on the replicas.
+        self._publish([Event(device_id, CLOSE_STREAM, {})])
 
     # -- rollouts ---------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ functions recorded in ``schema_migrations``.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import secrets
@@ -19,6 +20,8 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
+
+from fleetcore.server.bodies import ApiError
 
 metadata = sa.MetaData()
 
@@ -53,6 +56,8 @@ devices = sa.Table(
     sa.Column("network_kbps", sa.Float),
     sa.Column("mode", sa.String(50)),
     sa.Column("pending_commit", sa.String(64)),
+    # Set when an admin revoked the credential; enrolling again clears it.
+    sa.Column("revoked_at", sa.Float),
 )
 
 device_policies = sa.Table(
@@ -88,6 +93,10 @@ tokens = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("expires_at", sa.Float),
     sa.Column("revoked", sa.Boolean, nullable=False, default=False),
+    # NULL on tokens issued before these columns existed.
+    sa.Column("created_by", sa.String(200)),
+    sa.Column("revoked_at", sa.Float),
+    sa.Column("revoked_by", sa.String(200)),
 )
 
 rollouts = sa.Table(
@@ -212,6 +221,17 @@ def _migration_5(conn: Connection) -> None:
     role_secrets.create(conn, checkfirst=True)
 
 
+def _migration_7(conn: Connection) -> None:
+    # Listing and revoking tokens and device credentials.
+    for table, column, kind in (
+        ("tokens", "created_by", "VARCHAR(200)"),
+        ("tokens", "revoked_at", "FLOAT"),
+        ("tokens", "revoked_by", "VARCHAR(200)"),
+        ("devices", "revoked_at", "FLOAT"),
+    ):
+        conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN {column} {kind}"))
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _migration_1,
     _migration_2,
@@ -219,6 +239,7 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     _migration_4,
     _migration_5,
     _migration_6,
+    _migration_7,
 ]
 """Ordered; version N is ``MIGRATIONS[N-1]``. Append, never edit one that
 shipped; the table definitions above are always the newest schema."""
@@ -363,29 +384,116 @@ class Store:
         actor: str = "server-cli",
         now: float | None = None,
     ) -> str:
+        now = time.time() if now is None else now
+        expires_at = now + ttl if ttl else None
+        _, token = self.issue_token(
+            kind, role, name=name, expires_at=expires_at, actor=actor, now=now
+        )
+        return token
+
+    def issue_token(
+        self,
+        kind: str,
+        role: str | None,
+        *,
+        name: str = "",
+        expires_at: float | None = None,
+        actor: str = "server-cli",
+        now: float | None = None,
+    ) -> tuple[int, str]:
+        """A new token and its id; only the token's hash is stored."""
         prefix = {"operator": "fco", "enrollment": "fce"}[kind]
         token = new_secret(prefix)
         now = time.time() if now is None else now
         with self.begin() as conn:
-            conn.execute(
+            inserted = conn.execute(
                 tokens.insert().values(
                     token_hash=hash_secret(token),
                     kind=kind,
                     role=role,
                     name=name or f"{kind}-{now:.0f}",
                     created_at=now,
-                    expires_at=now + ttl if ttl else None,
+                    created_by=actor,
+                    expires_at=expires_at,
                     revoked=False,
                 )
-            )
+            ).inserted_primary_key
+            assert inserted is not None
+            token_id = int(inserted[0])
             write_audit(
                 conn,
                 actor=actor,
                 action=f"token.create.{kind}",
                 target=role or "",
-                detail={"name": name},
+                detail={"id": token_id, "name": name},
+                at=now,
             )
-        return token
+        return token_id, token
+
+    def list_tokens(self, now: float | None = None) -> list[dict[str, Any]]:
+        """Every operator and enrollment token, oldest first: never a hash."""
+        now = time.time() if now is None else now
+        with self.connect() as conn:
+            rows = conn.execute(sa.select(tokens).order_by(tokens.c.id))
+            return [token_json(row, now) for row in rows]
+
+    def revoke_token(
+        self, token_id: int, *, actor: str, reason: str = "", now: float | None = None
+    ) -> dict[str, Any]:
+        """Revoke a token for good: every request checks ``revoked`` in the
+        database (operator tokens are never cached), so it is refused at once
+        by every server sharing the database."""
+        now = time.time() if now is None else now
+        with self.begin() as conn:
+            row = conn.execute(sa.select(tokens).where(tokens.c.id == token_id)).first()
+            if row is None:
+                raise ApiError(404, f"unknown token {token_id}", "id")
+            # Conditional, so that of two admins revoking at once one is told 409.
+            updated = conn.execute(
+                tokens.update()
+                .where(tokens.c.id == token_id, tokens.c.revoked == sa.false())
+                .values(revoked=True, revoked_at=now, revoked_by=actor)
+            ).rowcount
+            if updated == 0:
+                raise ApiError(409, f"token {token_id} is already revoked", "id")
+            write_audit(
+                conn,
+                actor=actor,
+                action="token.revoke",
+                target=str(token_id),
+                reason=reason,
+                detail={"kind": row.kind, "role": row.role, "name": row.name},
+                at=now,
+            )
+            row = conn.execute(sa.select(tokens).where(tokens.c.id == token_id)).one()
+        return token_json(row, now)
+
+
+def _iso(value: float | None) -> str | None:
+    return None if value is None else dt.datetime.fromtimestamp(value, dt.UTC).isoformat()
+
+
+def token_json(row: Any, now: float) -> dict[str, Any]:
+    """What may be shown of a token: everything but its hash."""
+    if row.revoked:
+        state = "revoked"
+    elif row.expires_at is not None and row.expires_at < now:
+        state = "expired"
+    else:
+        state = "active"
+    return {
+        "id": row.id,
+        "kind": row.kind,
+        "role": row.role,
+        "name": row.name,
+        "state": state,
+        "created_at": _iso(row.created_at),
+        "created_by": row.created_by,
+        "expires_at": _iso(row.expires_at),
+        "revoked": bool(row.revoked),
+        "revoked_at": _iso(row.revoked_at),
+        "revoked_by": row.revoked_by,
+    }
 
 
 def write_audit(
