@@ -100,3 +100,156 @@ def test_dashboard_shows_the_fleet_and_halts_a_rollout(
     assert viewer_page.locator("button").count() == 0
     viewer_page.close()
     page.close()
+
+
+def _login(browser: Any, server: Any, token: str) -> Any:
+    page = browser.new_page()
+    page.goto(server.url + "/login")
+    page.fill("input[name=token]", token)
+    page.click("button[type=submit]")
+    page.wait_for_selector("#total")
+    return page
+
+
+def _forge(page: Any, path: str, fields: dict[str, str]) -> int:
+    """POST a form the page does not offer (or without what the browser
+    would insist on), from the logged-in page, as a hand-edited page would;
+    the status of the page it lands on."""
+    with page.expect_navigation() as navigation:
+        page.evaluate(
+            """([path, fields]) => {
+                const form = document.createElement("form");
+                form.method = "post";
+                form.action = path;
+                for (const [name, value] of Object.entries(fields)) {
+                    const input = document.createElement("input");
+                    input.name = name;
+                    input.value = value;
+                    form.appendChild(input);
+                }
+                document.body.appendChild(form);
+                form.submit();
+            }""",
+            [path, fields],
+        )
+    status: int = navigation.value.status
+    return status
+
+
+def test_an_admin_rolls_the_fleet_back_and_unpins_from_the_overview(
+    browser: Any, server: Any, repo: Any, tmp_path: Path
+) -> None:
+    first = repo.git("rev-parse", "HEAD")
+    second = repo.commit({"roles/web/activate.sh": "#!/bin/sh\necho v2\n"}, "v2")
+    creds = {name: server.enroll(name, "web") for name in ("web-1", "web-2", "web-3")}
+    server.report("web-1", creds["web-1"], status="healthy", commit=first)
+    for name in ("web-2", "web-3"):
+        server.report(name, creds[name], status="failed", commit=second)
+    viewer = server.token("viewer")
+
+    page = _login(browser, server, server.token("admin"))
+    assert page.locator("#pin").count() == 0
+    # A missing reason is refused with a page saying so, and nothing is pinned.
+    assert _forge(page, "/fleet/pin", {"commit": first, "reason": " ", "expires": ""}) == 400
+    assert "reason is required" in page.get_by_role("alert").inner_text()
+    assert server.ctl.fleet_status()["pin"] is None
+
+    page.goto(server.url + "/")
+    row = page.locator("#commits tr", has_text=first[:12])
+    row.locator("input[name=reason]").fill("v2 crashes on boot")
+    row.locator("input[name=expires]").fill("4h")
+    row.locator("button", has_text="Roll back fleet to this").click()
+    page.wait_for_selector("#pin")
+    shown = page.inner_text("#pin")
+    assert first[:12] in shown and "by test-admin: v2 crashes on boot" in shown
+    assert "Expires 2026-01-01T16:00:00+00:00" in shown  # the server's clock, plus 4h
+    page.screenshot(path=str(tmp_path / "pinned.png"), full_page=True)
+    for name, cred in creds.items():
+        desired = server.desired(name, cred)
+        assert (desired["commit"], desired["why"]) == (first, "pin")
+
+    page.fill("#pin input[name=reason]", "v3 fixes the crash")
+    page.click("#pin button:has-text('Unpin')")
+    page.wait_for_selector("#pin", state="detached")
+    assert server.desired("web-1", creds["web-1"])["why"] != "pin"
+    audit = server.request("GET", "/v1/audit", viewer).json()["audit"]
+    done = [(a["action"], a["actor"], a["reason"]) for a in audit]
+    assert ("fleet.pin", "test-admin", "v2 crashes on boot") in done
+    assert ("fleet.unpin", "test-admin", "v3 fixes the crash") in done
+    page.close()
+
+
+def test_viewers_and_operators_see_only_what_they_may_do(
+    browser: Any, server: Any, repo: Any
+) -> None:
+    head = repo.git("rev-parse", "HEAD")
+    cred = server.enroll("web-1", "web")
+    server.report("web-1", cred, status="safe_mode", commit=head, mode="safe_mode")
+    admin = server.token("admin")
+    server.request("PUT", "/v1/fleet/pin", admin, json={"commit": head, "reason": "freeze"})
+
+    viewer = _login(browser, server, server.token("viewer"))
+    assert "Fleet pinned to" in viewer.inner_text("#pin")
+    assert viewer.locator("form").count() == 0
+    viewer.goto(f"{server.url}/devices/web-1")
+    assert viewer.locator("form").count() == 0
+    # Forged forms are refused, and nothing changes.
+    assert _forge(viewer, "/fleet/unpin", {"reason": "mine now"}) == 403
+    assert "role admin" in viewer.get_by_role("alert").inner_text()
+    assert _forge(viewer, "/fleet/pin", {"commit": head, "reason": "x"}) == 403
+    assert _forge(viewer, "/devices/web-1/lock", {"commit": head, "reason": "x"}) == 403
+    assert _forge(viewer, "/devices/web-1/resume", {"reason": "x"}) == 403
+    assert server.ctl.fleet_status()["pin"]["reason"] == "freeze"
+    device = server.ctl.device("web-1")
+    assert device["policy"]["lock"] is None and device["desired"]["resume"] == 0
+    viewer.close()
+
+    # An operator may resume a device in safe mode, and nothing more here.
+    operator = _login(browser, server, server.token("operator"))
+    assert operator.locator("form").count() == 0
+    operator.goto(f"{server.url}/devices/web-1")
+    assert operator.locator("button:has-text('Lock to this commit')").count() == 0
+    operator.fill("#actions input[name=reason]", "disk replaced")
+    operator.click("button:has-text('Resume')")
+    operator.wait_for_url(f"{server.url}/devices/web-1")
+    assert server.desired("web-1", cred)["resume"] == 1
+    assert _forge(operator, "/devices/web-1/lock", {"commit": head, "reason": "x"}) == 403
+    assert server.ctl.device("web-1")["policy"]["lock"] is None
+    operator.close()
+
+
+def test_an_admin_locks_and_unlocks_a_device_from_its_page(
+    browser: Any, server: Any, repo: Any, tmp_path: Path
+) -> None:
+    head = repo.git("rev-parse", "HEAD")
+    cred = server.enroll("web-1", "web")
+    server.report("web-1", cred, status="healthy", commit=head)
+
+    page = _login(browser, server, server.token("admin"))
+    page.goto(f"{server.url}/devices/web-1")
+    assert page.locator("#lock").count() == 0
+    assert _forge(page, "/devices/web-1/lock", {"commit": head, "reason": ""}) == 400
+    assert "reason is required" in page.get_by_role("alert").inner_text()
+    page.click("text=Back")
+    page.wait_for_selector("#device")
+    assert server.ctl.device("web-1")["policy"]["lock"] is None
+
+    page.fill("#actions input[name=reason]", "debugging the camera")
+    page.fill("#actions input[name=until]", "2h")
+    page.click("button:has-text('Lock to this commit')")
+    page.wait_for_selector("#lock")
+    shown = page.inner_text("#lock")
+    assert head[:12] in shown and "by test-admin: debugging the camera" in shown
+    assert "until 2026-01-01T14:00:00+00:00" in shown
+    assert (server.desired("web-1", cred)["commit"], server.desired("web-1", cred)["why"]) == (
+        head,
+        "lock",
+    )
+    page.screenshot(path=str(tmp_path / "locked.png"), full_page=True)
+
+    page.fill("#actions input[name=reason]", "done")
+    page.click("button:has-text('Unlock')")
+    page.wait_for_selector("#lock", state="detached")
+    assert server.desired("web-1", cred)["why"] != "lock"
+    assert page.locator("button:has-text('Lock to this commit')").is_visible()
+    page.close()

@@ -2,13 +2,19 @@
 
 Login is an operator token kept in an HttpOnly, SameSite=Strict cookie;
 the buttons are plain forms (no JavaScript needed), and what a viewer may
-not do is neither shown nor accepted.
+not do is neither shown nor accepted. A form is turned into the API's own
+request body and handed to the same :class:`Control` method, so it is
+checked and audit-logged the same way; the dashboard asks in addition for a
+reason on every admin change (the API leaves it optional for scripts).
 """
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
@@ -16,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from fleetcore.config.units import Duration
 from fleetcore.server import bodies as b
 from fleetcore.server.service import Operator
 
@@ -48,6 +55,25 @@ async def _form(request: Request) -> dict[str, str]:
             break
     fields = parse_qs(raw[:16384].decode("utf-8", "replace"))
     return {k: v[0] for k, v in fields.items()}
+
+
+def _required_reason(form: dict[str, str]) -> str:
+    reason = form.get("reason", "").strip()
+    if not reason:
+        raise b.ApiError(400, "A reason is required: say why (it goes to the audit log).", "reason")
+    return reason
+
+
+def _when(value: str | None, now: dt.datetime) -> str | None:
+    """A form's expiry: empty, a duration from now ('4h', '2d') or a date,
+    which the request body's own converter then checks."""
+    value = (value or "").strip()
+    if not value:
+        return None
+    try:
+        return (now + dt.timedelta(seconds=Duration.parse(value).seconds)).isoformat()
+    except ValueError:
+        return value
 
 
 def page_routes(ctl: Control) -> list[Route]:
@@ -94,7 +120,14 @@ def page_routes(ctl: Control) -> list[Route]:
         status = await run_in_threadpool(ctl.fleet_status)
         devices = await run_in_threadpool(ctl.devices)
         rollouts = await run_in_threadpool(ctl.rollouts, 20)
-        return render("overview.html", op=op, s=status, devices=devices, rollouts=rollouts)
+        return render(
+            "overview.html",
+            op=op,
+            s=status,
+            devices=devices,
+            rollouts=rollouts,
+            is_admin=op.role == "admin",
+        )
 
     async def device(request: Request) -> Response:
         op = await who(request)
@@ -104,7 +137,13 @@ def page_routes(ctl: Control) -> list[Route]:
             data = await run_in_threadpool(ctl.device, request.path_params["device_id"])
         except b.ApiError as exc:
             return render("error.html", status=exc.status, op=op, message=exc.message)
-        return render("device.html", op=op, d=data)
+        return render(
+            "device.html",
+            op=op,
+            d=data,
+            is_admin=op.role == "admin",
+            can_resume=op.role in ("operator", "admin"),
+        )
 
     async def rollout(request: Request) -> Response:
         op = await who(request)
@@ -136,8 +175,64 @@ def page_routes(ctl: Control) -> list[Route]:
             return render("error.html", status=exc.status, op=op, message=exc.message)
         return RedirectResponse(f"/rollouts/{raw}", status_code=303)
 
+    def policy_action(
+        role: str, work: Callable[[Operator, dict[str, str], dict[str, str]], None]
+    ) -> Callable[[Request], Any]:
+        """A form that changes policy: a viewer (or an operator, for admin
+        changes) is refused before anything is read; any refusal is a page
+        saying why, and nothing changes; success goes back to the page."""
+
+        async def endpoint(request: Request) -> Response:
+            op = await who(request)
+            if op is None:
+                return to_login()
+            params = dict(request.path_params)
+            back = f"/devices/{quote(params['device_id'])}" if "device_id" in params else "/"
+            form = await _form(request)
+            try:
+                op.require(role)
+                await run_in_threadpool(work, op, params, form)
+            except b.ApiError as exc:
+                return render(
+                    "error.html", status=exc.status, op=op, message=exc.message, back=back
+                )
+            return RedirectResponse(back, status_code=303)
+
+        return endpoint
+
+    def pin(op: Operator, _params: dict[str, str], form: dict[str, str]) -> None:
+        body = {
+            "commit": form.get("commit", ""),
+            "reason": _required_reason(form),
+            "expires": _when(form.get("expires"), ctl.now()),
+        }
+        ctl.pin(op, b.parse(body, b.PinRequest))
+
+    def unpin(op: Operator, _params: dict[str, str], form: dict[str, str]) -> None:
+        ctl.unpin(op, b.ActionRequest(reason=_required_reason(form)))
+
+    def lock(op: Operator, params: dict[str, str], form: dict[str, str]) -> None:
+        body = {
+            "commit": form.get("commit", ""),
+            "reason": _required_reason(form),
+            "until": _when(form.get("until"), ctl.now()),
+        }
+        ctl.lock(op, params["device_id"], b.parse(body, b.LockRequest))
+
+    def unlock(op: Operator, params: dict[str, str], form: dict[str, str]) -> None:
+        ctl.unlock(op, params["device_id"], b.ActionRequest(reason=_required_reason(form)))
+
+    def resume(op: Operator, params: dict[str, str], form: dict[str, str]) -> None:
+        reason = form.get("reason", "").strip()
+        ctl.resume(op, params["device_id"], b.ActionRequest(reason=reason))
+
     return [
         Route("/", overview, methods=["GET"]),
+        Route("/fleet/pin", policy_action("admin", pin), methods=["POST"]),
+        Route("/fleet/unpin", policy_action("admin", unpin), methods=["POST"]),
+        Route("/devices/{device_id}/lock", policy_action("admin", lock), methods=["POST"]),
+        Route("/devices/{device_id}/unlock", policy_action("admin", unlock), methods=["POST"]),
+        Route("/devices/{device_id}/resume", policy_action("operator", resume), methods=["POST"]),
         Route("/login", login, methods=["GET", "POST"]),
         Route("/logout", logout, methods=["POST", "GET"]),
         Route("/devices/{device_id}", device, methods=["GET"]),
