@@ -13,7 +13,7 @@ import pytest
 from attrs import frozen
 
 from fleetcore.channels.select import server_channels
-from fleetcore.errors import ConfigError
+from fleetcore.errors import ConfigError, PluginError
 from fleetcore.plugin import hookimpl
 from fleetcore.plugin.manager import PluginManager
 from fleetcore.plugin.types import EventChannel
@@ -101,6 +101,10 @@ def test_the_server_hands_every_batch_to_its_channels(make_server: Any, repo: An
             ("pi-1", "policy-changed"),
             ("pi-2", "policy-changed"),
         }
+    assert wait_for(lambda: all(c.sent == 2 for c in server.ctl.channels))
+    metrics = server.request("GET", "/metrics").text
+    assert 'fleetcore_channel_events_total{channel="recs://broker:1",result="sent"} 2' in metrics
+    assert 'fleetcore_channel_events_total{channel="rec",result="dropped"} 0' in metrics
     server.stop()
     assert first.closed and second.closed
 
@@ -182,6 +186,26 @@ def test_events_values_that_name_no_channel(value: str, problem: str) -> None:
     with pytest.raises(ConfigError) as caught:
         server_channels(manager(), ["rec://ok", value])
     assert caught.value.problems == (problem,)
+
+
+def test_two_channels_claiming_one_scheme_are_named() -> None:
+    class Rival:
+        @hookimpl
+        def fleetcore_register_event_channels(self) -> Any:
+            yield EventChannel(
+                name="rival",
+                summary="Also wants recs://",
+                schemes=("recs",),
+                publisher=lambda options: None,
+                subscriber=lambda options, device_id, wake: None,
+            )
+
+    pm = manager()
+    pm.register(Rival(), name="rival-plugin")
+    with pytest.raises(
+        PluginError, match=r"recs:// is claimed by event channels rec \(recording\)"
+    ):
+        server_channels(pm, ["recs://x"])
 
 
 def test_without_plugins_only_sse_is_there() -> None:

@@ -9,6 +9,10 @@ isolated, and only a cheap probe every ``airgapped_probe`` once airgapped.
 Light drift checks run every ``[drift] light_interval``, deep ones every
 ``deep_interval``.
 
+In managed mode the server's events (over its SSE stream, or the event
+channel ``[server] events`` names) start a cycle at once; the cycle then asks
+the server what to run, as a scheduled one does.
+
 Sleeping is a blocking wait, not polling: an idle agent uses no CPU. SIGHUP
 starts an update cycle at once (``systemctl reload fleetcore-agent``);
 SIGTERM and SIGINT finish what runs and exit.

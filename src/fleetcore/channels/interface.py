@@ -23,26 +23,42 @@ they must never block or crash their host:
   a request, so a slow broker delays only that channel's events;
 - a subscriber ignores anything it cannot read (log it at debug level).
 
-A channel that puts events in files (a toy, but complete)::
+A channel over a shared folder (a toy, but complete: one file per device)::
 
-    class FilePublisher:
+    class FolderPublisher:
         def __init__(self, options):
             self.folder = options.folder
 
         def publish(self, events):
             for event in events:
-                path = self.folder / f"{event.device_id}.events"
-                with path.open("a") as fh:
-                    fh.write(json.dumps({"event": event.name, "data": event.data}) + "\\n")
+                (self.folder / event.device_id).write_text(event.name)
 
         def close(self):
             pass
 
+    class FolderSubscriber:
+        def __init__(self, options, device_id, wake):
+            self.path, self.wake = options.folder / device_id, wake
+            self.stop = threading.Event()
+
+        def start(self):
+            threading.Thread(target=self.run, daemon=True).start()
+
+        def run(self):
+            while not self.stop.wait(1.0):
+                name = self.path.read_text() if self.path.exists() else ""
+                self.path.unlink(missing_ok=True)
+                if name in EVENT_NAMES:
+                    self.wake(name)
+
+        def close(self):
+            self.stop.set()
+
     @hookimpl
     def fleetcore_register_event_channels():
-        yield EventChannel(name="file", summary="Events appended to files",
-                           config_type=FileOptions, publisher=FilePublisher,
-                           subscriber=FileSubscriber)
+        yield EventChannel(name="folder", summary="Events as files in a shared folder",
+                           config_type=FolderOptions, publisher=FolderPublisher,
+                           subscriber=FolderSubscriber)
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from attrs import frozen
 
-from fleetcore.errors import ConfigError, UnknownPluginError
+from fleetcore.errors import ConfigError, PluginError, UnknownPluginError
 
 if TYPE_CHECKING:
     from fleetcore.config.agent import AgentConfig
@@ -55,7 +55,13 @@ def _from_value(pm: PluginManager, value: str) -> Selected:
         by_scheme: dict[str, EventChannel] = {}
         for record in registry:
             for claimed in record.schemes or (record.name,):
-                by_scheme.setdefault(claimed, record)
+                other = by_scheme.setdefault(claimed, record)
+                if other is not record:
+                    raise PluginError(
+                        f"URL scheme {claimed}:// is claimed by event channels {other.name} "
+                        f"({registry.provider(other.name)}) and {record.name} "
+                        f"({registry.provider(record.name)}); disable one of them"
+                    )
         found = by_scheme.get(scheme.lower())
         wanted = f"{scheme}://"
     else:
