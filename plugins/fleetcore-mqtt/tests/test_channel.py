@@ -12,6 +12,7 @@ import pytest
 
 from fleetcore.testing.contracts import check_entry_point
 from fleetcore.testing.mosquitto import Mosquitto
+from fleetcore.testing.services import missing
 from fleetcore_mqtt.options import decode, encode, topic
 
 from .conftest import Channel, event, options, subscribed, until
@@ -76,7 +77,7 @@ def test_messages_it_cannot_read_are_ignored(mqtt_broker, channel: Channel, capl
 def test_the_device_wakes_again_after_the_broker_restarts(channel: Channel, caplog) -> None:
     broker = Mosquitto.start()
     if broker is None:
-        pytest.skip("mosquitto is not installed")  # the session fixture already failed in CI
+        missing("mosquitto (the MQTT broker)")
     try:
         opts = options(broker.url)
         _, woken = channel.subscriber(opts, "pi-4")
@@ -99,7 +100,7 @@ def test_the_device_wakes_again_after_the_broker_restarts(channel: Channel, capl
 def test_the_publisher_refuses_while_the_broker_is_down(channel: Channel) -> None:
     broker = Mosquitto.start()
     if broker is None:
-        pytest.skip("mosquitto is not installed")
+        missing("mosquitto (the MQTT broker)")
     try:
         publisher = channel.publisher(options(broker.url))
         broker.halt()
