@@ -15,6 +15,7 @@ if [ "${1:-}" = "--tests" ]; then
   command -v ssh-keygen >/dev/null || want+=(openssh-client)
   command -v initdb >/dev/null || [ -x /usr/lib/postgresql/15/bin/initdb ] || want+=(postgresql)
   command -v chromium >/dev/null || want+=(chromium)
+  command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || want+=(mosquitto)
 fi
 [ ${#want[@]} -eq 0 ] && exit 0
 

@@ -123,3 +123,35 @@ def test_durations(text: str | int, seconds: float) -> None:
 )
 def test_sizes(text: str | int, size: int) -> None:
     assert Size.parse(text).bytes == size
+
+
+MANAGED = 'device_id = "pi-1"\nrole = "web"\nstate_dir = "state"\n[server]\nurl = "http://x"\n'
+
+
+@pytest.mark.parametrize(
+    ("line", "events"),
+    [("", "sse"), ("events = true", "sse"), ("events = false", None), ('events = "mqtt"', "mqtt")],
+)
+def test_server_events_choose_a_channel(tmp_path: Path, line: str, events: str | None) -> None:
+    config = load_agent_config(
+        write(tmp_path, f"{MANAGED}{line}\n[events.mqtt]\nurl = 'mqtt://b'\n")
+    )
+    assert config.server is not None and config.server.events == events
+    assert config.events == {"mqtt": {"url": "mqtt://b"}}
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        ("events = 1", "expected a string, got 1 @ server.events"),
+        (
+            'events = "mq tt"',
+            "events must be \"sse\", the name of an event channel or false, got 'mq tt' "
+            "@ server.events",
+        ),
+    ],
+)
+def test_server_events_errors_name_the_key(tmp_path: Path, line: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_agent_config(write(tmp_path, f"{MANAGED}{line}\n"))
+    assert caught.value.problems == (problem,)

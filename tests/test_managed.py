@@ -8,9 +8,11 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -22,9 +24,11 @@ FLEETCORE = [sys.executable, "-m", "fleetcore"]
 
 
 class ControlServer:
-    def __init__(self, root: Path, repo: FleetRepo) -> None:
+    def __init__(self, root: Path, repo: FleetRepo, events: tuple[str, ...] = ()) -> None:
         self.data = root / "server-data"
+        self.log = root / "server.log"
         self.repo = repo
+        self.events = events
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -52,9 +56,10 @@ class ControlServer:
                 str(self.repo.path),
                 "--listen",
                 f"127.0.0.1:{self.port}",
+                *(arg for url in self.events for arg in ("--events", url)),
             ],
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=self.log.open("ab"),
         )
         assert wait_for_port(self.port, timeout=30), "the server did not start"
 
@@ -108,6 +113,7 @@ update_interval = "{interval}"
 [server]
 url = "{url}"
 report_interval = "1s"
+{server_extra}
 
 [throttle]
 min_interval = "0s"
@@ -120,12 +126,20 @@ backoff = "10ms"
 
 [disk]
 reserve = "1M"
+{extra}
 """
 
 
 class ManagedDevice:
     def __init__(
-        self, root: Path, server: ControlServer, device_id: str, segment: str, interval: str = "1h"
+        self,
+        root: Path,
+        server: ControlServer,
+        device_id: str,
+        segment: str,
+        interval: str = "1h",
+        server_extra: str = "",
+        extra: str = "",
     ) -> None:
         self.root = root / device_id
         self.root.mkdir(parents=True)
@@ -139,6 +153,8 @@ class ManagedDevice:
                 state=self.root / "state",
                 url=server.url,
                 interval=interval,
+                server_extra=server_extra,
+                extra=extra,
             )
         )
         self.env = {**os.environ, "FLEETCORE_TEST_OUT": str(self.out)}
@@ -261,6 +277,93 @@ def test_an_event_wakes_a_running_agent(server: ControlServer, tmp_path) -> None
     assert woke_after < 10
     print(f"\nevent to updated release: {woke_after:.2f} s")
     assert "woken by a server event" in proc.stderr.read()
+
+
+class Lines:
+    """A process's stderr, line by line, with when each line arrived."""
+
+    def __init__(self, stream: Any) -> None:
+        self.lines: list[tuple[float, str]] = []
+        self.thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self.thread.start()
+
+    def _read(self, stream: Any) -> None:
+        for line in stream:
+            self.lines.append((time.monotonic(), line))
+
+    def first(self, text: str, after: float = 0.0) -> float | None:
+        return next((t for t, line in self.lines if text in line and t >= after), None)
+
+    def wait(self, text: str, timeout: float = 30.0) -> float | None:
+        deadline = time.monotonic() + timeout
+        while (seen := self.first(text)) is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return seen
+
+    @property
+    def text(self) -> str:
+        return "".join(line for _, line in self.lines)
+
+
+def test_an_mqtt_event_wakes_an_agent_that_does_not_use_sse(
+    tmp_path: Path, fleet_repo: FleetRepo, mqtt_broker: Any
+) -> None:
+    """`--events mqtt://...` on the server, `events = "mqtt"` on the device:
+    the new release arrives in seconds, an hour before the next poll."""
+    fleet_repo.commit(script_role("v1"), "v1")
+    server = ControlServer(
+        tmp_path, fleet_repo, events=(f"{mqtt_broker.url}?topic_prefix=test-fleet",)
+    )
+    server.start()
+    device = ManagedDevice(
+        tmp_path,
+        server,
+        "pi-mqtt",
+        "canary",
+        server_extra='events = "mqtt"',
+        extra=f'[events.mqtt]\nurl = "{mqtt_broker.url}"\ntopic_prefix = "test-fleet"\n',
+    )
+    v1 = server.repo.head()
+    everyone(server, v1)
+    proc = subprocess.Popen(
+        [*FLEETCORE, "agent", "run", "--config", str(device.config)],
+        env=device.env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    log = Lines(proc.stderr)
+    try:
+        assert log.wait("subscribed to test-fleet/devices/pi-mqtt/events"), log.text
+        deadline = time.monotonic() + 30
+        while device.running() != v1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert device.running() == v1
+        streams = server.api("GET", "/metrics").text
+        assert "fleetcore_sse_streams 0" in streams  # the device holds no SSE stream
+        v2 = server.repo.commit(script_role("v2"), "v2")
+        server.api("POST", "/v1/hooks/git")
+        started = time.monotonic()
+        everyone(server, v2)
+        while device.running() != v2 and time.monotonic() < started + 30:
+            time.sleep(0.02)
+        done = time.monotonic()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+        server.stop()
+    log.thread.join(5)
+    assert device.running() == v2, log.text  # an hour before its next scheduled cycle
+    woken = log.first("mqtt event update-available", after=started)
+    update = log.first(f"-> {v2[:12]}", after=started)
+    assert woken is not None and update is not None, log.text
+    assert "woken by a server event" in log.text
+    assert update - started < 5 and done - started < 10
+    print(
+        f"\nmqtt: rollout started to event received {woken - started:.3f} s, "
+        f"to update started {update - started:.3f} s, to new release running "
+        f"{done - started:.2f} s"
+    )
+    assert "sending events over mqtt://127.0.0.1" in server.log.read_text()
 
 
 def test_the_agent_rides_out_a_stopped_server(server: ControlServer, tmp_path) -> None:

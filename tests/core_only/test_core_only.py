@@ -29,3 +29,17 @@ def test_selecting_a_missing_plugin_names_it(tmp_path: Path) -> None:
     result = fleetcore("agent", "once", "--config", str(config))
     assert result.returncode == 2
     assert "unknown fetcher 'git' @ source.fetcher; installed: none" in result.stderr
+
+
+def test_an_event_channel_needs_its_plugin(tmp_path: Path) -> None:
+    config = tmp_path / "agent.toml"
+    config.write_text(
+        'device_id = "pi-1"\nrole = "web"\nstate_dir = "s"\n'
+        '[server]\nurl = "http://127.0.0.1:9"\nevents = "mqtt"\n'
+        '[events.mqtt]\nurl = "mqtt://broker"\n'
+    )
+    result = fleetcore("config", "check", "--config", str(config))
+    assert result.returncode == 2
+    assert "unknown event channel 'mqtt' @ server.events; installed: none" in result.stdout + (
+        result.stderr
+    )

@@ -47,6 +47,7 @@ class Server:
 
     def start(self, **config: Any) -> Server:
         settings = {"tick_interval": 3600.0, "fetch_interval": 3600.0, "keepalive": 0.5}
+        pm = config.pop("pm", None)
         settings.update(config)
         app, self.ctl = build(
             ServerConfig(
@@ -55,7 +56,8 @@ class Server:
                 db_url=self.db_url,
                 now=self.clock.now,
                 **settings,
-            )
+            ),
+            pm,
         )
         uv = uvicorn.Config(
             app,

@@ -9,6 +9,10 @@ isolated, and only a cheap probe every ``airgapped_probe`` once airgapped.
 Light drift checks run every ``[drift] light_interval``, deep ones every
 ``deep_interval``.
 
+In managed mode the server's events (over its SSE stream, or the event
+channel ``[server] events`` names) start a cycle at once; the cycle then asks
+the server what to run, as a scheduled one does.
+
 Sleeping is a blocking wait, not polling: an idle agent uses no CPU. SIGHUP
 starts an update cycle at once (``systemctl reload fleetcore-agent``);
 SIGTERM and SIGINT finish what runs and exit.
@@ -23,6 +27,8 @@ from collections.abc import Callable
 from types import FrameType
 
 from fleetcore.agent.update import Agent
+from fleetcore.channels.interface import EventSubscriber
+from fleetcore.channels.select import SSE, agent_channel
 from fleetcore.config.agent import DEFAULT_UPDATE_INTERVAL
 from fleetcore.errors import FleetcoreError
 
@@ -71,17 +77,13 @@ def run_forever(agent: Agent, *, max_cycles: int | None = None) -> None:
 
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, on_signal)
-    listener = None
+
+    def on_event(_event: str) -> None:
+        received.append(SERVER_EVENT)
+        agent.clock.wake()
+
+    listener = _listen(agent, on_event)
     server = agent.config.server
-    if agent.client is not None and server is not None and server.events:
-        from fleetcore.agent.managed import EventListener
-
-        def on_event(_event: str) -> None:
-            received.append(SERVER_EVENT)
-            agent.clock.wake()
-
-        listener = EventListener(agent.client, on_event)
-        listener.start()
     drift = agent.config.drift
     clock = agent.clock
     report_every = server.report_interval.seconds if server is not None else None
@@ -128,6 +130,34 @@ def run_forever(agent: Agent, *, max_cycles: int | None = None) -> None:
     if listener is not None:
         listener.close()
     log.info("agent stopped")
+
+
+def _listen(agent: Agent, wake: Callable[[str], None]) -> EventSubscriber | None:
+    """Start what ``[server] events`` selects: the server's SSE stream, an
+    event-channel plugin's subscriber, or nothing."""
+    server = agent.config.server
+    if agent.client is None or server is None or server.events is None:
+        return None
+    if server.events == SSE:
+        from fleetcore.agent.managed import EventListener
+
+        sse = EventListener(agent.client, wake)
+        sse.start()
+        return sse
+    try:
+        selected = agent_channel(agent.pm, agent.config, agent.config_source)
+        if selected is None:
+            return None
+        listener = selected.record.subscriber(selected.options, agent.device.device_id, wake)
+        listener.start()
+    except Exception as exc:
+        # Events only make updates prompt: without them the device still
+        # converges on its scheduled polls, so a broken channel must not stop
+        # it. `fleetcore config check` reports what is wrong in agent.toml.
+        log.error("no events over %s, scheduled polls only: %s", server.events, exc)
+        return None
+    log.info("listening for events over %s", selected.label)
+    return listener
 
 
 def _cycle(agent: Agent) -> None:

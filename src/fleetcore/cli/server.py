@@ -61,6 +61,16 @@ def _listen(value: str) -> tuple[str, int]:
     show_default=True,
     help="How often the repo mirror fetches (POST /v1/hooks/git fetches at once).",
 )
+@click.option(
+    "--events",
+    "events",
+    multiple=True,
+    envvar="FLEETCORE_SERVER_EVENTS",
+    metavar="URL",
+    help="Also send device events over this event channel, e.g. mqtt://broker:1883 "
+    "(repeatable; an installed channel's URL or name; SSE is always served) "
+    "[env FLEETCORE_SERVER_EVENTS, space-separated].",
+)
 @click.pass_obj
 def run(
     app: App,
@@ -70,9 +80,12 @@ def run(
     db_url: str | None,
     offline_after: str,
     fetch_interval: str,
+    events: tuple[str, ...],
 ) -> None:
     """Serve the device API, the operator API, /metrics and the dashboard."""
+    from fleetcore.channels.select import server_channels
     from fleetcore.config.units import Duration
+    from fleetcore.errors import ConfigError
     from fleetcore.server.app import ServerConfig, serve
 
     app.setup_logging()
@@ -82,10 +95,22 @@ def run(
         fetch = Duration.parse(fetch_interval).seconds
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
+    pm = app.plugins()
+    try:
+        # Checked before anything starts: a typo must not leave a server
+        # running without the events the operator asked for.
+        server_channels(pm, events)
+    except ConfigError as exc:
+        raise click.BadParameter("; ".join(exc.problems), param_hint="--events") from None
     config = ServerConfig(
-        data_dir=data_dir, repo=repo, db_url=db_url, offline_after=offline, fetch_interval=fetch
+        data_dir=data_dir,
+        repo=repo,
+        db_url=db_url,
+        offline_after=offline,
+        fetch_interval=fetch,
+        events=events,
     )
-    serve(config, host, port)
+    serve(config, host, port, pm)
 
 
 @server.group()

@@ -83,6 +83,13 @@ class Partition:
     """While airgapped, no update attempts; only this cheap probe for the network."""
 
 
+def _channel(_inst: Any, attr: Any, value: str | None) -> None:
+    if value is not None and (not value or not all(c.isalnum() or c in "-_." for c in value)):
+        raise ValueError(
+            f'{attr.name} must be "sse", the name of an event channel or false, got {value!r}'
+        )
+
+
 @frozen(kw_only=True)
 class Server:
     """``[server]``: managed mode. The control server decides the desired
@@ -92,8 +99,11 @@ class Server:
     credential_file: Path | None = None
     """Written by `fleetcore agent enroll` (mode 0600); default: in the state folder."""
     report_interval: Duration = Duration(60.0)
-    events: bool = True
-    """Listen to the server's event stream and update at once on `update-available`."""
+    events: str | None = field(default="sse", validator=checked(_channel))
+    """Where the agent hears that it should update at once: ``"sse"`` (the
+    server's own event stream; ``true`` means the same), the name of an
+    event-channel plugin (``"mqtt"``, configured in ``[events.NAME]``), or
+    none (``false``: scheduled polls only)."""
     timeout: Duration = Duration(15.0)
     ca_file: Path | None = None
 
@@ -124,12 +134,19 @@ class AgentConfig:
     plugins: Plugins = Plugins()
     secrets: dict[str, dict[str, Any]] = field(factory=dict)
     """``[secrets.NAME]`` tables: each secrets provider's device settings."""
+    events: dict[str, dict[str, Any]] = field(factory=dict)
+    """``[events.NAME]`` tables: the options of event channels (the one
+    ``[server] events`` selects is used)."""
     path: Path | None = None
     """Where this config was read from (not a key)."""
 
 
 def parse_agent_config(data: dict[str, Any], source: str, base: Path | None = None) -> AgentConfig:
     data = dict(data)
+    server = data.get("server")
+    if isinstance(server, dict) and isinstance(server.get("events"), bool):
+        # `events = true` predates channels: it meant the SSE stream.
+        data["server"] = {**server, "events": "sse" if server["events"] else None}
     if isinstance(data.get("source"), dict):
         core, rest = split_table(data["source"], SOURCE_CORE_KEYS)
         data["source"] = {**core, "options": rest}

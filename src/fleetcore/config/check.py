@@ -21,6 +21,12 @@ def check_agent_config(path: Path, pm: PluginManager) -> list[str]:
     except ConfigError as exc:
         return _lines(exc)
     problems: list[str] = []
+    try:
+        from fleetcore.channels.select import agent_channel
+
+        agent_channel(pm, config, str(path))
+    except ConfigError as exc:
+        problems += _lines(exc)
     if config.source is None:
         return problems
     try:

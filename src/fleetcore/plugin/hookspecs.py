@@ -40,6 +40,7 @@ if TYPE_CHECKING:
         Check,
         DriftFix,
         DriftReport,
+        EventChannel,
         Fetcher,
         ModeChange,
         RolloutStrategy,
@@ -124,6 +125,45 @@ def fleetcore_register_rollout_strategies() -> Iterable[RolloutStrategy]:
 
     The object ``factory(options)`` returns implements
     :class:`fleetcore.rollout.interface.Strategy`.
+    """
+
+
+@hookspec
+def fleetcore_register_event_channels() -> Iterable[EventChannel]:
+    """Register ways of carrying the server's events to devices, beside SSE.
+
+    Called by ``fleetcore server run`` when ``--events`` names a channel, by
+    the agent when ``[server] events = "NAME"`` in ``agent.toml`` selects one
+    (``"sse"``, the default, is the server's own stream and needs no plugin),
+    and by ``fleetcore plugins``. Return or yield
+    :class:`~fleetcore.plugin.types.EventChannel` records. The server selects
+    channels by URL scheme or name (``--events mqtt://broker:1883``) and hands
+    every batch of events to each selected channel's publisher; the agent
+    starts the subscriber of the one it selected, with the options of its
+    ``[events.NAME]`` table.
+
+    Events only wake a device early: it then asks the server's authenticated
+    ``/desired`` endpoint, so a channel needs no authentication of its own to
+    be safe (a forged event costs one extra poll).
+
+    Example::
+
+        @hookimpl
+        def fleetcore_register_event_channels():
+            yield EventChannel(
+                name="nats",
+                summary="Events over a NATS server",
+                schemes=("nats",),
+                config_type=NatsOptions,   # url, subject prefix, credentials
+                publisher=lambda options: NatsPublisher(options),
+                subscriber=lambda options, device_id, wake: NatsSubscriber(
+                    options, device_id, wake
+                ),
+            )
+
+    The objects the factories return implement
+    :class:`fleetcore.channels.interface.EventPublisher` and
+    :class:`fleetcore.channels.interface.EventSubscriber`.
     """
 
 
@@ -240,6 +280,7 @@ REGISTER_HOOKS = {
     "activator": "fleetcore_register_activators",
     "secrets provider": "fleetcore_register_secrets_providers",
     "rollout strategy": "fleetcore_register_rollout_strategies",
+    "event channel": "fleetcore_register_event_channels",
     "verify check": "fleetcore_register_verify_checks",
     "validate check": "fleetcore_register_validate_checks",
     "health check": "fleetcore_register_health_checks",

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     import logging
 
     from fleetcore.activate.interface import ActivatorImpl
+    from fleetcore.channels.interface import EventPublisher, EventSubscriber
     from fleetcore.fetch.interface import Source
     from fleetcore.release import Manifest, Unpacked
     from fleetcore.rollout.interface import Strategy
@@ -33,6 +34,10 @@ class NoOptions:
 def _name(_inst: object, _attr: object, value: str) -> None:
     if not value or not all(c.isalnum() or c in "-_." for c in value):
         raise ValueError(f"plugin record names are words like 'git-archive', got {value!r}")
+
+
+def _words(value: Iterable[str]) -> tuple[str, ...]:
+    return tuple(value)
 
 
 # -- identity -------------------------------------------------------------------
@@ -123,6 +128,32 @@ class RolloutStrategy:
     summary: str
     factory: Callable[[Any], Strategy]
     config_type: type = NoOptions
+
+
+@frozen(kw_only=True)
+class EventChannel:
+    """A way to carry the server's events to devices, beside its SSE stream.
+
+    - ``publisher(options)`` runs in the server and returns a
+      :class:`fleetcore.channels.interface.EventPublisher`;
+    - ``subscriber(options, device_id, wake)`` runs in the agent and returns a
+      :class:`fleetcore.channels.interface.EventSubscriber` that calls
+      ``wake(name)`` for each of the device's events.
+
+    Both get ``options`` of ``config_type``: on the agent from
+    ``[events.NAME]`` in ``agent.toml``; on the server from
+    ``--events URL``, as ``{"url": URL without its query, **query
+    parameters}`` (``--events NAME`` gives the query parameters alone).
+    ``schemes`` are the URL schemes that select this channel (default: its
+    name), e.g. ``("mqtt", "mqtts")``.
+    """
+
+    name: str = field(validator=_name)
+    summary: str
+    publisher: Callable[[Any], EventPublisher]
+    subscriber: Callable[[Any, str, Callable[[str], None]], EventSubscriber]
+    config_type: type = NoOptions
+    schemes: tuple[str, ...] = field(default=(), converter=_words)
 
 
 # -- checks ---------------------------------------------------------------------

@@ -26,9 +26,11 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from fleetcore.channels.select import server_channels
 from fleetcore.errors import ConfigError, FetchError
 from fleetcore.plugin.manager import PluginManager
 from fleetcore.server import bodies as b
+from fleetcore.server.channels import ChannelPump
 from fleetcore.server.events import EventHub
 from fleetcore.server.metrics import Latencies, render
 from fleetcore.server.mirror import COMMIT_RE, Mirror
@@ -50,6 +52,8 @@ class ServerConfig:
     keepalive: float = 15.0
     max_body: int = 1024 * 1024
     now: Callable[[], dt.datetime] | None = None
+    events: tuple[str, ...] = ()
+    """Event channels besides SSE (``--events``): URLs or channel names."""
 
 
 # -- plumbing ------------------------------------------------------------------------
@@ -185,13 +189,21 @@ def build(config: ServerConfig, pm: PluginManager | None = None) -> tuple[Starle
     except FetchError as exc:
         log.warning("fleet repo not reachable yet: %s", exc)
     hub = EventHub(keepalive=config.keepalive)
+    pm = pm or PluginManager()
+    channels = [
+        ChannelPump(s.label, s.record.publisher(s.options))
+        for s in server_channels(pm, config.events)
+    ]
+    for channel in channels:
+        log.info("sending events over %s too", channel.label)
     ctl = Control(
         store,
         mirror,
-        pm or PluginManager(),
+        pm,
         now=config.now,
         offline_after=config.offline_after,
         hub=hub,
+        channels=channels,
     )
     from fleetcore.server.secrets import RoleSecrets, SecretRequest, load_key
 
@@ -536,6 +548,8 @@ def build(config: ServerConfig, pm: PluginManager | None = None) -> tuple[Starle
             await asyncio.gather(*tasks, return_exceptions=True)
             if ctl.relay is not None:
                 await asyncio.to_thread(ctl.relay.stop)
+            for channel in ctl.channels:
+                await asyncio.to_thread(channel.close)
 
     app = Starlette(
         routes=routes, lifespan=lifespan, exception_handlers={404: not_found, 405: not_found}
@@ -604,10 +618,10 @@ def file_response(request: Request, path: Path, etag: str, media_type: str) -> R
     return StreamingResponse(chunks(), status_code=status, headers=headers, media_type=media_type)
 
 
-def serve(config: ServerConfig, host: str, port: int) -> None:
+def serve(config: ServerConfig, host: str, port: int, pm: PluginManager | None = None) -> None:
     import uvicorn
 
-    app, _ = build(config)
+    app, _ = build(config, pm)
     # Event streams never end by themselves: give them a few seconds at shutdown.
     uvicorn.run(
         app, host=host, port=port, log_level="info", access_log=False, timeout_graceful_shutdown=5

@@ -105,5 +105,12 @@ def render(ctl: Control, latencies: Latencies) -> str:
         [({"rollout": ro.id, "role": ro.role or "*"}, ro.step) for ro, _ in progress],
     )
     gauge("fleetcore_sse_streams", "Connected event streams.", [({}, ctl.hub.connected)])
+    if ctl.channels:
+        out.append("# HELP fleetcore_channel_events_total Events handed to each --events channel.")
+        out.append("# TYPE fleetcore_channel_events_total counter")
+        for ch in ctl.channels:
+            for result, count in (("sent", ch.sent), ("dropped", ch.dropped)):
+                labels = f'channel="{_esc(ch.label)}",result="{result}"'
+                out.append(f"fleetcore_channel_events_total{{{labels}}} {count}")
     out += latencies.render()
     return "\n".join(out) + "\n"

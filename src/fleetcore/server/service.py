@@ -11,7 +11,7 @@ import datetime as dt
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -23,6 +23,7 @@ from fleetcore.errors import ConfigError, FetchError
 from fleetcore.plugin.manager import PluginManager
 from fleetcore.server import bodies as b
 from fleetcore.server import store as t
+from fleetcore.server.channels import ChannelPump
 from fleetcore.server.desired import (
     Rollout,
     Snapshot,
@@ -109,6 +110,7 @@ class Control:
         now: Callable[[], dt.datetime] | None = None,
         offline_after: float = 180.0,
         hub: EventHub | None = None,
+        channels: Sequence[ChannelPump] = (),
     ) -> None:
         self.store = store
         self.mirror = mirror
@@ -122,6 +124,7 @@ class Control:
         self._generation: tuple[int, float, int] | None = None
         """(generation, when read, the store's change count before reading)."""
         self.hub = hub or EventHub()
+        self.channels = tuple(channels)
         self.relay: PgRelay | None = None
         if not store.sqlite:
             self.relay = PgRelay(store.engine, self.hub)
@@ -410,8 +413,13 @@ class Control:
         self._publish(events)
 
     def _publish(self, events: list[Event]) -> None:
-        """To this server's streams, and through the relay to its replicas'."""
+        """To this server's streams, through the relay to its replicas', and
+        to the event channels it was started with (only the replica that made
+        the change sends them there: relayed events reach the hub alone)."""
         self.hub.publish(events)
+        if events:
+            for channel in self.channels:
+                channel.submit(events)
         if self.relay is not None and events:
             try:
                 self.relay.publish(events)

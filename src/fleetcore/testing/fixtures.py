@@ -69,3 +69,21 @@ def postgres() -> Iterator[object]:
         raise AssertionError("unreachable")
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def mqtt_broker() -> Iterator[object]:
+    """A real MQTT broker (``mosquitto``) on a free loopback port for the
+    session; ``mqtt_broker.url`` is ``mqtt://127.0.0.1:PORT``."""
+    from fleetcore.testing.mosquitto import Mosquitto
+
+    try:
+        broker = Mosquitto.start()
+    except Exception as exc:  # pragma: no cover - depends on the machine
+        missing(f"mosquitto: {exc}")
+        raise
+    if broker is None:
+        missing("mosquitto (the MQTT broker)")
+        raise AssertionError("unreachable")
+    yield broker
+    broker.stop()
