@@ -1,4 +1,4 @@
-"""The control server under load, from a load generator in other processes.
+"""The control server under load, from a load generator in a second process.
 
     python benchmarks/server.py [--quick] [--streams N]
 
@@ -10,6 +10,12 @@ run` process on loopback:
 - desired-state polls per second that hit the ETag (304);
 - (SQLite) concurrent idle SSE streams held by the one server process, and
   how long one event (a fleet pin) takes to reach every stream.
+
+The load generator (``_load.py``) keeps ``CONNECTIONS`` keep-alive
+connections busy from one asyncio loop; it spends little CPU per request, so
+on a two-core machine the server gets most of a core. Next to each rate is
+the server's own CPU time per request, read from /proc, which depends less
+on what else the machine is doing.
 
 Every loop is bounded by a duration or a count.
 """
@@ -26,21 +32,21 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+import _load
 from _common import FLEETCORE, table
 
 from fleetcore.testing.gitrepo import FleetRepo
 from fleetcore.testing.postgres import Postgres
 from fleetcore.testing.services import free_port, wait_for_port
 
-PROCESSES = 2
-THREADS = 8
+CONNECTIONS = 32
+"""Requests in flight at once: many devices report at the same moment."""
 
 
 def _raise_fd_limit() -> None:
@@ -91,63 +97,49 @@ def _request(
     return response.status, response.read(), dict(response.getheaders())
 
 
-def _worker(args: tuple[int, str, list[tuple[str, str]], float, int, str]) -> list[float]:
-    """One load process: THREADS keep-alive connections for ``seconds``."""
-    port, kind, devices, seconds, seed, etag = args
-    latencies: list[float] = []
-    lock = threading.Lock()
-    deadline = time.perf_counter() + seconds
+def _requests(kind: str, devices: list[tuple[str, str]], etag: str) -> list[_load.Request]:
+    """Each device's request for ``kind``, encoded once before the clock starts."""
+    out: list[_load.Request] = []
+    for n, (device_id, cred) in enumerate(devices):
+        if kind == "bare":
+            out.append((_load.request_bytes("POST", "/v1/bare", cred, {"status": "healthy"}), 204))
+        elif kind == "status":
+            body = {"status": "healthy", "commit": "0" * 40, "cpu_percent": 12.5,
+                    "memory_percent": 40.0, "uptime_seconds": 1000 + n}  # fmt: skip
+            path = f"/v1/devices/{device_id}/status"
+            out.append((_load.request_bytes("POST", path, cred, body), 204))
+        elif kind == "desired_etag":
+            # The device polls with the ETag of its last answer: nothing changed.
+            path = f"/v1/devices/{device_id}/desired"
+            head = {"If-None-Match": etag}
+            out.append((_load.request_bytes("GET", path, cred, headers=head), 304))
+        else:
+            out.append((_load.request_bytes("GET", f"/v1/devices/{device_id}/desired", cred), 200))
+    return out
 
-    def loop(index: int) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        own: list[float] = []
-        n = seed * 1000 + index
-        while time.perf_counter() < deadline:
-            device_id, cred = devices[n % len(devices)]
-            n += THREADS
-            start = time.perf_counter()
-            if kind == "bare":
-                status, _, _ = _request(conn, "POST", "/v1/bare", cred, {"status": "healthy"})
-                ok = status == 204
-            elif kind == "status":
-                body = {"status": "healthy", "commit": "0" * 40, "cpu_percent": 12.5,
-                        "memory_percent": 40.0, "uptime_seconds": n}  # fmt: skip
-                status, _, _ = _request(conn, "POST", f"/v1/devices/{device_id}/status", cred, body)
-                ok = status == 204
-            elif kind == "desired_etag":
-                # The device polls with the ETag of its last answer: nothing changed.
-                path = f"/v1/devices/{device_id}/desired"
-                status, _, _ = _request(conn, "GET", path, cred, headers={"If-None-Match": etag})
-                ok = status == 304
-            else:
-                path = f"/v1/devices/{device_id}/desired"
-                status, _, _ = _request(conn, "GET", path, cred)
-                ok = status == 200
-            if not ok:
-                raise RuntimeError(f"{kind}: HTTP {status}")
-            own.append(time.perf_counter() - start)
-        with lock:
-            latencies.extend(own)
 
-    threads = [threading.Thread(target=loop, args=(i,)) for i in range(THREADS)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return latencies
+def _cpu_seconds(pid: int | None) -> float:
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def load(
-    port: int, kind: str, devices: list[tuple[str, str]], seconds: float, etag: str = ""
-) -> dict[str, float]:
-    with multiprocessing.get_context("spawn").Pool(PROCESSES) as pool:
+    port: int, kind: str, devices: list[tuple[str, str]], seconds: float, etag: str = "",
+    pid: int | None = None,
+) -> dict[str, float]:  # fmt: skip
+    """``CONNECTIONS`` keep-alive connections from one load process."""
+    requests = _requests(kind, devices, etag)
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        cpu = _cpu_seconds(pid)
         started = time.perf_counter()
-        jobs = [(port, kind, devices, seconds, i, etag) for i in range(PROCESSES)]
-        parts = pool.map(_worker, jobs)
+        lat = sorted(pool.apply(_load.run, ((port, requests, seconds, CONNECTIONS),)))
         wall = time.perf_counter() - started
-    lat = sorted(x for part in parts for x in part)
+        cpu = _cpu_seconds(pid) - cpu
     return {
         "requests_per_s": len(lat) / seconds,
+        "server_cpu_us": 1e6 * cpu / len(lat),
         "p50_ms": 1000 * statistics.median(lat),
         "p99_ms": 1000 * lat[int(len(lat) * 0.99) - 1],
         "requests": len(lat),
@@ -235,18 +227,18 @@ def bench_database(label: str, db: str | None, repo: Path, seconds: float, devic
         try:
             devs = enroll(server.port, enrollment, devices, "dev")
             result: dict[str, Any] = {"database": label}
-            result["bare"] = load(server.port, "bare", devs, seconds)
-            result["status"] = load(server.port, "status", devs, seconds)
-            result["desired_full"] = load(server.port, "desired_full", devs, seconds)
+            pid = server.proc.pid if server.proc else None
+            result["bare"] = load(server.port, "bare", devs, seconds, pid=pid)
+            result["status"] = load(server.port, "status", devs, seconds, pid=pid)
+            result["desired_full"] = load(server.port, "desired_full", devs, seconds, pid=pid)
             conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
             _, _, got = _request(conn, "GET", f"/v1/devices/{devs[0][0]}/desired", devs[0][1])
             etag = {k.lower(): v for k, v in got.items()}["etag"]
-            result["desired_etag"] = load(server.port, "desired_etag", devs, seconds, etag)
+            result["desired_etag"] = load(server.port, "desired_etag", devs, seconds, etag, pid=pid)
             if streams:
                 more = enroll(server.port, enrollment, max(0, streams - devices), "sse")
                 ids = [d for d, _ in devs + more][:streams]
                 head = FleetRepo(repo).git("rev-parse", "HEAD")
-                pid = server.proc.pid if server.proc else None
                 result["sse"] = asyncio.run(_sse_fanout(server.port, viewer, admin, ids, head, pid))
             return result
         finally:
@@ -272,12 +264,12 @@ def run(quick: bool = False, streams: int | None = None) -> dict[str, Any]:
                 results.append(bench_database("postgresql", url, repo.path, seconds, devices, 0))
             finally:
                 pg.stop()
-    rows = [["database", "endpoint", "req/s", "p50 ms", "p99 ms"]]
+    rows = [["database", "endpoint", "req/s", "p50 ms", "p99 ms", "server CPU µs/req"]]
     for r in results:
         for key in ("bare", "status", "desired_full", "desired_etag"):
             m = r[key]
             rows.append([r["database"], key, f"{m['requests_per_s']:.0f}", f"{m['p50_ms']:.1f}",
-                         f"{m['p99_ms']:.1f}"])  # fmt: skip
+                         f"{m['p99_ms']:.1f}", f"{m['server_cpu_us']:.0f}"])  # fmt: skip
     print(table(rows))
     for r in results:
         if "sse" in r:

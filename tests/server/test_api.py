@@ -217,3 +217,41 @@ def test_an_etag_answered_from_memory_never_hides_a_change(
     assert r.status_code == 200
     assert (r.json()["commit"], r.json()["why"]) == (head, "pin")
     assert r.headers["etag"] != etag
+
+
+def test_reports_arriving_together_are_each_stored(make_server: Any, db_url: str | None) -> None:
+    """Concurrent reports share transactions (group commit): each device's
+    own values land on its own row, whatever else was in the batch, and a
+    refused report does not take the others down with it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    server = make_server(db_url)
+    viewer = server.token("viewer")
+    devices = {f"pi-{i}": server.enroll(f"pi-{i}") for i in range(12)}
+
+    def report(device_id: str, credential: str) -> list[int]:
+        codes = []
+        for n in range(5):
+            # Different keys from report to report: different statements in one batch.
+            body: dict[str, Any] = {"status": "healthy", "uptime_seconds": n}
+            if n % 2:
+                body["current_error"] = f"{device_id} error {n}"
+            else:
+                body["cpu_percent"] = int(device_id.split("-")[1])  # an int, stored as float
+            r = server.request("POST", f"/v1/devices/{device_id}/status", credential, json=body)
+            codes.append(r.status_code)
+        bad = server.request(
+            "POST", f"/v1/devices/{device_id}/status", credential, json={"status": "sunny"}
+        )
+        codes.append(bad.status_code)
+        return codes
+
+    with ThreadPoolExecutor(12) as pool:
+        results = list(pool.map(report, devices, devices.values()))
+    assert all(codes == [204] * 5 + [400] for codes in results)
+
+    for device_id in devices:
+        d = server.request("GET", f"/v1/devices/{device_id}", viewer).json()
+        assert d["uptime_seconds"] == 4 and d["status"] == "healthy"
+        assert d["cpu_percent"] == float(device_id.split("-")[1])
+        assert d["current_error"] == f"{device_id} error 3"

@@ -229,8 +229,9 @@ class Control:
         checked on its own, a refused one does not touch the others."""
         outcomes: list[b.ApiError | None] = []
         now = self.ts()
-        # One UPDATE statement per set of reported keys, executed for many rows.
-        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        # One UPDATE per set of reported keys, for many devices. A device
+        # that reported twice in one batch keeps its later report.
+        groups: dict[tuple[str, ...], dict[str, dict[str, Any]]] = {}
         with self.store.begin() as conn:
             for header, device_id, raw in batch:
                 try:
@@ -240,20 +241,14 @@ class Control:
                 except b.ApiError as exc:
                     outcomes.append(exc)
                     continue
-                values = {k: raw[k] for k in DEVICE_FIELDS if k in raw}
+                # The checked values (numbers as floats), of the keys reported.
+                values = {k: getattr(req, k) for k in DEVICE_FIELDS if k in raw}
                 values["status"] = req.status
                 values["last_seen"] = now
-                groups.setdefault(tuple(sorted(values)), []).append(
-                    {**{f"v_{k}": v for k, v in values.items()}, "v_device_id": device_id}
-                )
+                groups.setdefault(tuple(sorted(values)), {})[device_id] = values
                 outcomes.append(None)
             for keys, rows in groups.items():
-                statement = (
-                    t.devices.update()
-                    .where(t.devices.c.device_id == sa.bindparam("v_device_id"))
-                    .values({k: sa.bindparam(f"v_{k}") for k in keys})
-                )
-                conn.execute(statement, rows)
+                t.update_devices(conn, keys, rows)
         return outcomes
 
     def _device_caller(self, header: str | None, conn: Connection) -> Caller:
@@ -284,13 +279,6 @@ class Control:
         for digest, (owner, _) in list(self._credentials.items()):
             if owner == device_id:
                 self._credentials.pop(digest, None)
-
-    def report_status_as(self, header: str | None, device_id: str, raw: Any) -> None:
-        with self.store.begin() as conn:
-            caller = self.authenticate(header, conn)
-            self.device_access(caller, device_id, write=True, conn=conn)
-            req = b.parse(raw, b.StatusReport)
-            self._write_status(conn, device_id, req, raw)
 
     @staticmethod
     def _device_row(conn: Connection, device_id: str) -> Any:
@@ -437,14 +425,6 @@ class Control:
         self._publish(events)
 
     # -- status and history --------------------------------------------------------------
-
-    def _write_status(
-        self, conn: Connection, device_id: str, req: b.StatusReport, raw: dict[str, Any]
-    ) -> None:
-        values: dict[str, Any] = {k: raw[k] for k in DEVICE_FIELDS if k in raw}
-        values["status"] = req.status
-        values["last_seen"] = self.ts()
-        conn.execute(t.devices.update().where(t.devices.c.device_id == device_id).values(**values))
 
     def add_history(self, device_id: str, req: b.HistoryBody) -> int:
         now = self.ts()

@@ -9,6 +9,7 @@ functions recorded in ``schema_migrations``.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 import secrets
@@ -243,6 +244,58 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
 ]
 """Ordered; version N is ``MIGRATIONS[N-1]``. Append, never edit one that
 shipped; the table definitions above are always the newest schema."""
+
+
+@functools.cache
+def _update_each(keys: tuple[str, ...]) -> sa.Update:
+    return (
+        devices.update()
+        .where(devices.c.device_id == sa.bindparam("v_device_id"))
+        .values({k: sa.bindparam(f"v_{k}") for k in keys})
+    )
+
+
+@functools.cache
+def _update_unnest(keys: tuple[str, ...]) -> sa.Update:
+    from sqlalchemy.dialects.postgresql import ARRAY
+
+    columns = ("device_id", *keys)
+    arrays = [sa.cast(sa.bindparam(f"a_{c}"), ARRAY(devices.c[c].type)) for c in columns]
+    rows = sa.func.unnest(*arrays).table_valued(*columns).render_derived(name="v")
+    return (
+        devices.update()
+        .values({k: rows.c[k] for k in keys})
+        .where(devices.c.device_id == rows.c.device_id)
+    )
+
+
+def update_devices(
+    conn: Connection, keys: tuple[str, ...], values: dict[str, dict[str, Any]]
+) -> None:
+    """Set ``keys`` on many devices at once: ``values`` maps a device id to
+    its new values.
+
+    SQLite runs one statement for every row (sqlite3 loops in C, in-process).
+    PostgreSQL gets one statement for the whole batch, the columns sent as
+    arrays and unnested by the server: one round trip instead of one per
+    row, and half the client CPU per row."""
+    if not values:
+        return
+    if conn.dialect.name == "postgresql":
+        columns: dict[str, list[Any]] = {f"a_{k}": [] for k in ("device_id", *keys)}
+        for device_id, row in values.items():
+            columns["a_device_id"].append(device_id)
+            for k in keys:
+                columns[f"a_{k}"].append(row[k])
+        conn.execute(_update_unnest(keys), columns)
+        return
+    conn.execute(
+        _update_each(keys),
+        [
+            {"v_device_id": device_id, **{f"v_{k}": row[k] for k in keys}}
+            for device_id, row in values.items()
+        ],
+    )
 
 
 def hash_secret(secret: str) -> str:
