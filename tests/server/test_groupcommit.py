@@ -63,9 +63,7 @@ def test_a_refused_item_fails_alone() -> None:
     group = GroupCommit(writer)
 
     async def main() -> list[Any]:
-        return await asyncio.gather(
-            *(group.submit(i) for i in (1, -2, 3)), return_exceptions=True
-        )
+        return await asyncio.gather(*(group.submit(i) for i in (1, -2, 3)), return_exceptions=True)
 
     results = asyncio.run(main())
     group.close()
