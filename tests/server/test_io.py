@@ -7,11 +7,13 @@ import json
 import queue
 import tarfile
 import threading
+import time
 from typing import Any
 
 import requests
 
 from fleetcore.release import Manifest
+from fleetcore.server.events import Event
 
 
 def test_archive_resumes_with_range_and_manifest_matches_tree(server: Any, repo: Any) -> None:
@@ -135,6 +137,29 @@ def test_sse_delivers_promotions_and_policy_changes(server: Any, repo: Any) -> N
     finally:
         for s in streams:
             s.close()
+
+
+def test_a_stream_the_client_leaves_is_let_go(server: Any) -> None:
+    """A device that goes away (power cut, network change) must not leave
+    its stream behind: the server holds thousands and would grow forever."""
+    creds = {d: server.enroll(d, "web") for d in ("a-1", "a-2")}
+    out: queue.Queue[Any] = queue.Queue()
+    streams = [_listen(server, d, c, out) for d, c in creds.items()]
+    deadline = time.monotonic() + 10
+    while server.ctl.hub.connected != 2:
+        assert time.monotonic() < deadline, server.ctl.hub.connected
+        time.sleep(0.05)
+    streams[0].close()
+    while server.ctl.hub.connected != 1:
+        assert time.monotonic() < deadline, "the closed stream is still held"
+        time.sleep(0.05)
+    # The other device still gets its events.
+    server.ctl.hub.publish([Event("a-2", "policy-changed", {"why": "test"})])
+    assert _next_event(out) == ("policy-changed", {"why": "test"})
+    streams[1].close()
+    while server.ctl.hub.connected:
+        assert time.monotonic() < deadline, "the closed stream is still held"
+        time.sleep(0.05)
 
 
 def test_bad_input_is_refused_and_changes_nothing(server: Any, repo: Any) -> None:

@@ -58,6 +58,12 @@ class ServerConfig:
     """Event channels besides SSE (``--events``): URLs or channel names."""
 
 
+SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),  # proxies must pass events on at once
+]
+
 # -- plumbing ------------------------------------------------------------------------
 
 
@@ -226,16 +232,21 @@ def build(config: ServerConfig, pm: PluginManager | None = None) -> tuple[Starle
         await call(ctl.add_history, device_id, req)
         return Response(status_code=204)
 
-    @guarded
-    async def events(request: Request) -> Response:
-        device_id = request.path_params["device_id"]
-        who = await caller(request)
-        await call(ctl.device_access, who, device_id)
-        return StreamingResponse(
-            hub.stream(device_id),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        )
+    class Events:
+        """The event stream, as a plain ASGI endpoint rather than a
+        StreamingResponse (whose task group and tasks, times thousands of
+        idle streams, make every full garbage collection pass long)."""
+
+        async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+            device_id = scope["path_params"]["device_id"]
+            try:
+                who = await caller(Request(scope))
+                await call(ctl.device_access, who, device_id)
+            except b.ApiError as exc:
+                await JSONResponse(exc.json(), status_code=exc.status)(scope, receive, send)
+                return
+            await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+            await hub.serve(device_id, receive, send)
 
     def _commit_role(request: Request) -> tuple[str, str]:
         commit, role = request.path_params["commit"], request.path_params["role"]
@@ -456,7 +467,7 @@ def build(config: ServerConfig, pm: PluginManager | None = None) -> tuple[Starle
         Route("/v1/devices/{device_id}/desired", desired, methods=["GET"]),
         Route("/v1/devices/{device_id}/status", status, methods=["POST"]),
         Route("/v1/devices/{device_id}/history", add_history, methods=["POST"]),
-        Route("/v1/devices/{device_id}/events", events, methods=["GET"]),
+        Route("/v1/devices/{device_id}/events", Events(), methods=["GET"]),
         Route("/v1/devices/{device_id}/lock", lock, methods=["PUT", "DELETE"]),
         Route("/v1/devices/{device_id}/override", override, methods=["PUT"]),
         Route("/v1/devices/{device_id}", get_device, methods=["GET"]),
@@ -498,10 +509,6 @@ def build(config: ServerConfig, pm: PluginManager | None = None) -> tuple[Starle
             asyncio.create_task(run_engine(ctl, config.tick_interval, stop)),
             asyncio.create_task(_fetch_loop(mirror, config.fetch_interval, stop)),
         ]
-        # Everything built so far lives as long as the server: keep it out of
-        # the collector's full passes, which otherwise scan it all and stall
-        # requests for tens of milliseconds (the p99 of status reports).
-        gc.freeze()
         try:
             yield
         finally:
@@ -585,6 +592,10 @@ def serve(config: ServerConfig, host: str, port: int, pm: PluginManager | None =
     import uvicorn
 
     app, _ = build(config, pm)
+    # Everything built so far lives as long as the server process: keep it
+    # out of the collector's full passes, which otherwise scan it all and
+    # stall requests for tens of milliseconds (the p99 of status reports).
+    gc.freeze()
     # Event streams never end by themselves: give them a few seconds at shutdown.
     uvicorn.run(
         app, host=host, port=port, log_level="info", access_log=False, timeout_graceful_shutdown=5

@@ -1,7 +1,8 @@
 """Events to devices over Server-Sent Events.
 
-Each connected stream has an asyncio queue; the engine and request threads
-publish through the event loop (``call_soon_threadsafe``). A device that is
+Each connected stream is a small record (what waits to be sent, and the
+future its sender sleeps on); the engine and request threads publish through
+the event loop (``call_soon_threadsafe``). A device that is
 not connected misses nothing that matters: events only wake it early, and
 its next poll of ``/desired`` says the same thing.
 """
@@ -11,11 +12,12 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections import defaultdict
-from collections.abc import AsyncIterator, Iterable
+from collections import defaultdict, deque
+from collections.abc import Iterable
 from typing import Any
 
 from attrs import frozen
+from starlette.types import Message, Receive, Send
 
 QUEUE_LIMIT = 100
 CLOSE_STREAM = "close"
@@ -33,11 +35,29 @@ class Event:
         return f"event: {self.name}\ndata: {json.dumps(self.data)}\n\n".encode()
 
 
+class _Stream:
+    """One open stream: what waits to be sent, and the future its sender
+    sleeps on. Kept small on purpose: an idle server holds thousands, and
+    every full pass of the garbage collector visits each of their objects
+    (at 10,000 streams of Starlette's StreamingResponse, over a second)."""
+
+    __slots__ = ("pending", "waiter")
+
+    def __init__(self) -> None:
+        self.pending: deque[Event | None] = deque()
+        self.waiter: asyncio.Future[None] | None = None
+
+    def wake(self, *_: Any) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+
 class EventHub:
     def __init__(self, keepalive: float = 15.0) -> None:
         self.keepalive = keepalive
         self.loop: asyncio.AbstractEventLoop | None = None
-        self._streams: dict[str, set[asyncio.Queue[Event | None]]] = defaultdict(set)
+        self._streams: dict[str, set[_Stream]] = defaultdict(set)
         self._lock = threading.Lock()
         self.delivered = 0
 
@@ -57,49 +77,79 @@ class EventHub:
         # One hand-over to the event loop for the whole batch: a fleet-wide
         # change is thousands of events, and each hand-over wakes the loop.
         with self._lock:
-            deliveries = [
-                (queue, event)
+            deliveries: list[tuple[_Stream, Event | None]] = [
+                (stream, event)
                 for event in events
-                for queue in self._streams.get(event.device_id, ())
+                for stream in self._streams.get(event.device_id, ())
             ]
         if deliveries:
             loop.call_soon_threadsafe(self._put_all, deliveries)
 
     @staticmethod
-    def _put_all(deliveries: list[tuple[asyncio.Queue[Event | None], Event]]) -> None:
-        for queue, event in deliveries:
+    def _put_all(deliveries: list[tuple[_Stream, Event | None]]) -> None:
+        for stream, event in deliveries:
             # A stuck client must not grow memory forever; but it is still closed.
-            if queue.qsize() < QUEUE_LIMIT or event.name == CLOSE_STREAM:
-                queue.put_nowait(event)
+            if len(stream.pending) < QUEUE_LIMIT or event is None or event.name == CLOSE_STREAM:
+                stream.pending.append(event)
+                stream.wake()
 
     def close_all(self) -> None:
         loop = self.loop
         if loop is None or loop.is_closed():
             return
         with self._lock:
-            queues = [q for qs in self._streams.values() for q in qs]
-        for queue in queues:
-            loop.call_soon_threadsafe(queue.put_nowait, None)
+            deliveries: list[tuple[_Stream, Event | None]] = [
+                (stream, None) for streams in self._streams.values() for stream in streams
+            ]
+        loop.call_soon_threadsafe(self._put_all, deliveries)
 
-    async def stream(self, device_id: str) -> AsyncIterator[bytes]:
-        queue: asyncio.Queue[Event | None] = asyncio.Queue()
+    async def serve(self, device_id: str, receive: Receive, send: Send) -> None:
+        """Send ``device_id``'s events as the body of a response whose head
+        was sent, until the client leaves, the server stops or the device's
+        credential is revoked."""
+        loop = asyncio.get_running_loop()
+        stream = _Stream()
         with self._lock:
-            self._streams[device_id].add(queue)
+            self._streams[device_id].add(stream)
+        # The client leaving is seen only by reading: one small task does that.
+        gone = loop.create_task(_disconnected(receive))
+        gone.add_done_callback(stream.wake)
         try:
             # A first comment tells the client (and proxies) the stream is open.
-            yield b": connected\n\n"
-            while True:
-                try:
-                    event = await asyncio.wait_for(queue.get(), self.keepalive)
-                except TimeoutError:
-                    yield b": keep-alive\n\n"
-                    continue
+            await send(_chunk(b": connected\n\n"))
+            while not gone.done():
+                if not stream.pending:
+                    stream.waiter = loop.create_future()
+                    timer = loop.call_later(self.keepalive, stream.wake)
+                    try:
+                        await stream.waiter
+                    finally:
+                        timer.cancel()
+                        stream.waiter = None
+                    if not stream.pending:
+                        if not gone.done():
+                            await send(_chunk(b": keep-alive\n\n"))
+                        continue
+                event = stream.pending.popleft()
                 if event is None or event.name == CLOSE_STREAM:
-                    return
+                    break
                 self.delivered += 1
-                yield event.encode()
+                await send(_chunk(event.encode()))
         finally:
+            left = gone.done()
+            gone.cancel()
             with self._lock:
-                self._streams[device_id].discard(queue)
+                self._streams[device_id].discard(stream)
                 if not self._streams[device_id]:
                     del self._streams[device_id]
+        if not left:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def _chunk(data: bytes) -> Message:
+    return {"type": "http.response.body", "body": data, "more_body": True}
+
+
+async def _disconnected(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
