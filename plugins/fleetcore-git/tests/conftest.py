@@ -321,17 +321,19 @@ def _tarball_handler(state: TarballServer) -> type[BaseHTTPRequestHandler]:
             if status == 206:
                 self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
             self.end_headers()
+            # Recorded before writing: the client may have read it all, and
+            # the test moved on, before this thread gets to run again.
             if state.cut_after is not None and state.cut_after < len(part):
                 cut, state.cut_after = state.cut_after, None
+                state.sent.append(cut)
                 self.wfile.write(part[:cut])
                 self.wfile.flush()
-                state.sent.append(cut)
                 # Drop the connection mid-body, as a flaky link would.
                 self.connection.shutdown(socket.SHUT_RDWR)
                 self.close_connection = True
                 return
-            self.wfile.write(part)
             state.sent.append(len(part))
+            self.wfile.write(part)
 
         def _empty(self, status: int) -> None:
             self.send_response(status)
