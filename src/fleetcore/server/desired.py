@@ -141,7 +141,13 @@ class Snapshot:
         return (own or every or (None, 0.0))[0]
 
 
-def load_snapshot(conn: Connection, store: t.Store) -> Snapshot:
+def load_snapshot(conn: Connection, store: t.Store, generation: int | None = None) -> Snapshot:
+    """The fleet-wide state, labelled with the generation read *before* it:
+    a change committed meanwhile then shows under an older label, and is
+    fetched again (an ETag that no longer matches), never the other way
+    round (old data under the new label, hidden behind 304s)."""
+    if generation is None:
+        generation = store.generation(conn)
     pin_data = store.get_setting(conn, "pin")
     window_data = store.get_setting(conn, "maintenance_window")
     rows = conn.execute(
@@ -155,7 +161,7 @@ def load_snapshot(conn: Connection, store: t.Store) -> Snapshot:
         window=structure(window_data, MaintenanceWindow, source="window") if window_data else None,
         rollouts=tuple(Rollout.from_row(r) for r in rows),
         stables=stables,
-        generation=store.generation(conn),
+        generation=generation,
     )
 
 

@@ -121,6 +121,8 @@ class Control:
         self._credentials_epoch = 0
         """Grows whenever credentials are revoked or replaced here: a lookup
         that began before then must not put what it read into memory."""
+        self._snapshot: Snapshot | None = None
+        """The fleet-wide part of desired states, for its generation."""
         self._generation: tuple[int, float, int] | None = None
         """(generation, when read, the store's change count before reading)."""
         self.hub = hub or EventHub()
@@ -346,7 +348,14 @@ class Control:
 
     def desired(self, device_id: str) -> tuple[str, dict[str, Any]]:
         with self.store.connect() as conn:
-            snap = load_snapshot(conn, self.store)
+            # Every change that can move a desired state bumps the
+            # generation, so the fleet-wide part is read once per
+            # generation, not once per device: after a fleet-wide event,
+            # thousands of woken devices ask at once.
+            generation = self.store.generation(conn)
+            snap = self._snapshot
+            if snap is None or snap.generation != generation:
+                snap = self._snapshot = load_snapshot(conn, self.store, generation)
             row = self._device_row(conn, device_id)
             policy_row = conn.execute(
                 sa.select(t.device_policies).where(t.device_policies.c.device_id == device_id)

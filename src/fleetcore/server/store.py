@@ -329,8 +329,14 @@ class Store:
         self.url = url
         self.sqlite = url.startswith("sqlite")
         if self.sqlite:
+            # As many pooled connections as worker threads may run at once
+            # (anyio's 40): past the pool's size, every checkout would open
+            # a connection (and set its pragmas) and close it again.
             self.engine: Engine = sa.create_engine(
-                url, connect_args={"check_same_thread": False, "timeout": 30}
+                url,
+                connect_args={"check_same_thread": False, "timeout": 30},
+                pool_size=40,
+                max_overflow=10,
             )
 
             @sa.event.listens_for(self.engine, "connect")
