@@ -264,6 +264,8 @@ def test_events_reach_streams_held_by_another_replica(
     url = postgres.create_database(f"replicas_{uuid.uuid4().hex[:8]}")
     one, two = make_server(url, name="one"), make_server(url, name="two")
     cred = one.enroll("c-1", "web", "canary")
+    # Replica two has read (and keeps) the fleet-wide state before the pin.
+    assert two.desired("c-1", cred)["why"] == "hold"
     events: queue.Queue[Any] = queue.Queue()
     stream = _listen(two, "c-1", cred, events)
     try:
@@ -272,5 +274,8 @@ def test_events_reach_streams_held_by_another_replica(
         r = one.request("PUT", "/v1/fleet/pin", one.token("admin"), json={"commit": head})
         assert r.status_code == 200, r.text
         assert _next_event(events) == ("policy-changed", {"commit": head, "why": "pin"})
+        # The woken device asks replica two, which answers with the pin.
+        answer = two.desired("c-1", cred)
+        assert answer["why"] == "pin" and answer["commit"] == head
     finally:
         stream.close()
