@@ -182,6 +182,7 @@ def test_bad_input_is_refused_and_changes_nothing(server: Any, repo: Any) -> Non
         ("POST", status, cred, [1, 2], 400, None),
         ("POST", status, cred, {"status": "great"}, 400, "status"),
         ("POST", status, cred, {"status": "healthy", "cpu_percent": "12"}, 400, "cpu_percent"),
+        ("POST", status, cred, b'{"status": "healthy", "cpu_percent": NaN}', 400, "cpu_percent"),
         ("POST", status, cred, {"status": "healthy", "colour": "red"}, 400, None),
         ("POST", status, cred, {}, 400, "status"),
         ("POST", status, "fcd_forged", {"status": "healthy"}, 401, None),

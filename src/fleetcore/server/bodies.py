@@ -7,6 +7,7 @@ converter never coerces ("5" is not 5).
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from typing import Any, TypeVar
 
@@ -60,8 +61,10 @@ def _short(limit: int) -> Any:
 
 
 def _structure_float(value: Any, _type: type) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise UserValueError(f"expected a number, got {value!r}")
+    # Python's json module reads NaN and Infinity, which no database column
+    # (nor JSON document) should hold.
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise UserValueError(f"expected a finite number, got {value!r}")
     return float(value)
 
 

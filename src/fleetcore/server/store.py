@@ -256,12 +256,13 @@ def _update_each(keys: tuple[str, ...]) -> sa.Update:
 
 
 @functools.cache
-def _update_unnest(keys: tuple[str, ...]) -> sa.Update:
-    from sqlalchemy.dialects.postgresql import ARRAY
-
-    columns = ("device_id", *keys)
-    arrays = [sa.cast(sa.bindparam(f"a_{c}"), ARRAY(devices.c[c].type)) for c in columns]
-    rows = sa.func.unnest(*arrays).table_valued(*columns).render_derived(name="v")
+def _update_from_json(keys: tuple[str, ...]) -> sa.Update:
+    columns = [sa.column(c, devices.c[c].type) for c in ("device_id", *keys)]
+    rows = (
+        sa.func.json_to_recordset(sa.cast(sa.bindparam("rows", type_=sa.Text), sa.JSON))
+        .table_valued(*columns)
+        .render_derived(name="v", with_types=True)
+    )
     return (
         devices.update()
         .values({k: rows.c[k] for k in keys})
@@ -276,18 +277,15 @@ def update_devices(
     its new values.
 
     SQLite runs one statement for every row (sqlite3 loops in C, in-process).
-    PostgreSQL gets one statement for the whole batch, the columns sent as
-    arrays and unnested by the server: one round trip instead of one per
-    row, and half the client CPU per row."""
+    PostgreSQL gets one statement for the whole batch, its rows sent as one
+    JSON document that the database turns back into rows: one round trip
+    instead of one per row, and the encoding done by the json module's C
+    code rather than per value in Python."""
     if not values:
         return
     if conn.dialect.name == "postgresql":
-        columns: dict[str, list[Any]] = {f"a_{k}": [] for k in ("device_id", *keys)}
-        for device_id, row in values.items():
-            columns["a_device_id"].append(device_id)
-            for k in keys:
-                columns[f"a_{k}"].append(row[k])
-        conn.execute(_update_unnest(keys), columns)
+        rows = [{"device_id": device_id, **row} for device_id, row in values.items()]
+        conn.execute(_update_from_json(keys), {"rows": json.dumps(rows)})
         return
     conn.execute(
         _update_each(keys),
