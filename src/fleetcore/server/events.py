@@ -20,6 +20,8 @@ from attrs import frozen
 from starlette.types import Message, Receive, Send
 
 QUEUE_LIMIT = 100
+EVERY_DEVICE = "*"
+"""The device id of an event for every stream (fleet-wide policy)."""
 CLOSE_STREAM = "close"
 """Not sent to the device: its streams end (its credential was revoked).
 An event like the others, so the relay carries it to the replicas too."""
@@ -74,34 +76,38 @@ class EventHub:
         loop = self.loop
         if loop is None or loop.is_closed():
             return
-        # One hand-over to the event loop for the whole batch: a fleet-wide
-        # change is thousands of events, and each hand-over wakes the loop.
+        # One hand-over to the event loop for the whole batch: a change can
+        # move thousands of devices, and each hand-over wakes the loop.
         with self._lock:
-            deliveries: list[tuple[_Stream, Event | None]] = [
-                (stream, event)
-                for event in events
-                for stream in self._streams.get(event.device_id, ())
-            ]
+            deliveries: list[tuple[Event | None, list[_Stream]]] = []
+            for event in events:
+                if event.device_id == EVERY_DEVICE:
+                    streams = [s for ss in self._streams.values() for s in ss]
+                else:
+                    streams = list(self._streams.get(event.device_id, ()))
+                if streams:
+                    deliveries.append((event, streams))
         if deliveries:
             loop.call_soon_threadsafe(self._put_all, deliveries)
 
     @staticmethod
-    def _put_all(deliveries: list[tuple[_Stream, Event | None]]) -> None:
-        for stream, event in deliveries:
+    def _put_all(deliveries: list[tuple[Event | None, list[_Stream]]]) -> None:
+        for event, streams in deliveries:
             # A stuck client must not grow memory forever; but it is still closed.
-            if len(stream.pending) < QUEUE_LIMIT or event is None or event.name == CLOSE_STREAM:
-                stream.pending.append(event)
-                stream.wake()
+            always = event is None or event.name == CLOSE_STREAM
+            for stream in streams:
+                if always or len(stream.pending) < QUEUE_LIMIT:
+                    stream.pending.append(event)
+                    stream.wake()
 
     def close_all(self) -> None:
         loop = self.loop
         if loop is None or loop.is_closed():
             return
         with self._lock:
-            deliveries: list[tuple[_Stream, Event | None]] = [
-                (stream, None) for streams in self._streams.values() for stream in streams
-            ]
-        loop.call_soon_threadsafe(self._put_all, deliveries)
+            streams = [s for ss in self._streams.values() for s in ss]
+        stop: list[tuple[Event | None, list[_Stream]]] = [(None, streams)]
+        loop.call_soon_threadsafe(self._put_all, stop)
 
     async def serve(self, device_id: str, receive: Receive, send: Send) -> None:
         """Send ``device_id``'s events as the body of a response whose head

@@ -35,7 +35,7 @@ from fleetcore.server.desired import (
     iso,
     load_snapshot,
 )
-from fleetcore.server.events import CLOSE_STREAM, Event, EventHub
+from fleetcore.server.events import CLOSE_STREAM, EVERY_DEVICE, Event, EventHub
 from fleetcore.server.mirror import Mirror
 from fleetcore.server.relay import PgRelay
 from fleetcore.server.store import Store, hash_secret, write_audit
@@ -428,10 +428,24 @@ class Control:
         """Tell every device: for fleet-wide policy (a pin touches them all),
         where working out who changed would cost two passes over the fleet."""
         yield
-        with self.store.connect() as conn:
-            ids = [r.device_id for r in conn.execute(sa.select(t.devices.c.device_id))]
-        events = [Event(device_id, kind, payload) for device_id in ids]
-        self._publish(events)
+        # One event object for every stream here and one relayed message:
+        # thousands of per-device copies would also wake the garbage
+        # collector, whose full pass over thousands of idle streams stalls
+        # the very fan-out it interrupts.
+        everyone = Event(EVERY_DEVICE, kind, payload)
+        self.hub.publish([everyone])
+        if self.relay is not None:
+            try:
+                self.relay.publish([everyone])
+            except Exception:
+                log.exception("could not relay events to the other servers")
+        if self.channels:
+            # A channel addresses devices one by one (an MQTT topic each).
+            with self.store.connect() as conn:
+                ids = [r.device_id for r in conn.execute(sa.select(t.devices.c.device_id))]
+            events = [Event(device_id, kind, payload) for device_id in ids]
+            for channel in self.channels:
+                channel.submit(events)
 
     # -- status and history --------------------------------------------------------------
 
