@@ -207,3 +207,27 @@ def test_server_lists_and_revokes_tokens_without_a_running_server(tmp_path: Path
     assert r.returncode == 1 and "already revoked" in r.stderr
     r = fleetcore("server", "token", "revoke", "7", "--data-dir", data, "--reason", "typo")
     assert r.returncode == 2 and "unknown token 7" in r.stderr
+
+
+def test_fleet_help_needs_no_server_and_commands_name_what_is_missing() -> None:
+    unset = ("FLEETCORE_SERVER", "FLEETCORE_TOKEN")
+    clean = {k: v for k, v in os.environ.items() if k not in unset}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "fleetcore", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=clean,
+        )
+
+    for command in (["token", "revoke"], ["rollout", "start"], ["pin"], ["status"]):
+        r = run("fleet", *command, "--help")
+        assert r.returncode == 0 and "Usage: fleetcore fleet" in r.stdout, r.stderr
+    r = run("fleet", "status")
+    assert r.returncode == 2 and "--server" in r.stderr
+    r = run("fleet", "--server", "http://127.0.0.1:9", "status")
+    assert r.returncode == 2 and "--token" in r.stderr
+    r = run("fleet", "--server", "ftp://x", "--token", "t", "status")
+    assert r.returncode == 2 and "http(s) URL" in r.stderr

@@ -97,31 +97,36 @@ def _window(spec: str) -> dict[str, Any]:
 JSON_OPT = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 
 
+# Not required by click itself: a required group option would be demanded
+# before a subcommand's --help could be shown. The commands ask for them.
 @click.group()
 @click.option(
     "--server",
     envvar="FLEETCORE_SERVER",
-    required=True,
-    help="The control server's URL [env FLEETCORE_SERVER].",
+    help="The control server's URL [env FLEETCORE_SERVER; required].",
 )
 @click.option(
     "--token",
     envvar="FLEETCORE_TOKEN",
-    required=True,
-    help="An operator token [env FLEETCORE_TOKEN].",
+    help="An operator token [env FLEETCORE_TOKEN; required].",
 )
 @click.pass_context
-def fleet(ctx: click.Context, server: str, token: str) -> None:
+def fleet(ctx: click.Context, server: str | None, token: str | None) -> None:
     """Operate the fleet through the control server: status, rollouts, policy."""
     app: App = ctx.obj
-    if not server.startswith(("http://", "https://")):
-        raise click.BadParameter(f"expected an http(s) URL, got {server!r}", param_hint="--server")
-    ctx.obj = (app, Client(server, token))
+    ctx.obj = (app, server, token)
 
 
 def _client() -> Client:
-    client: Client = click.get_current_context().obj[1]
-    return client
+    """The server client, once a command needs it (exit 2 without one)."""
+    _app, server, token = click.get_current_context().obj
+    if not server:
+        raise click.UsageError("Missing option '--server' (or FLEETCORE_SERVER).")
+    if not server.startswith(("http://", "https://")):
+        raise click.BadParameter(f"expected an http(s) URL, got {server!r}", param_hint="--server")
+    if not token:
+        raise click.UsageError("Missing option '--token' (or FLEETCORE_TOKEN).")
+    return Client(server, token)
 
 
 def _short(commit: str | None) -> str:
