@@ -15,7 +15,8 @@ import threading
 from pathlib import Path
 
 from fleetcore.errors import FetchError
-from fleetcore.release import Manifest, ManifestEntry, normal_mode
+from fleetcore.gittree import ls_tree_args, read_role_tree
+from fleetcore.release import Manifest
 
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 ROLE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -145,30 +146,9 @@ class Mirror:
     def manifest(self, commit: str, role: str) -> Manifest:
         """The role's manifest from git's tree (blob ids, sizes, modes, links),
         as the git fetcher builds it, independent of the archive."""
-        folder = f"roles/{role}/"
-        out = self._git("ls-tree", "-r", "-l", "-z", commit, "--", folder).stdout
-        files: list[ManifestEntry] = []
-        links: dict[str, str] = {}
-        for record in out.split(b"\0"):
-            if not record:
-                continue
-            meta, _, raw_path = record.partition(b"\t")
-            mode, kind, oid, size = meta.decode().split()
-            path = raw_path.decode("utf-8", "surrogateescape")
-            if not path.startswith(folder) or kind == "commit":
-                continue
-            rel = path[len(folder) :]
-            if mode == "120000":
-                links[rel] = oid
-            else:
-                files.append(
-                    ManifestEntry(
-                        path=rel, size=int(size), mode=normal_mode(int(mode, 8)), git_blob=oid
-                    )
-                )
-        for rel, oid in links.items():
-            target = self._git("cat-file", "blob", oid).stdout.decode("utf-8", "surrogateescape")
-            files.append(ManifestEntry(path=rel, link=target, git_blob=oid))
-        return Manifest(
-            commit=commit, role=role, entries=tuple(sorted(files, key=lambda e: e.path))
-        )
+        # Submodules are left out (the archive has only an empty folder for them).
+        tree = read_role_tree(self._git(*ls_tree_args(commit, role)).stdout, role)
+        targets = {
+            oid: self._git("cat-file", "blob", oid).stdout for oid in set(tree.links.values())
+        }
+        return Manifest(commit=commit, role=role, entries=tree.entries(targets))

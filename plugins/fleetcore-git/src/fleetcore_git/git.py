@@ -284,53 +284,28 @@ class GitSource:
     def _tree_manifest(self, commit: str, role: str) -> tuple[ManifestEntry, ...]:
         """The manifest of ``roles/<role>`` from git's tree: blob ids, sizes,
         modes and link targets, independent of the archive."""
-        from fleetcore.release import ManifestEntry, normal_mode
+        from fleetcore.gittree import ls_tree_args, read_role_tree
 
-        folder = f"roles/{role}/"
-        result = self._git(
-            "ls-tree", "-r", "-l", "-z", commit, "--", folder, action="git ls-tree in"
-        )
+        result = self._git(*ls_tree_args(commit, role), action="git ls-tree in")
         if not result.ok:
             raise git_error("git ls-tree in the cache of", self.url, result.stderr)
-        files: list[ManifestEntry] = []
-        links: dict[str, str] = {}
-        for record in result.stdout.split(b"\0"):
-            if not record:
-                continue
-            meta, _, raw_path = record.partition(b"\t")
-            mode, kind, oid, size = meta.decode().split()
-            path = raw_path.decode("utf-8", "surrogateescape")
-            if not path.startswith(folder):
-                continue
-            rel = path[len(folder) :]
-            if len(oid) != 40:
-                raise FetchError(
-                    f"{redact(self.url)} uses git's SHA-256 object format, which the git "
-                    "fetcher does not support yet; use the git-archive or http-tarball fetcher"
-                )
-            if mode == "160000" or kind == "commit":
-                raise FetchError(
-                    f"role {role!r} at commit {commit} contains a submodule ({rel}): "
-                    "submodules are not supported in roles"
-                )
-            if mode == "120000":
-                links[rel] = oid
-            else:
-                files.append(
-                    ManifestEntry(
-                        path=rel, size=int(size), mode=normal_mode(int(mode, 8)), git_blob=oid
-                    )
-                )
-        if not files and not links:
+        tree = read_role_tree(result.stdout, role)
+        if tree.sha256:
+            raise FetchError(
+                f"{redact(self.url)} uses git's SHA-256 object format, which the git "
+                "fetcher does not support yet; use the git-archive or http-tarball fetcher"
+            )
+        if tree.submodules:
+            raise FetchError(
+                f"role {role!r} at commit {commit} contains a submodule ({tree.submodules[0]}): "
+                "submodules are not supported in roles"
+            )
+        if tree.empty:
             raise FetchError(
                 f"role {role!r} not found at commit {commit} in {redact(self.url)} "
                 f"(no folder roles/{role})"
             )
-        targets = self._cat_objects(list(dict.fromkeys(links.values())))
-        for rel, oid in links.items():
-            target = targets[oid].decode("utf-8", "surrogateescape")
-            files.append(ManifestEntry(path=rel, link=target, git_blob=oid))
-        return tuple(sorted(files, key=lambda e: e.path))
+        return tree.entries(self._cat_objects(list(dict.fromkeys(tree.links.values()))))
 
 
 @hookimpl
