@@ -232,21 +232,27 @@ def build(config: ServerConfig, pm: PluginManager | None = None) -> tuple[Starle
         await call(ctl.add_history, device_id, req)
         return Response(status_code=204)
 
+    open_stream = Response(status_code=200)  # a marker: the checks passed
+
+    @guarded
+    async def may_listen(request: Request) -> Response:
+        who = await caller(request)
+        await call(ctl.device_access, who, request.path_params["device_id"])
+        return open_stream
+
     class Events:
         """The event stream, as a plain ASGI endpoint rather than a
         StreamingResponse (whose task group and tasks, times thousands of
-        idle streams, make every full garbage collection pass long)."""
+        idle streams, make every full garbage collection pass long). Its
+        checks go through ``guarded`` like every other endpoint's."""
 
         async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-            device_id = scope["path_params"]["device_id"]
-            try:
-                who = await caller(Request(scope))
-                await call(ctl.device_access, who, device_id)
-            except b.ApiError as exc:
-                await JSONResponse(exc.json(), status_code=exc.status)(scope, receive, send)
+            refusal = await may_listen(Request(scope))
+            if refusal is not open_stream:
+                await refusal(scope, receive, send)
                 return
             await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
-            await hub.serve(device_id, receive, send)
+            await hub.serve(scope["path_params"]["device_id"], receive, send)
 
     def _commit_role(request: Request) -> tuple[str, str]:
         commit, role = request.path_params["commit"], request.path_params["role"]
