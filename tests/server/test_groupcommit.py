@@ -55,7 +55,6 @@ def test_concurrent_requests_share_commits_and_each_waits_for_its_own() -> None:
     # 200 requests, far fewer transactions: the ones that arrived while a
     # commit ran went into the next one.
     assert len(writer.batches) < 20
-    assert group.items == 200
 
 
 def test_a_refused_item_fails_alone() -> None:

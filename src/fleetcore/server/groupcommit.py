@@ -36,8 +36,6 @@ class GroupCommit:
         self.write = write
         self.max_batch = max_batch
         self.name = name
-        self.batches = 0
-        self.items = 0
         self._queue: queue.SimpleQueue[Pending | None] = queue.SimpleQueue()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -90,8 +88,6 @@ class GroupCommit:
             except Exception as exc:  # the whole transaction failed
                 log.warning("%s: a batch of %d failed: %s", self.name, len(batch), exc)
                 outcomes = [exc] * len(batch)
-            self.batches += 1
-            self.items += len(batch)
             self._settle_soon(batch, outcomes)
 
     def _settle_soon(self, batch: list[Pending], outcomes: Sequence[BaseException | None]) -> None:
