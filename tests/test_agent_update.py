@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from fleetcore.agent.files import exclusive_lock
+from fleetcore.files import exclusive_lock
 from fleetcore.plugin import hookimpl
 from fleetcore.plugin.manager import PluginManager
 from fleetcore.plugin.types import Fetcher

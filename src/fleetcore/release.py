@@ -455,7 +455,7 @@ def measure_tree(root: Path, *, deep: bool = True) -> Unpacked:
 
 
 def write_manifest(manifest: Manifest, path: Path) -> None:
-    from fleetcore.agent.files import atomic_write
+    from fleetcore.files import atomic_write
 
     atomic_write(path, json.dumps(manifest.to_json(), indent=1).encode())
 

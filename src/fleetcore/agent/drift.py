@@ -154,7 +154,7 @@ def snapshot(release_dir: Path) -> dict[str, list[int]]:
 
 
 def write_snapshot(path: Path, release_dir: Path) -> None:
-    from fleetcore.agent.files import atomic_write
+    from fleetcore.files import atomic_write
 
     atomic_write(path, json.dumps(snapshot(release_dir), sort_keys=True).encode())
 

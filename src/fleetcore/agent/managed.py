@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from fleetcore import __version__
-from fleetcore.agent.files import atomic_write, atomic_write_json
+from fleetcore.files import atomic_write, atomic_write_json
 from fleetcore.config.agent import AgentConfig, Server
 from fleetcore.config.convert import structure
 from fleetcore.config.fleet import MaintenanceWindow

@@ -29,7 +29,7 @@ from typing import Any, Literal
 import attrs
 from attrs import field, frozen
 
-from fleetcore.agent.files import append_line, atomic_symlink, atomic_write_json, read_lines_json
+from fleetcore.files import append_line, atomic_symlink, atomic_write_json, read_lines_json
 from fleetcore.config.convert import make_converter
 from fleetcore.plugin.types import UpdateRecord
 

@@ -15,6 +15,7 @@ release and starts it again.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import random
 import shutil
@@ -28,7 +29,7 @@ from attrs import frozen
 from fleetcore.activate.interface import ENV_FILE, ActivationContext, ActivatorImpl, project_name
 from fleetcore.agent import logs
 from fleetcore.agent.clock import Clock
-from fleetcore.agent.files import exclusive_lock
+from fleetcore.files import exclusive_lock
 from fleetcore.agent.gates import Deferred, attempts_after, throttle_gate, window_gate
 from fleetcore.agent.state import InFlight, Network, Phase, State, StateStore, release_name
 from fleetcore.checks import runner
@@ -51,6 +52,7 @@ from fleetcore.plugin.types import (
 )
 from fleetcore.policy import DesiredState, resolve
 from fleetcore.release import Manifest, unpack, write_manifest
+from fleetcore.rollout.select import RolloutStrategies
 from fleetcore.secrets.interface import SecretsContext
 
 if TYPE_CHECKING:
@@ -181,6 +183,10 @@ class Agent:
             # role.toml is read from the release once it is unpacked and verified.
             return self._update(state, manifest.commit, reason, lambda _w: fetched, None)
 
+    @functools.cached_property
+    def strategies(self) -> RolloutStrategies:
+        return RolloutStrategies(self.pm)
+
     # -- the cycle -----------------------------------------------------------------
 
     def source(self) -> Source:
@@ -243,19 +249,21 @@ class Agent:
         plugin, run here, agrees that this device is eligible."""
         if desired.why != "rollout" or not desired.commit or not desired.rollout_strategy:
             return desired
-        registry = self.pm.registry("rollout strategy")
         name = desired.rollout_strategy
-        if name not in registry:
+        if name not in self.strategies:
             log.warning(
                 "cannot double-check the server's %s rollout: the strategy is not installed here",
                 name,
             )
             return desired
-        record = registry.get(name, where="rollout.strategy", source="the server")
-        options = self.pm.options(
-            record, desired.rollout_options, where="rollout", source="the server's desired state"
+        strategy = self.strategies.get(
+            name,
+            desired.rollout_options,
+            "rollout",
+            name_where="rollout.strategy",
+            source="the server's desired state",
         )
-        if record.factory(options).eligible(self.device, desired.commit):
+        if strategy.eligible(self.device, desired.commit):
             return desired
         reason = (
             f"the server named {desired.commit[:12]}, but by its {name} rollout "
@@ -267,16 +275,14 @@ class Agent:
     def _eligibility(self, fleet: FleetPolicy, at: str) -> Callable[[str, DeviceInfo, str], bool]:
         def eligible(name: str, device: DeviceInfo, commit: str) -> bool:
             where = "rollout" if device.role not in fleet.roles else f"roles.{device.role}.rollout"
-            record = self.pm.registry("rollout strategy").get(
-                name, where=f"{where}.strategy", source=f"fleet.toml{at}"
-            )
-            options = self.pm.options(
-                record,
+            strategy = self.strategies.get(
+                name,
                 fleet.rollout_for(device.role).options,
-                where=where,
+                where,
+                name_where=f"{where}.strategy",
                 source=f"fleet.toml{at}",
             )
-            return bool(record.factory(options).eligible(device, commit))
+            return bool(strategy.eligible(device, commit))
 
         return eligible
 
@@ -733,7 +739,7 @@ class Agent:
     def report(self) -> bool:
         """Send the status report and the history the server has not seen.
         Best effort: a server that does not answer gets it next time."""
-        from fleetcore.agent.files import atomic_write
+        from fleetcore.files import atomic_write
         from fleetcore.agent.managed import status_report
         from fleetcore.agent.state import history_json
 
@@ -1214,7 +1220,7 @@ class Agent:
 
 
 def _write_env(path: Path, env: Mapping[str, str]) -> None:
-    from fleetcore.agent.files import atomic_write
+    from fleetcore.files import atomic_write
 
     for key, value in env.items():
         if "\n" in value or "\n" in key:

@@ -30,7 +30,7 @@ from fleetcore.config.fleet import (
 from fleetcore.plugin.manager import PluginManager
 from fleetcore.plugin.types import DeviceInfo
 from fleetcore.policy import DesiredState, resolve
-from fleetcore.rollout.interface import Strategy
+from fleetcore.rollout.select import RolloutStrategies
 from fleetcore.server import store as t
 
 ACTIVE_STATES = ("running", "halted")
@@ -44,30 +44,8 @@ def iso(value: float | None) -> str | None:
     return None if value is None else dt.datetime.fromtimestamp(value, dt.UTC).isoformat()
 
 
-class Strategies:
-    """Rollout-strategy plugins, with options validated by their own types."""
-
-    def __init__(self, pm: PluginManager) -> None:
-        self.registry = pm.registry("rollout strategy")
-        self.pm = pm
-        self._cache: dict[tuple[str, str], Strategy] = {}
-
-    def names(self) -> list[str]:
-        return self.registry.names()
-
-    def check(self, name: str, options: Mapping[str, Any], where: str) -> Any:
-        """Structured options; raises ConfigError naming ``where`` when wrong."""
-        record = self.registry.get(name, where="strategy", source="rollout")
-        return self.pm.options(record, options, where=where, source="rollout")
-
-    def get(self, name: str, options: Mapping[str, Any]) -> Strategy:
-        key = (name, json.dumps(options, sort_keys=True))
-        strategy = self._cache.get(key)
-        if strategy is None:
-            record = self.registry.get(name, where="strategy", source="rollout")
-            strategy = record.factory(self.check(name, options, "options"))
-            self._cache[key] = strategy
-        return strategy
+# The server and the agent share one way of building strategies.
+Strategies = RolloutStrategies
 
 
 @frozen

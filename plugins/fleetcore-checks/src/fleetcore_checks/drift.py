@@ -328,7 +328,7 @@ def _refresh_snapshot(ctx: CheckContext, paths: Sequence[str]) -> None:
     for rel in paths:
         st = (ctx.release_dir / rel).lstat()
         baseline[rel] = [st.st_size, st.st_mtime_ns, stat.S_IMODE(st.st_mode)]
-    from fleetcore.agent.files import atomic_write
+    from fleetcore.files import atomic_write
 
     atomic_write(path, json.dumps(baseline, sort_keys=True).encode())
 
