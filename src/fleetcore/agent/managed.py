@@ -29,12 +29,12 @@ from pathlib import Path
 from typing import Any
 
 from fleetcore import __version__
-from fleetcore.files import atomic_write, atomic_write_json
 from fleetcore.config.agent import AgentConfig, Server
 from fleetcore.config.convert import structure
 from fleetcore.config.fleet import MaintenanceWindow
 from fleetcore.errors import FetchError, FleetcoreError
 from fleetcore.fetch.interface import Fetched
+from fleetcore.files import atomic_write, atomic_write_json
 from fleetcore.policy import DesiredState
 from fleetcore.release import Manifest
 

@@ -29,8 +29,8 @@ from typing import Any, Literal
 import attrs
 from attrs import field, frozen
 
-from fleetcore.files import append_line, atomic_symlink, atomic_write_json, read_lines_json
 from fleetcore.config.convert import make_converter
+from fleetcore.files import append_line, atomic_symlink, atomic_write_json, read_lines_json
 from fleetcore.plugin.types import UpdateRecord
 
 log = logging.getLogger(__name__)

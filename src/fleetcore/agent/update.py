@@ -29,7 +29,6 @@ from attrs import frozen
 from fleetcore.activate.interface import ENV_FILE, ActivationContext, ActivatorImpl, project_name
 from fleetcore.agent import logs
 from fleetcore.agent.clock import Clock
-from fleetcore.files import exclusive_lock
 from fleetcore.agent.gates import Deferred, attempts_after, throttle_gate, window_gate
 from fleetcore.agent.state import InFlight, Network, Phase, State, StateStore, release_name
 from fleetcore.checks import runner
@@ -40,6 +39,7 @@ from fleetcore.config.role import CheckSelection, RoleConfig, parse_role_config
 from fleetcore.config.units import Duration
 from fleetcore.errors import ConfigError, FetchError, FleetcoreError, VerifyError
 from fleetcore.fetch.interface import Fetched, Source
+from fleetcore.files import exclusive_lock
 from fleetcore.plugin.manager import PluginManager
 from fleetcore.plugin.types import (
     CheckContext,
@@ -739,9 +739,9 @@ class Agent:
     def report(self) -> bool:
         """Send the status report and the history the server has not seen.
         Best effort: a server that does not answer gets it next time."""
-        from fleetcore.files import atomic_write
         from fleetcore.agent.managed import status_report
         from fleetcore.agent.state import history_json
+        from fleetcore.files import atomic_write
 
         if self.client is None:
             return False

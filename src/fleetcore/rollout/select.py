@@ -58,9 +58,7 @@ class RolloutStrategies:
         strategy = self._cache.get(key)
         if strategy is None:
             record = self.registry.get(name, where=name_where, source=source)
-            options_value = self.check(
-                name, options, where, name_where=name_where, source=source
-            )
+            options_value = self.check(name, options, where, name_where=name_where, source=source)
             strategy = record.factory(options_value)
             self._cache[key] = strategy
         return strategy

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -27,7 +27,6 @@ from fleetcore.config.fleet import (
     RolloutPolicy,
     VersionLock,
 )
-from fleetcore.plugin.manager import PluginManager
 from fleetcore.plugin.types import DeviceInfo
 from fleetcore.policy import DesiredState, resolve
 from fleetcore.rollout.select import RolloutStrategies
