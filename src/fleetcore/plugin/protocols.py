@@ -6,6 +6,11 @@ cycle. Each kind's tutorial lives in its interface module, which re-exports
 the names here: :mod:`fleetcore.fetch.interface`,
 :mod:`fleetcore.activate.interface`, :mod:`fleetcore.secrets.interface`,
 :mod:`fleetcore.rollout.interface`, :mod:`fleetcore.channels.interface`.
+
+Where the core hands a plugin one of its own objects (the agent's repair
+tools, the device's server client), the plugin sees it through a narrow
+protocol listing exactly what it may call: :class:`RepairKit`,
+:class:`ControlServerSecrets`.
 """
 
 from __future__ import annotations
@@ -99,6 +104,37 @@ class ActivatorImpl(Protocol):
 # -- secrets providers ------------------------------------------------------------
 
 
+class ControlServerSecrets(Protocol):
+    """What a secrets provider may ask the control server (managed mode):
+    this device's secrets for its role, fetched with the device's own
+    credential. Nothing else of the device's server client is reachable."""
+
+    def secrets(self) -> Mapping[str, str]:
+        """The device's secrets, by name; raises
+        :class:`~fleetcore.errors.FetchError` when the server cannot be asked."""
+
+
+class _SecretsOnly:
+    """The device's server client cut down to :class:`ControlServerSecrets`."""
+
+    __slots__ = ("_secrets",)
+
+    def __init__(self, server: ControlServerSecrets) -> None:
+        self._secrets = server.secrets
+
+    def secrets(self) -> Mapping[str, str]:
+        return self._secrets()
+
+    def __repr__(self) -> str:
+        return "<control server: secrets>"
+
+
+def _secrets_only(server: ControlServerSecrets | None) -> ControlServerSecrets | None:
+    if server is None or isinstance(server, _SecretsOnly):
+        return server
+    return _SecretsOnly(server)
+
+
 @frozen(kw_only=True)
 class SecretsContext:
     device: DeviceInfo
@@ -109,9 +145,10 @@ class SecretsContext:
     role_options: Any = None
     """The role's ``[secrets.NAME]`` table, structured into the record's
     ``role_config_type``."""
-    server: Any = None
-    """In managed mode, the device's :class:`fleetcore.agent.managed.ServerClient`
-    (authenticated with the device's own credential); None in git-only mode."""
+    server: ControlServerSecrets | None = field(default=None, converter=_secrets_only)
+    """In managed mode, the control server as far as a secrets provider may
+    use it (:class:`ControlServerSecrets`); None in git-only mode. Whatever
+    the agent passes is narrowed to that protocol here."""
 
 
 class SecretsProviderImpl(Protocol):
@@ -153,3 +190,24 @@ class EventSubscriber(Protocol):
 
     def close(self) -> None:
         """The agent is stopping: stop listening. ``wake`` must not be called after."""
+
+
+# -- drift fixes --------------------------------------------------------------------
+
+
+class RepairKit(Protocol):
+    """What a drift fix may ask of the agent (``CheckContext.repair``), for
+    the release the device runs. ``ctx.repair`` is None where there is no
+    agent to ask; a fix that needs it raises
+    :class:`~fleetcore.errors.FleetcoreError` then."""
+
+    def pristine(self) -> Path:
+        """A folder with a fresh, verified copy of the running release,
+        fetched again from the source (read it, do not change it)."""
+
+    def restart(self) -> str:
+        """Start the running release's services again through its activator;
+        returns what was done, for the drift report."""
+
+    def clean(self) -> Sequence[str]:
+        """Remove old releases and staging leftovers; returns what went."""

@@ -20,6 +20,7 @@ from fleetcore.plugin.protocols import (
     ActivatorImpl,
     EventPublisher,
     EventSubscriber,
+    RepairKit,
     SecretsProviderImpl,
     Source,
     Strategy,
@@ -205,9 +206,10 @@ class CheckContext:
     """The agent's state folder."""
     check_options: Mapping[str, Any] = field(factory=dict)
     """For drift fixes: the options of the drift checks that ran, by check name."""
-    repair: Any = None
-    """For drift fixes: a :class:`fleetcore.agent.drift.RepairKit` (a verified
-    pristine copy of the release, old-release cleanup, restarting services)."""
+    repair: RepairKit | None = None
+    """For drift fixes: what they may ask of the agent (a verified pristine
+    copy of the release, old-release cleanup, restarting services); None
+    where no agent runs the checks."""
     now: dt.datetime = field(factory=lambda: dt.datetime.now(dt.UTC))
 
 
