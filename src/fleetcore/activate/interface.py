@@ -32,7 +32,7 @@ services could not be brought up: the agent rolls back and records the
 message as the reason.
 
 The names here are defined in :mod:`fleetcore.plugin.protocols` (values in
-:mod:`fleetcore.model`).
+:mod:`fleetcore.model`) and exported by :mod:`fleetcore.plugin` too.
 """
 
 from fleetcore.model import DeviceInfo

@@ -61,7 +61,7 @@ A channel over a shared folder (a toy, but complete: one file per device)::
                            subscriber=FolderSubscriber)
 
 The names here are defined in :mod:`fleetcore.plugin.protocols` (values in
-:mod:`fleetcore.model`).
+:mod:`fleetcore.model`) and exported by :mod:`fleetcore.plugin` too.
 """
 
 from fleetcore.model import Event

@@ -9,8 +9,7 @@ A minimal fetcher, for a repo mirrored to a web server as plain tarballs::
 
     from attrs import frozen
     from fleetcore.fetch.interface import Fetched, Manifest
-    from fleetcore.plugin import hookimpl
-    from fleetcore.plugin.types import Fetcher
+    from fleetcore.plugin import Fetcher, hookimpl
 
     @frozen(kw_only=True)
     class MirrorOptions:
@@ -48,7 +47,7 @@ archive it vouches for. A git fetcher derives it from the git tree (whose
 object ids git has already checked); a server or mirror serves it separately.
 
 The names here are defined in :mod:`fleetcore.plugin.protocols` (values in
-:mod:`fleetcore.model`).
+:mod:`fleetcore.model`) and exported by :mod:`fleetcore.plugin` too.
 """
 
 from fleetcore.plugin.protocols import Fetched, Source

@@ -26,7 +26,7 @@ A strategy that rolls out to one site at a time::
                               config_type=SiteOptions, factory=SiteStrategy)
 
 The names here are defined in :mod:`fleetcore.plugin.protocols` (values in
-:mod:`fleetcore.model`).
+:mod:`fleetcore.model`) and exported by :mod:`fleetcore.plugin` too.
 """
 
 from fleetcore.model import DeviceInfo, percentage_bucket

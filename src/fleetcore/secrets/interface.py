@@ -12,7 +12,8 @@ In managed mode ``ctx.server`` is the control server as a provider may use
 it (:class:`ControlServerSecrets`: the device's own secrets, nothing else);
 it is None in git-only mode.
 
-The names here are defined in :mod:`fleetcore.plugin.protocols`.
+The names here are defined in :mod:`fleetcore.plugin.protocols` and exported
+by :mod:`fleetcore.plugin` too.
 """
 
 from fleetcore.model import DeviceInfo
