@@ -67,6 +67,10 @@ def _words(value: Iterable[str]) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _codes(value: Iterable[str]) -> frozenset[str]:
+    return frozenset(value)
+
+
 # -- identity -------------------------------------------------------------------
 
 
@@ -243,7 +247,7 @@ class DriftFix:
 
     name: str = field(validator=_name)
     summary: str
-    fixes: frozenset[str] = field(converter=frozenset)
+    fixes: frozenset[str] = field(converter=_codes)
     run: Callable[[CheckContext, tuple[Finding, ...]], str]
     config_type: type = NoOptions
 
