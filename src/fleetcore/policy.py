@@ -18,22 +18,15 @@ Percentage eligibility: a device is in a rollout at ``p`` percent when
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 from attrs import frozen
 
 from fleetcore.config.fleet import DevicePolicy, FleetPolicy, MaintenanceWindow
-from fleetcore.plugin.types import DeviceInfo
+from fleetcore.model import DeviceInfo, percentage_bucket  # noqa: F401 - percentage_bucket re-exported
 
 Why = Literal["maintenance", "lock", "pin", "override", "rollout", "stable", "hold"]
-
-
-def percentage_bucket(device_id: str, commit: str) -> int:
-    """The device's bucket (0-99) for a commit; eligible at ``p`` when below ``p``."""
-    digest = hashlib.sha256((device_id + commit).encode()).digest()
-    return int.from_bytes(digest[:8], "big") % 100
 
 
 @frozen(kw_only=True)

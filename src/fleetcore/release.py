@@ -29,7 +29,7 @@ from typing import IO, Any
 from attrs import field, frozen
 
 from fleetcore.errors import UnsafeArchiveError, VerifyError
-from fleetcore.plugin.types import Finding
+from fleetcore.model import Finding
 
 CHUNK = 1 << 20
 MAX_MEMBERS = 200_000

@@ -59,36 +59,12 @@ A channel over a shared folder (a toy, but complete: one file per device)::
         yield EventChannel(name="folder", summary="Events as files in a shared folder",
                            config_type=FolderOptions, publisher=FolderPublisher,
                            subscriber=FolderSubscriber)
+
+The names here are defined in :mod:`fleetcore.plugin.protocols` (values in
+:mod:`fleetcore.model`) and exported by :mod:`fleetcore.plugin` too.
 """
 
-from __future__ import annotations
+from fleetcore.model import Event
+from fleetcore.plugin.protocols import EVENT_NAMES, EventPublisher, EventSubscriber
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol
-
-if TYPE_CHECKING:
-    from fleetcore.server.events import Event
-
-EVENT_NAMES = ("update-available", "policy-changed")
-"""The events a subscriber passes on to ``wake``; it ignores any other name."""
-
-
-class EventPublisher(Protocol):
-    """The server's half of a channel (``EventChannel.publisher(options)``)."""
-
-    def publish(self, events: Sequence[Event]) -> None:
-        """Send each event (``device_id``, ``name``, ``data``: a JSON-able
-        dict) to its device. May raise when the channel is down."""
-
-    def close(self) -> None:
-        """The server is stopping: let go of connections and threads."""
-
-
-class EventSubscriber(Protocol):
-    """The agent's half (``EventChannel.subscriber(options, device_id, wake)``)."""
-
-    def start(self) -> None:
-        """Begin listening in the background (a thread of its own) and return."""
-
-    def close(self) -> None:
-        """The agent is stopping: stop listening. ``wake`` must not be called after."""
+__all__ = ["EVENT_NAMES", "Event", "EventPublisher", "EventSubscriber"]

@@ -9,8 +9,8 @@ from attrs import field, frozen
 
 from fleetcore.config.convert import checked, load_toml, not_empty, one_of, split_table, structure
 from fleetcore.config.units import Duration, Size
+from fleetcore.model import SEGMENTS
 
-SEGMENTS = ("canary", "early", "general")
 SOURCE_CORE_KEYS = ("repo", "branch", "fetcher")
 
 # The seed's defaults: battery nodes wake every 15-60 minutes, mains-powered

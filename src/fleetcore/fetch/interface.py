@@ -8,9 +8,8 @@ role at one commit, with the manifest the archive will be verified against.
 A minimal fetcher, for a repo mirrored to a web server as plain tarballs::
 
     from attrs import frozen
-    from fleetcore.fetch.interface import Fetched
-    from fleetcore.plugin import hookimpl
-    from fleetcore.plugin.types import Fetcher
+    from fleetcore.fetch.interface import Fetched, Manifest
+    from fleetcore.plugin import Fetcher, hookimpl
 
     @frozen(kw_only=True)
     class MirrorOptions:
@@ -46,42 +45,12 @@ by member, and checks every file against the manifest.
 **Where the manifest comes from matters.** It must not be read from the same
 archive it vouches for. A git fetcher derives it from the git tree (whose
 object ids git has already checked); a server or mirror serves it separately.
+
+The names here are defined in :mod:`fleetcore.plugin.protocols` (values in
+:mod:`fleetcore.model`) and exported by :mod:`fleetcore.plugin` too.
 """
 
-from __future__ import annotations
+from fleetcore.plugin.protocols import Fetched, Source
+from fleetcore.release import Manifest, ManifestEntry
 
-from collections.abc import Mapping, Sequence
-from pathlib import Path
-from typing import Protocol
-
-from attrs import frozen
-
-from fleetcore.release import Manifest
-
-
-@frozen(kw_only=True)
-class Fetched:
-    """A role archive on disk, ready to be unpacked."""
-
-    archive: Path
-    """A tar file (plain, gzip, bzip2 or xz) in the work folder the agent gave."""
-    prefix: str
-    """The folder of the role inside the archive (``roles/web/``), stripped on unpack."""
-    manifest: Manifest
-    """What the unpacked role must contain, from a source other than the archive."""
-
-
-class Source(Protocol):
-    """The object a :class:`~fleetcore.plugin.types.Fetcher` factory returns."""
-
-    def head(self, branch: str) -> str:
-        """The full commit id at the head of ``branch``."""
-
-    def read(self, commit: str, paths: Sequence[str]) -> Mapping[str, bytes]:
-        """The contents of the files at ``paths`` in ``commit``; a missing file
-        is left out of the result (it is not an error)."""
-
-    def fetch(self, commit: str, role: str, workdir: Path) -> Fetched:
-        """Write the archive of ``roles/<role>`` at ``commit`` into ``workdir``
-        and return it with its manifest. ``workdir`` is empty and belongs to
-        this call; the agent removes it afterwards."""
+__all__ = ["Fetched", "Manifest", "ManifestEntry", "Source"]

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from importlib import metadata
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 import pluggy
 from attrs import field, frozen
@@ -21,6 +21,18 @@ from fleetcore.config.convert import structure
 from fleetcore.errors import PluginError, UnknownPluginError
 from fleetcore.plugin import hookspecs
 
+if TYPE_CHECKING:
+    from fleetcore.model import CheckKind
+    from fleetcore.plugin.types import (
+        Activator,
+        Check,
+        DriftFix,
+        EventChannel,
+        Fetcher,
+        RolloutStrategy,
+        SecretsProvider,
+    )
+
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "fleetcore"
@@ -28,6 +40,21 @@ DISABLE_ENV = "FLEETCORE_DISABLE_PLUGINS"
 """Comma-separated plugin names not to load, on top of the config's list."""
 
 R = TypeVar("R")
+
+CheckRecordKind = Literal["verify check", "validate check", "health check", "drift check"]
+RecordKind = Literal[
+    "fetcher",
+    "activator",
+    "secrets provider",
+    "rollout strategy",
+    "event channel",
+    "verify check",
+    "validate check",
+    "health check",
+    "drift check",
+    "drift fix",
+]
+"""The kinds of named record, keys of :data:`hookspecs.REGISTER_HOOKS`."""
 
 
 @frozen(kw_only=True)
@@ -61,7 +88,7 @@ class Registry(Generic[R]):
     def __contains__(self, name: object) -> bool:
         return name in self._entries
 
-    def __iter__(self) -> Any:
+    def __iter__(self) -> Iterator[R]:
         return iter(entry.record for entry in self._entries.values())
 
     def __len__(self) -> int:
@@ -166,10 +193,35 @@ class PluginManager:
     # -- records -----------------------------------------------------------------
 
     def registry(self, kind: str) -> Registry[Any]:
-        """All records of ``kind`` (a key of :data:`hookspecs.REGISTER_HOOKS`)."""
+        """All records of ``kind`` (a key of :data:`hookspecs.REGISTER_HOOKS`).
+        The typed shortcuts below say which record type each kind holds."""
         if kind not in self._registries:
             self._registries[kind] = self._collect(kind)
         return self._registries[kind]
+
+    # Typed shortcuts, one per kind of record.
+
+    def fetchers(self) -> Registry[Fetcher]:
+        return self.registry("fetcher")
+
+    def activators(self) -> Registry[Activator]:
+        return self.registry("activator")
+
+    def secrets_providers(self) -> Registry[SecretsProvider]:
+        return self.registry("secrets provider")
+
+    def rollout_strategies(self) -> Registry[RolloutStrategy]:
+        return self.registry("rollout strategy")
+
+    def event_channels(self) -> Registry[EventChannel]:
+        return self.registry("event channel")
+
+    def checks(self, kind: CheckKind) -> Registry[Check]:
+        """The ``verify``, ``validate``, ``health`` or ``drift`` checks."""
+        return self.registry(f"{kind} check")
+
+    def drift_fixes(self) -> Registry[DriftFix]:
+        return self.registry("drift fix")
 
     def _collect(self, kind: str) -> Registry[Any]:
         hook = getattr(self._pm.hook, hookspecs.REGISTER_HOOKS[kind])

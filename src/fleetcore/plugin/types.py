@@ -15,15 +15,42 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from attrs import field, frozen
 
+from fleetcore.model import CheckKind, DeviceInfo, Finding
+from fleetcore.plugin.protocols import (
+    ActivatorImpl,
+    EventPublisher,
+    EventSubscriber,
+    RepairKit,
+    SecretsProviderImpl,
+    Source,
+    Strategy,
+)
+
 if TYPE_CHECKING:
     import logging
 
-    from fleetcore.activate.interface import ActivatorImpl
-    from fleetcore.channels.interface import EventPublisher, EventSubscriber
-    from fleetcore.fetch.interface import Source
     from fleetcore.release import Manifest, Unpacked
-    from fleetcore.rollout.interface import Strategy
-    from fleetcore.secrets.interface import SecretsProviderImpl
+
+__all__ = [
+    "Activator",
+    "Check",
+    "CheckContext",
+    "CheckKind",
+    "DeviceInfo",
+    "DriftFix",
+    "DriftReport",
+    "EventChannel",
+    "Fetcher",
+    "Finding",
+    "ModeChange",
+    "NoOptions",
+    "RolloutStrategy",
+    "SecretsProvider",
+    "SourceSettings",
+    "UpdateRecord",
+    "UpdateResult",
+    "UpdateStart",
+]
 
 
 @frozen
@@ -40,16 +67,11 @@ def _words(value: Iterable[str]) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _codes(value: Iterable[str]) -> frozenset[str]:
+    return frozenset(value)
+
+
 # -- identity -------------------------------------------------------------------
-
-
-@frozen(kw_only=True)
-class DeviceInfo:
-    """Who the device is, as far as policy and plugins are concerned."""
-
-    device_id: str
-    role: str
-    segment: str = "general"
 
 
 @frozen(kw_only=True)
@@ -158,30 +180,6 @@ class EventChannel:
 
 # -- checks ---------------------------------------------------------------------
 
-CheckKind = Literal["verify", "validate", "health", "drift"]
-
-
-@frozen(kw_only=True)
-class Finding:
-    """One problem a check found. A check that finds nothing passed.
-
-    ``subject`` says where (a file, a container, a URL), ``expected`` and
-    ``found`` say how it differs; ``code`` lets drift fixes claim it.
-    """
-
-    message: str
-    subject: str = ""
-    code: str = ""
-    expected: str | None = None
-    found: str | None = None
-
-    def __str__(self) -> str:
-        where = f"{self.subject}: " if self.subject else ""
-        how = ""
-        if self.expected is not None or self.found is not None:
-            how = f" (expected {self.expected}, found {self.found})"
-        return f"{where}{self.message}{how}"
-
 
 @frozen(kw_only=True)
 class CheckContext:
@@ -212,9 +210,10 @@ class CheckContext:
     """The agent's state folder."""
     check_options: Mapping[str, Any] = field(factory=dict)
     """For drift fixes: the options of the drift checks that ran, by check name."""
-    repair: Any = None
-    """For drift fixes: a :class:`fleetcore.agent.drift.RepairKit` (a verified
-    pristine copy of the release, old-release cleanup, restarting services)."""
+    repair: RepairKit | None = None
+    """For drift fixes: what they may ask of the agent (a verified pristine
+    copy of the release, old-release cleanup, restarting services); None
+    where no agent runs the checks."""
     now: dt.datetime = field(factory=lambda: dt.datetime.now(dt.UTC))
 
 
@@ -248,7 +247,7 @@ class DriftFix:
 
     name: str = field(validator=_name)
     summary: str
-    fixes: frozenset[str] = field(converter=frozenset)
+    fixes: frozenset[str] = field(converter=_codes)
     run: Callable[[CheckContext, tuple[Finding, ...]], str]
     config_type: type = NoOptions
 

@@ -24,15 +24,12 @@ A strategy that rolls out to one site at a time::
     def fleetcore_register_rollout_strategies():
         yield RolloutStrategy(name="site", summary="Whole sites at a time",
                               config_type=SiteOptions, factory=SiteStrategy)
+
+The names here are defined in :mod:`fleetcore.plugin.protocols` (values in
+:mod:`fleetcore.model`) and exported by :mod:`fleetcore.plugin` too.
 """
 
-from __future__ import annotations
+from fleetcore.model import DeviceInfo, percentage_bucket
+from fleetcore.plugin.protocols import Strategy
 
-from typing import Protocol
-
-from fleetcore.plugin.types import DeviceInfo
-
-
-class Strategy(Protocol):
-    def eligible(self, device: DeviceInfo, commit: str) -> bool:
-        """True when ``device`` may run ``commit`` under this rollout."""
+__all__ = ["DeviceInfo", "Strategy", "percentage_bucket"]

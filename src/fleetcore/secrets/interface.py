@@ -7,35 +7,16 @@ values, which the agent writes to the release's env file for the activator.
 
 Secrets must never reach logs, history, status reports or error messages:
 raise errors that name the file or path and the reason, never the value.
+
+In managed mode ``ctx.server`` is the control server as a provider may use
+it (:class:`ControlServerSecrets`: the device's own secrets, nothing else);
+it is None in git-only mode.
+
+The names here are defined in :mod:`fleetcore.plugin.protocols` and exported
+by :mod:`fleetcore.plugin` too.
 """
 
-from __future__ import annotations
+from fleetcore.model import DeviceInfo
+from fleetcore.plugin.protocols import ControlServerSecrets, SecretsContext, SecretsProviderImpl
 
-from collections.abc import Mapping
-from pathlib import Path
-from typing import Any, Protocol
-
-from attrs import frozen
-
-from fleetcore.plugin.types import DeviceInfo
-
-
-@frozen(kw_only=True)
-class SecretsContext:
-    device: DeviceInfo
-    release_dir: Path
-    commit: str
-    state_dir: Path
-    """The agent's state folder, for caches the provider keeps (encrypted)."""
-    role_options: Any = None
-    """The role's ``[secrets.NAME]`` table, structured into the record's
-    ``role_config_type``."""
-    server: Any = None
-    """In managed mode, the device's :class:`fleetcore.agent.managed.ServerClient`
-    (authenticated with the device's own credential); None in git-only mode."""
-
-
-class SecretsProviderImpl(Protocol):
-    def provide(self, ctx: SecretsContext) -> Mapping[str, str]:
-        """Put this provider's secrets into ``ctx.release_dir`` and return
-        environment values for the services (may be empty)."""
+__all__ = ["ControlServerSecrets", "DeviceInfo", "SecretsContext", "SecretsProviderImpl"]

@@ -10,14 +10,14 @@ its next poll of ``/desired`` says the same thing.
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 from collections import defaultdict, deque
 from collections.abc import Iterable
 from typing import Any
 
-from attrs import frozen
 from starlette.types import Message, Receive, Send
+
+from fleetcore.model import Event
 
 QUEUE_LIMIT = 100
 EVERY_DEVICE = "*"
@@ -25,16 +25,6 @@ EVERY_DEVICE = "*"
 CLOSE_STREAM = "close"
 """Not sent to the device: its streams end (its credential was revoked).
 An event like the others, so the relay carries it to the replicas too."""
-
-
-@frozen
-class Event:
-    device_id: str
-    name: str  # update-available | policy-changed | CLOSE_STREAM
-    data: dict[str, Any]
-
-    def encode(self) -> bytes:
-        return f"event: {self.name}\ndata: {json.dumps(self.data)}\n\n".encode()
 
 
 class _Stream:

@@ -13,9 +13,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from fleetcore.agent.clock import Clock, ManualClock
-from fleetcore.agent.update import Agent
-from fleetcore.config.agent import load_agent_config
+from fleetcore.testing.agent import Agent, Clock, ManualClock, local_agent
 from fleetcore.testing.gitrepo import FleetRepo
 from fleetcore.testing.services import missing
 
@@ -116,7 +114,7 @@ class Device:
     def agent(self, clock: Clock | None = None) -> Agent:
         """The agent in this process; ``clock`` defaults to a manual clock
         (give a real one after running the agent as a process)."""
-        return Agent(load_agent_config(self.config_path), clock=clock or self.clock)
+        return local_agent(self.config_path, clock=clock or self.clock)
 
     def running(self) -> str | None:
         return self.out.read_text().strip() if self.out.exists() else None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fleetcore.config.units import Duration
+from fleetcore.plugin.options import Duration
 
 
 def positive_duration(_inst: Any, attr: Any, value: Duration | None) -> None:

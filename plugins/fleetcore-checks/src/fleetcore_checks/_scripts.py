@@ -20,8 +20,8 @@ from typing import IO
 
 from attrs import frozen
 
-from fleetcore.config.units import Duration
 from fleetcore.errors import FleetcoreError
+from fleetcore.plugin.options import Duration
 from fleetcore.plugin.types import CheckContext, Finding
 
 TAIL_LINES = 5

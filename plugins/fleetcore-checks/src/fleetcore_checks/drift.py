@@ -33,12 +33,11 @@ from typing import Any
 
 from attrs import field, frozen
 
-from fleetcore.config.convert import checked, not_empty
-from fleetcore.config.units import Duration, Size
 from fleetcore.errors import FleetcoreError
 from fleetcore.plugin import hookimpl
+from fleetcore.plugin.options import Duration, Size, checked, not_empty
+from fleetcore.plugin.release import measure_tree
 from fleetcore.plugin.types import Check, CheckContext, DriftFix, Finding
-from fleetcore.release import measure_tree
 
 # -- options ------------------------------------------------------------------------
 
@@ -328,7 +327,7 @@ def _refresh_snapshot(ctx: CheckContext, paths: Sequence[str]) -> None:
     for rel in paths:
         st = (ctx.release_dir / rel).lstat()
         baseline[rel] = [st.st_size, st.st_mtime_ns, stat.S_IMODE(st.st_mode)]
-    from fleetcore.files import atomic_write
+    from fleetcore.plugin import atomic_write
 
     atomic_write(path, json.dumps(baseline, sort_keys=True).encode())
 

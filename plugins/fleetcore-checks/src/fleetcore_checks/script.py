@@ -20,10 +20,9 @@ from typing import TYPE_CHECKING
 
 from attrs import field, frozen
 
-from fleetcore.config.convert import checked
-from fleetcore.config.units import Duration
 from fleetcore.errors import FleetcoreError
 from fleetcore.plugin import hookimpl
+from fleetcore.plugin.options import Duration, checked
 from fleetcore.plugin.types import Activator
 from fleetcore_checks._options import positive_duration
 

@@ -12,9 +12,8 @@ from collections.abc import Iterator
 
 from attrs import field, frozen
 
-from fleetcore.config.convert import checked
-from fleetcore.config.units import Duration
 from fleetcore.plugin import hookimpl
+from fleetcore.plugin.options import Duration, checked
 from fleetcore.plugin.types import Check, CheckContext, Finding
 from fleetcore_checks._options import positive_duration
 

@@ -16,8 +16,8 @@ from collections.abc import Iterator, Sequence
 from attrs import field, frozen
 
 from fleetcore.activate.interface import project_name
-from fleetcore.config.convert import checked
 from fleetcore.errors import FleetcoreError
+from fleetcore.plugin.options import checked
 from fleetcore.plugin.types import CheckContext, Finding
 from fleetcore_docker import compose as cli
 from fleetcore_docker.compose import AUTO, check_command

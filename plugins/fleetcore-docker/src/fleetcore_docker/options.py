@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from attrs import field, frozen
 
-from fleetcore.config.convert import checked
-from fleetcore.config.units import Duration
+from fleetcore.plugin.options import Duration, checked
 from fleetcore_docker.compose import AUTO, check_command
 
 

@@ -21,9 +21,8 @@ from typing import Any
 
 from attrs import field, frozen
 
-from fleetcore.config.convert import between, checked
-from fleetcore.config.units import Duration
 from fleetcore.plugin import hookimpl
+from fleetcore.plugin.options import Duration, between, checked
 from fleetcore.plugin.types import Check, CheckContext, Finding
 
 

@@ -22,15 +22,15 @@ from typing import IO, TYPE_CHECKING, Any
 
 from attrs import frozen
 
-from fleetcore.config.convert import between
 from fleetcore.errors import FetchError
+from fleetcore.plugin.options import between
 
 if TYPE_CHECKING:
     import tarfile
 
-    from fleetcore.config.units import Duration
+    from fleetcore.plugin.options import Duration
+    from fleetcore.plugin.release import Manifest
     from fleetcore.plugin.types import SourceSettings
-    from fleetcore.release import Manifest
 
 GIT_ENV = {
     # Never wait for a password or a host-key answer nobody will type.
@@ -324,7 +324,7 @@ def scan_role(
     """
     import hashlib
 
-    from fleetcore.release import CHUNK, Manifest, ManifestEntry, normal_mode
+    from fleetcore.plugin.release import CHUNK, Manifest, ManifestEntry, normal_mode
 
     found: dict[str, dict[str, ManifestEntry]] = {}
     tops: set[str] = set()

@@ -48,10 +48,9 @@ from typing import TYPE_CHECKING
 
 from attrs import field, frozen
 
-from fleetcore.config.convert import checked
-from fleetcore.config.units import Duration
 from fleetcore.errors import FetchError
 from fleetcore.plugin import hookimpl
+from fleetcore.plugin.options import Duration, checked
 from fleetcore.plugin.types import Fetcher, SourceSettings
 from fleetcore_git._common import (
     GitResult,
@@ -71,7 +70,7 @@ from fleetcore_git._common import (
 
 if TYPE_CHECKING:
     from fleetcore.fetch.interface import Fetched
-    from fleetcore.release import ManifestEntry
+    from fleetcore.plugin.release import ManifestEntry
 
 REF_PREFIX = "refs/fleetcore/commits/"
 """Every fetched commit gets a ref: ``git gc`` prunes unreferenced objects,
@@ -119,7 +118,7 @@ class GitSource:
 
     def fetch(self, commit: str, role: str, workdir: Path) -> Fetched:
         from fleetcore.fetch.interface import Fetched
-        from fleetcore.release import Manifest
+        from fleetcore.plugin.release import Manifest
 
         check_role(role)
         self._ensure(commit)
@@ -284,7 +283,7 @@ class GitSource:
     def _tree_manifest(self, commit: str, role: str) -> tuple[ManifestEntry, ...]:
         """The manifest of ``roles/<role>`` from git's tree: blob ids, sizes,
         modes and link targets, independent of the archive."""
-        from fleetcore.gittree import ls_tree_args, read_role_tree
+        from fleetcore.plugin.release import ls_tree_args, read_role_tree
 
         result = self._git(*ls_tree_args(commit, role), action="git ls-tree in")
         if not result.ok:

@@ -41,10 +41,9 @@ from typing import TYPE_CHECKING
 
 from attrs import field, frozen
 
-from fleetcore.config.convert import checked
-from fleetcore.config.units import Duration
 from fleetcore.errors import FetchError
 from fleetcore.plugin import hookimpl
+from fleetcore.plugin.options import Duration, checked
 from fleetcore.plugin.types import Fetcher, SourceSettings
 from fleetcore_git._common import (
     GitResult,

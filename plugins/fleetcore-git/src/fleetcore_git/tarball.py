@@ -56,10 +56,9 @@ from typing import TYPE_CHECKING, Any
 
 from attrs import field, frozen
 
-from fleetcore.config.convert import checked
-from fleetcore.config.units import Duration
 from fleetcore.errors import FetchError, VerifyError
 from fleetcore.plugin import hookimpl
+from fleetcore.plugin.options import Duration, checked
 from fleetcore.plugin.types import Fetcher, SourceSettings
 from fleetcore_git._common import (
     CorruptArchiveError,
@@ -79,7 +78,7 @@ if TYPE_CHECKING:
     from http.client import HTTPResponse
 
     from fleetcore.fetch.interface import Fetched
-    from fleetcore.release import Manifest
+    from fleetcore.plugin.release import Manifest
 
 # urllib rather than requests: the standard library needs no install on the
 # device, and imports far less per converge on a Raspberry Pi (requests brings
@@ -209,7 +208,7 @@ class TarballSource:
     def _manifest(self, commit: str, role: str) -> Manifest:
         import json
 
-        from fleetcore.release import Manifest
+        from fleetcore.plugin.release import Manifest
 
         assert self.options.manifest_url is not None
         url = _fill(self.options.manifest_url, commit=commit, role=role)

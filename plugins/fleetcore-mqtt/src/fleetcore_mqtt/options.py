@@ -18,8 +18,7 @@ from urllib.parse import urlsplit
 
 from attrs import field, frozen
 
-from fleetcore.config.convert import checked
-from fleetcore.config.units import Duration
+from fleetcore.plugin.options import Duration, checked
 
 DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
 WILDCARDS = frozenset("+#")

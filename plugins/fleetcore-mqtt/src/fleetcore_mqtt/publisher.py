@@ -12,7 +12,7 @@ from fleetcore_mqtt.connection import Connection
 from fleetcore_mqtt.options import MqttOptions, encode, topic
 
 if TYPE_CHECKING:
-    from fleetcore.server.events import Event
+    from fleetcore.channels.interface import Event
 
 QOS = 1
 MAX_QUEUED = 100_000

@@ -28,9 +28,8 @@ from typing import Any
 
 from attrs import field, frozen
 
-from fleetcore.config.agent import SEGMENTS
-from fleetcore.config.convert import checked, one_of
 from fleetcore.plugin import hookimpl
+from fleetcore.plugin.options import SEGMENTS, checked, one_of
 from fleetcore.plugin.types import DeviceInfo, RolloutStrategy
 
 

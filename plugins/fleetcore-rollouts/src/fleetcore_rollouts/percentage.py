@@ -1,7 +1,7 @@
 """The ``percentage`` rollout: a growing share of the fleet takes the new commit.
 
 Each device falls in a bucket from 0 to 99 for each commit, computed from its
-id and the commit alone (:func:`fleetcore.policy.percentage_bucket`); it may
+id and the commit alone (:func:`fleetcore.plugin.percentage_bucket`); it may
 take the commit when its bucket is below ``percent``. The buckets of a commit
 are spread evenly and independently of those of the previous commit, so the
 first devices are not always the same ones. The seed's schedule::
@@ -23,10 +23,9 @@ from collections.abc import Iterator
 
 from attrs import field, frozen
 
-from fleetcore.config.convert import between, checked
-from fleetcore.plugin import hookimpl
+from fleetcore.plugin import hookimpl, percentage_bucket
+from fleetcore.plugin.options import between, checked
 from fleetcore.plugin.types import DeviceInfo, RolloutStrategy
-from fleetcore.policy import percentage_bucket
 
 
 @frozen(kw_only=True)

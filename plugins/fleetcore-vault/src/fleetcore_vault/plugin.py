@@ -41,9 +41,8 @@ from typing import Any
 
 from attrs import field, frozen
 
-from fleetcore.config.convert import checked
-from fleetcore.config.units import Duration
 from fleetcore.plugin import hookimpl
+from fleetcore.plugin.options import Duration, checked
 from fleetcore.plugin.types import SecretsProvider
 from fleetcore.secrets.interface import SecretsContext
 from fleetcore_vault import VaultError, VaultNotFound, VaultUnavailable
