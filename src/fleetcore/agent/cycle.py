@@ -67,13 +67,7 @@ class Cycle:
                 message=f"fleet repo unreachable: {exc}",
             )
         state = self.partitions.reachable(state)
-        state = journal.change(
-            state,
-            last_check=now,
-            desired_commit=desired.commit,
-            desired_why=desired.why,
-            desired_reason=desired.reason,
-        )
+        state = journal.desired_seen(state, desired, now)
         state, held = self._safe_mode(state, desired, current_commit)
         if held is not None:
             return held
@@ -123,7 +117,7 @@ class Cycle:
         journal = self.journal
         if state.mode == "safe_mode":
             if desired.resume > state.resume_seen:
-                state = journal.change(state, resume_seen=desired.resume)
+                state = journal.resume_seen(state, desired.resume)
                 state = journal.set_mode(state, "normal", "resumed from the control server")
             elif desired.why == "pin" and desired.commit != state.safe_mode_pin:
                 state = journal.set_mode(state, "normal", f"new forced version {desired.commit}")
@@ -135,7 +129,7 @@ class Cycle:
                 )
         if desired.resume != state.resume_seen:
             # A resume given while the device was not in safe mode lifts nothing later.
-            state = journal.change(state, resume_seen=desired.resume)
+            state = journal.resume_seen(state, desired.resume)
         return state, None
 
     def _converged(

@@ -215,10 +215,10 @@ def follow_up(ctx: AgentContext, journal: Journal, state: State, result: DriftRe
     """Record a drift run: its stamp and verdict in the state, a history entry
     and the ``fleetcore_drift_found`` hook when it found something, and safe
     mode when a fix did not hold."""
-    now = ctx.clock.now()
-    stamp = {"last_deep_check": now} if result.deep else {"last_light_check": now}
     summary = describe_drift(result)
-    state = journal.change(state, drift=result.verdict, drift_reason=summary, **stamp)
+    state = journal.drift_checked(
+        state, result.verdict, summary, deep=result.deep, now=ctx.clock.now()
+    )
     if not result.findings:
         return state
     log.warning("drift (%s): %s", result.verdict, summary)

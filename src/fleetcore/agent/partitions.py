@@ -27,7 +27,7 @@ class Partitions:
         """The repo did not answer: move through the seed's partition modes."""
         now = self.ctx.clock.now()
         since = state.unreachable_since or now
-        state = self.journal.change(state, unreachable_since=since, last_check=now)
+        state = self.journal.no_contact(state, since, now)
         outage = (now - since).total_seconds()
         p = self.ctx.config.partition
         network: Network = "online"
@@ -47,10 +47,10 @@ class Partitions:
         """The repo answered: end an outage, report it, and recover from it."""
         now = self.ctx.clock.now()
         if state.unreachable_since is None:
-            return self.journal.change(state, last_contact=now)
+            return self.journal.contact(state, now)
         outage = (now - state.unreachable_since).total_seconds()
         was = state.network
-        state = self.journal.change(state, unreachable_since=None, last_contact=now)
+        state = self.journal.contact(state, now)
         if was == "online":
             return state  # a short partition: retried quietly, nothing to report
         self.journal.record(

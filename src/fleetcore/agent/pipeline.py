@@ -130,15 +130,7 @@ class Pipeline:
         except Exception as exc:
             reason = str(exc) if isinstance(exc, FleetcoreError) else f"{type(exc).__name__}: {exc}"
             return self.rollback.roll_back(state, reason, started, new_activator=activator_name)
-        state = self.journal.change(
-            state,
-            in_flight=None,
-            status="healthy",
-            status_reason="",
-            consecutive_failures=0,
-            current_activator=activator_name,
-            previous_activator=state.current_activator,
-        )
+        state = self.journal.deployed(state, activator_name)
         # The light drift check's baseline: the release as it stands, activated.
         write_snapshot(store.snapshot_file(name), release_dir)
         self.journal.finished(

@@ -15,7 +15,7 @@ from fleetcore.agent.health import wait_healthy
 from fleetcore.agent.journal import Journal
 from fleetcore.agent.releases import drop_release, read_env, role_config_of
 from fleetcore.agent.results import CycleResult
-from fleetcore.agent.state import Phase, State
+from fleetcore.agent.state import Phase, State, Status
 from fleetcore.plugin.types import UpdateResult
 
 log = logging.getLogger("fleetcore.agent")
@@ -46,7 +46,7 @@ class Rollback:
             "skipped" if result == "skipped" else "refused",
             reason,
         )
-        state = self.journal.change(state, in_flight=None)
+        state = self.journal.abandoned(state)
         state = self.journal.finished(
             state,
             flight.from_commit,
@@ -80,7 +80,7 @@ class Rollback:
             else None
         )
         new_dir = store.release_dir(flight.release)
-        status: str = "failed"
+        status: Status = "failed"
         status_reason = f"update to {flight.to_commit[:12]} failed and nothing ran before it"
         if new_activator is None and new_dir.is_dir():
             new_activator, _ = select_activator(
@@ -122,13 +122,7 @@ class Rollback:
             store.point(store.current_link, None)
             store.point(store.previous_link, flight.previous_release)
         drop_release(store, flight.release)
-        state = self.journal.change(
-            state,
-            in_flight=None,
-            status=status,
-            status_reason=status_reason,
-            current_activator=old_activator,
-        )
+        state = self.journal.rolled_back(state, status, status_reason, old_activator)
         state = self.journal.finished(
             state,
             flight.from_commit,
@@ -170,7 +164,7 @@ class Rollback:
             # Nothing that runs was touched: drop the half-made release.
             shutil.rmtree(store.staging, ignore_errors=True)
             drop_release(store, flight.release)
-            state = self.journal.change(state, in_flight=None, status=flight.status_before)
+            state = self.journal.abandoned(state, status=flight.status_before)
             self.journal.record(
                 flight.from_commit,
                 flight.to_commit,
