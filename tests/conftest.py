@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from fleetcore.agent.agent import Agent
 from fleetcore.agent.clock import ManualClock
-from fleetcore.agent.update import Agent
 from fleetcore.config.agent import load_agent_config
 from fleetcore.plugin.manager import PluginManager
 from fleetcore.testing.gitrepo import FleetRepo

@@ -11,8 +11,8 @@ import pytest
 from attrs import frozen
 
 from fleetcore.agent import loop
+from fleetcore.agent.agent import Agent
 from fleetcore.agent.managed import EventListener
-from fleetcore.agent.update import Agent
 from fleetcore.config.agent import load_agent_config
 from fleetcore.plugin import hookimpl
 from fleetcore.plugin.manager import PluginManager

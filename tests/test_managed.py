@@ -517,7 +517,7 @@ def test_the_agent_double_checks_what_the_server_says(tmp_path, fleet_repo: Flee
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    from fleetcore.agent.update import Agent
+    from fleetcore.agent.agent import Agent
     from fleetcore.config.agent import load_agent_config
 
     v1 = fleet_repo.commit(script_role("v1"), "v1")

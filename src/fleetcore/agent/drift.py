@@ -11,24 +11,24 @@ nobody can fix are reported, not acted on.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import shutil
 from collections.abc import Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import attrs
 from attrs import frozen
 
+from fleetcore.agent.context import AgentContext
+from fleetcore.agent.contexts import check_ctx
+from fleetcore.agent.journal import Journal
+from fleetcore.agent.releases import read_env, role_config_of
+from fleetcore.agent.repair import RepairKit
+from fleetcore.agent.state import State
 from fleetcore.checks import runner
-from fleetcore.errors import FleetcoreError, VerifyError
+from fleetcore.errors import FleetcoreError
 from fleetcore.plugin.types import CheckContext, DriftFix, DriftReport, Finding
-from fleetcore.release import Manifest, measure_tree, read_manifest, unpack
-
-if TYPE_CHECKING:
-    from fleetcore.agent.update import Agent
+from fleetcore.release import Manifest, read_manifest
 
 log = logging.getLogger("fleetcore.agent")
 
@@ -83,102 +83,27 @@ class DriftResult:
         }
 
 
-class RepairKit:
-    """What drift fixes may ask of the agent, for the running release."""
-
-    def __init__(self, agent: Agent, release: str, commit: str) -> None:
-        self.agent = agent
-        self.release = release
-        self.commit = commit
-        self._pristine: Path | None = None
-
-    @property
-    def release_dir(self) -> Path:
-        return self.agent.store.release_dir(self.release)
-
-    def manifest(self) -> Manifest:
-        return read_manifest(self.agent.store.manifest_file(self.release))
-
-    def pristine(self) -> Path:
-        """A fresh, verified copy of the running release, fetched again from
-        the source (the fetcher's cache makes that local for git)."""
-        if self._pristine is not None:
-            return self._pristine
-        staging = self.agent.store.staging / "pristine"
-        shutil.rmtree(staging, ignore_errors=True)
-        (staging / "fetch").mkdir(parents=True)
-        fetched = self.agent.source().fetch(self.commit, self.agent.device.role, staging / "fetch")
-        unpacked = unpack(
-            fetched.archive,
-            staging / "tree",
-            prefix=fetched.prefix,
-            max_bytes=self.agent.config.disk.max_release_size.bytes,
-            git_blobs=fetched.manifest.wants_git_blob,
-        )
-        problems = fetched.manifest.compare(unpacked)
-        if problems:
-            raise VerifyError(
-                "the refetched release does not match its manifest: "
-                + "; ".join(str(p) for p in problems)
-            )
-        self._pristine = staging / "tree"
-        return self._pristine
-
-    def restart(self) -> str:
-        """Bring the running release's services up again through its activator."""
-        name, activator = self.agent._activator(
-            self.release_dir, self.agent._role_config_of(self.release)
-        )
-        activator.start(self.agent._activation_ctx(self.release, self.commit))
-        return f"{name} activator started {self.release} again"
-
-    def clean(self) -> list[str]:
-        """Remove old releases, staging leftovers and fetch caches' garbage."""
-        removed = self.agent._clean_releases()
-        staging = self.agent.store.staging
-        if staging.exists():
-            for child in staging.iterdir():
-                shutil.rmtree(child, ignore_errors=True)
-                removed.append(f"staging/{child.name}")
-        return removed
-
-    def close(self) -> None:
-        if self._pristine is not None:
-            shutil.rmtree(self._pristine.parent, ignore_errors=True)
-
-
-def snapshot(release_dir: Path) -> dict[str, list[int]]:
-    """Size, modification time and mode of every file: the light baseline."""
-    measured = measure_tree(release_dir, deep=False)
-    return {path: [m.size, m.mtime_ns or 0, m.mode] for path, m in measured.files.items()}
-
-
-def write_snapshot(path: Path, release_dir: Path) -> None:
-    from fleetcore.files import atomic_write
-
-    atomic_write(path, json.dumps(snapshot(release_dir), sort_keys=True).encode())
-
-
 def run_drift(
-    agent: Agent, *, deep: bool, fix: bool, only: tuple[str, ...] | None = None
+    ctx: AgentContext, *, deep: bool, fix: bool, only: tuple[str, ...] | None = None
 ) -> DriftResult:
     """Check the running release for drift and, with ``fix``, repair it.
     ``only`` limits the run to some checks (e.g. the clock after a partition)."""
-    store = agent.store
+    store = ctx.store
     release = store.current()
     state = store.load()
     commit = store.commit_of(release)
     if release is None:
-        finding = _missing_release_finding(agent)
+        finding = _missing_release_finding(ctx)
         return DriftResult(deep=deep, commit=None, findings=(finding,), left=(finding,))
-    role_cfg = agent._role_config_of(release)
-    kit = RepairKit(agent, release, commit or "")
-    base = agent._check_ctx(
+    role_cfg = role_config_of(store, release)
+    kit = RepairKit(ctx, release, commit or "")
+    base = check_ctx(
+        ctx,
         "drift",
         store.release_dir(release),
         commit or "",
-        _manifest_or_none(agent, release),
-        env=agent._read_env(release),
+        _manifest_or_none(ctx, release),
+        env=read_env(store, release),
         deep=deep,
         desired_commit=state.desired_commit,
         state_dir=store.root,
@@ -187,15 +112,15 @@ def run_drift(
     )
     selection = role_cfg.drift if only is None else attrs.evolve(role_cfg.drift, checks=only)
     if only is not None:
-        installed = agent.pm.registry("drift check")
+        installed = ctx.pm.registry("drift check")
         selection = attrs.evolve(selection, checks=tuple(n for n in only if n in installed))
-    selected = runner.select(agent.pm, "drift", selection, base, source=f"{release}/role.toml")
+    selected = runner.select(ctx.pm, "drift", selection, base, source=f"{release}/role.toml")
     base = attrs.evolve(base, check_options={s.check.name: s.options for s in selected})
     try:
         findings = _findings(runner.run(selected, base))
         if not findings or not fix:
             return DriftResult(deep=deep, commit=commit, findings=findings, left=findings)
-        outcomes = _apply_fixes(agent, base, findings)
+        outcomes = _apply_fixes(ctx, base, findings)
         remaining = _findings(runner.run(selected, base))
         held = []
         for outcome in outcomes:
@@ -221,8 +146,10 @@ def _findings(outcomes: Sequence[runner.CheckOutcome]) -> tuple[Finding, ...]:
     return tuple(out)
 
 
-def _apply_fixes(agent: Agent, base: CheckContext, findings: Sequence[Finding]) -> list[FixOutcome]:
-    registry = agent.pm.registry("drift fix")
+def _apply_fixes(
+    ctx: AgentContext, base: CheckContext, findings: Sequence[Finding]
+) -> list[FixOutcome]:
+    registry = ctx.pm.registry("drift fix")
     outcomes = []
     claimed: set[int] = set()
     for record in registry:
@@ -233,11 +160,11 @@ def _apply_fixes(agent: Agent, base: CheckContext, findings: Sequence[Finding]) 
         claimed.update(i for i, f in enumerate(findings) if f in mine)
         codes = tuple(sorted({f.code for f in mine}))
         try:
-            options = agent.pm.options(
+            options = ctx.pm.options(
                 fix,
-                agent.config.drift.fixes.get(fix.name),
+                ctx.config.drift.fixes.get(fix.name),
                 where=f"drift.fixes.{fix.name}",
-                source=agent.config_source,
+                source=ctx.config_source,
             )
             message = fix.run(attrs.evolve(base, options=options), mine)
             outcomes.append(FixOutcome(fix=fix.name, codes=codes, message=message, held=True))
@@ -249,15 +176,15 @@ def _apply_fixes(agent: Agent, base: CheckContext, findings: Sequence[Finding]) 
     return outcomes
 
 
-def _manifest_or_none(agent: Agent, release: str) -> Manifest | None:
+def _manifest_or_none(ctx: AgentContext, release: str) -> Manifest | None:
     try:
-        return read_manifest(agent.store.manifest_file(release))
+        return read_manifest(ctx.store.manifest_file(release))
     except (FleetcoreError, OSError, ValueError):
         return None
 
 
-def _missing_release_finding(agent: Agent) -> Finding:
-    link = agent.store.current_link
+def _missing_release_finding(ctx: AgentContext) -> Finding:
+    link = ctx.store.current_link
     try:
         target = os.readlink(link)
     except OSError:
@@ -271,11 +198,64 @@ def _missing_release_finding(agent: Agent) -> Finding:
     )
 
 
-def report(agent: Agent, result: DriftResult) -> DriftReport:
+def report(ctx: AgentContext, result: DriftResult) -> DriftReport:
     return DriftReport(
-        device=agent.device,
+        device=ctx.device,
         commit=result.commit,
         findings=result.findings,
         fixed=tuple(f.fix for f in result.fixes if f.held),
         left=result.left,
     )
+
+
+# -- follow-up -------------------------------------------------------------------
+
+
+def follow_up(ctx: AgentContext, journal: Journal, state: State, result: DriftResult) -> State:
+    """Record a drift run: its stamp and verdict in the state, a history entry
+    and the ``fleetcore_drift_found`` hook when it found something, and safe
+    mode when a fix did not hold."""
+    summary = describe_drift(result)
+    state = journal.drift_checked(
+        state, result.verdict, summary, deep=result.deep, now=ctx.clock.now()
+    )
+    if not result.findings:
+        return state
+    log.warning("drift (%s): %s", result.verdict, summary)
+    journal.record(
+        result.commit,
+        result.commit,
+        "success" if result.verdict == "fixed" else "failed",
+        0.0,
+        summary,
+        event="drift",
+    )
+    ctx.pm.notify("fleetcore_drift_found", report=report(ctx, result))
+    failed = result.failed_fixes
+    if failed and state.mode != "safe_mode":
+        reasons = "; ".join(f"{f.fix}: {f.message}" for f in failed)
+        state = journal.set_mode(state, "safe_mode", f"self-heal failed: {reasons}")
+    return state
+
+
+def describe_drift(result: DriftResult) -> str:
+    """One line: what drifted, and what the fixes did."""
+    if not result.findings:
+        return "no drift"
+    found = "; ".join(str(f) for f in result.findings[:5])
+    more = f" (+{len(result.findings) - 5} more)" if len(result.findings) > 5 else ""
+    fixes = "; ".join(
+        f"{f.fix} {'held' if f.held else 'failed'}: {f.message}" for f in result.fixes
+    )
+    return f"{found}{more}" + (f" | fixes: {fixes}" if fixes else "")
+
+
+__all__ = [
+    "DriftResult",
+    "FixOutcome",
+    "RepairKit",
+    "describe_drift",
+    "follow_up",
+    "report",
+    "run_drift",
+]

@@ -26,7 +26,8 @@ import signal
 from collections.abc import Callable
 from types import FrameType
 
-from fleetcore.agent.update import Agent
+from fleetcore.agent.agent import Agent
+from fleetcore.agent.releases import role_config_of
 from fleetcore.channels.interface import EventSubscriber
 from fleetcore.channels.select import SSE, agent_channel
 from fleetcore.config.agent import DEFAULT_UPDATE_INTERVAL
@@ -60,7 +61,7 @@ def _update_interval(agent: Agent) -> float:
         return agent.config.update_interval.seconds
     current = agent.store.current()
     if current is not None:
-        role_interval = agent._role_config_of(current).update_interval
+        role_interval = role_config_of(agent.store, current).update_interval
         if role_interval is not None:
             return role_interval.seconds
     return DEFAULT_UPDATE_INTERVAL[agent.config.power].seconds

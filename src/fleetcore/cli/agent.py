@@ -27,7 +27,7 @@ def agent() -> None:
 
 
 def _agent(app: App, config_path: Path) -> Any:
-    from fleetcore.agent.update import Agent
+    from fleetcore.agent.agent import Agent
 
     config = app.agent_config(config_path)
     return Agent(config, pm=app.plugins(config.plugins.disable))

@@ -1,0 +1,183 @@
+"""One cycle's decisions: ask for the desired state, leave or keep safe mode,
+converge or update through the gates, and skip to the latest commit.
+
+::
+
+    desired state -> safe mode? -> converged? -> role.toml -> gates
+                  -> pipeline -> a newer commit pending?
+"""
+
+from __future__ import annotations
+
+import logging
+
+import attrs
+
+from fleetcore.agent.context import AgentContext
+from fleetcore.agent.desired import Desired
+from fleetcore.agent.gates import Deferred, throttle_gate, window_gate
+from fleetcore.agent.health import recheck
+from fleetcore.agent.journal import Journal
+from fleetcore.agent.partitions import Partitions
+from fleetcore.agent.pipeline import Pipeline
+from fleetcore.agent.results import CycleResult
+from fleetcore.agent.state import State
+from fleetcore.errors import ConfigError, FetchError, FleetcoreError
+from fleetcore.policy import DesiredState
+
+log = logging.getLogger("fleetcore.agent")
+
+
+class Cycle:
+    """Decides what one cycle does, and hands updates to the pipeline."""
+
+    def __init__(
+        self,
+        ctx: AgentContext,
+        journal: Journal,
+        desired: Desired,
+        partitions: Partitions,
+        pipeline: Pipeline,
+    ) -> None:
+        self.ctx = ctx
+        self.store = ctx.store
+        self.journal = journal
+        self.desired = desired
+        self.partitions = partitions
+        self.pipeline = pipeline
+
+    def run(self, state: State) -> CycleResult:
+        ctx, journal = self.ctx, self.journal
+        now = ctx.clock.now()
+        current_commit = self.store.commit_of(self.store.current())
+        ctx.network = state.network
+        try:
+            desired, head = self.desired.read()
+        except FetchError as exc:
+            state = self.partitions.unreachable(state, exc)
+            log.warning(
+                "fleet repo unreachable (network mode %s), keeping %s: %s",
+                state.network,
+                current_commit[:12] if current_commit else "nothing",
+                exc,
+            )
+            return CycleResult(
+                outcome="unreachable",
+                commit=current_commit,
+                message=f"fleet repo unreachable: {exc}",
+            )
+        state = self.partitions.reachable(state)
+        state = journal.desired_seen(state, desired, now)
+        state, held = self._safe_mode(state, desired, current_commit)
+        if held is not None:
+            return held
+        if desired.commit is None or desired.commit == current_commit:
+            return self._converged(state, desired, current_commit)
+        commit = desired.commit
+        try:
+            role_cfg = self.desired.role_config(commit)
+        except FetchError as exc:
+            return CycleResult(outcome="unreachable", commit=current_commit, message=str(exc))
+        except ConfigError as exc:
+            return self._refuse(state, commit, current_commit, f"invalid role.toml: {exc}")
+        deferred = throttle_gate(state, ctx.config.throttle, now)
+        if deferred is None and role_cfg.requires_reboot:
+            deferred = window_gate(desired.maintenance_window, now)
+        if deferred is not None:
+            return self._defer(state, commit, deferred)
+        if state.pending_commit and state.pending_commit not in (commit, current_commit):
+            journal.record(
+                None,
+                state.pending_commit,
+                "skipped",
+                0.0,
+                f"superseded by {commit[:12]} before it was deployed",
+            )
+        self.desired.deploying(head if desired.why != "override" else None)
+        result = self.pipeline.deploy(
+            state,
+            commit,
+            desired.why,
+            lambda work: ctx.source().fetch(commit, ctx.device.role, work),
+            role_cfg,
+        )
+        if result.outcome != "updated":
+            return result
+        # Skip-to-latest: a commit that became desired while we deployed.
+        pending = self._newer_commit(commit)
+        if pending:
+            journal.pending(journal.load(), pending)
+            log.info("a newer commit %s is pending", pending[:12])
+        return attrs.evolve(result, pending_commit=pending)
+
+    def _safe_mode(
+        self, state: State, desired: DesiredState, current_commit: str | None
+    ) -> tuple[State, CycleResult | None]:
+        """Leave safe mode (a resume, a new forced version), or stay in it."""
+        journal = self.journal
+        if state.mode == "safe_mode":
+            if desired.resume > state.resume_seen:
+                state = journal.resume_seen(state, desired.resume)
+                state = journal.set_mode(state, "normal", "resumed from the control server")
+            elif desired.why == "pin" and desired.commit != state.safe_mode_pin:
+                state = journal.set_mode(state, "normal", f"new forced version {desired.commit}")
+            else:
+                return state, CycleResult(
+                    outcome="safe_mode",
+                    commit=current_commit,
+                    message=f"safe mode: {state.mode_reason}; `fleetcore agent resume` to leave it",
+                )
+        if desired.resume != state.resume_seen:
+            # A resume given while the device was not in safe mode lifts nothing later.
+            state = journal.resume_seen(state, desired.resume)
+        return state, None
+
+    def _converged(
+        self, state: State, desired: DesiredState, current_commit: str | None
+    ) -> CycleResult:
+        """Nothing to deploy: say how the running release is doing."""
+        if state.pending_commit:
+            state = self.journal.pending(state, None)
+        if current_commit is None:
+            return CycleResult(outcome="deferred", message=desired.reason or "nothing to run")
+        if state.status != "healthy":
+            state = recheck(self.ctx, self.journal, state)
+        if state.status != "healthy":
+            return CycleResult(
+                outcome="failed",
+                commit=current_commit,
+                message=f"running {current_commit[:12]} but {state.status}: {state.status_reason}",
+            )
+        return CycleResult(
+            outcome="converged",
+            commit=current_commit,
+            message=f"running {current_commit[:12]} ({desired.reason or desired.why})",
+        )
+
+    def _defer(self, state: State, commit: str, deferred: Deferred) -> CycleResult:
+        self.journal.pending(state, commit)
+        log.info("update to %s deferred: %s", commit[:12], deferred.reason)
+        return CycleResult(
+            outcome="deferred",
+            message=deferred.reason,
+            commit=self.store.commit_of(self.store.current()),
+            pending_commit=commit,
+            retry_after=deferred.until,
+        )
+
+    def _refuse(
+        self, state: State, commit: str, current_commit: str | None, reason: str
+    ) -> CycleResult:
+        now = self.ctx.clock.now()
+        self.journal.record(current_commit, commit, "failed", 0.0, reason)
+        self.journal.count_failure(attrs.evolve(state, last_attempt=now), reason)
+        return CycleResult(outcome="failed", commit=current_commit, message=reason)
+
+    def _newer_commit(self, deployed: str) -> str | None:
+        try:
+            desired = self.desired.latest()
+        except (FleetcoreError, OSError):
+            return None
+        if desired is None:
+            return None
+        return desired.commit if desired.commit not in (None, deployed) else None

@@ -1,0 +1,251 @@
+"""The update pipeline of one release::
+
+    fetch -> unpack+verify -> secrets -> validate -> swap links -> activate
+          -> settle -> health -> keep | roll back -> record
+
+Every step before the swap works on copies: a failure there leaves the
+running release untouched. From the swap on, any failure (or a crash, found
+by the next run through ``state.in_flight``) swaps back to the previous
+release and starts it again.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from fleetcore.activate.interface import ENV_FILE
+from fleetcore.activate.select import select_activator
+from fleetcore.agent import logs
+from fleetcore.agent.context import AgentContext
+from fleetcore.agent.contexts import activation_ctx, check_ctx
+from fleetcore.agent.disk import current_size, ensure_space
+from fleetcore.agent.gates import attempts_after
+from fleetcore.agent.health import wait_healthy
+from fleetcore.agent.journal import Journal
+from fleetcore.agent.releases import (
+    clean_releases,
+    role_config_of,
+    write_env,
+    write_snapshot,
+)
+from fleetcore.agent.results import CycleResult, DiskFull, UpdateFailed
+from fleetcore.agent.retry import retry
+from fleetcore.agent.rollback import Rollback
+from fleetcore.agent.state import InFlight, State, release_name
+from fleetcore.checks import runner
+from fleetcore.config.role import CheckSelection, RoleConfig
+from fleetcore.errors import FleetcoreError, VerifyError
+from fleetcore.fetch.interface import Fetched
+from fleetcore.plugin.types import UpdateStart
+from fleetcore.release import Manifest, unpack, write_manifest
+from fleetcore.secrets.interface import SecretsContext
+from fleetcore.secrets.select import select_providers
+
+log = logging.getLogger("fleetcore.agent")
+
+
+class Pipeline:
+    """Deploys one release, from fetch to a healthy activation or a rollback."""
+
+    def __init__(self, ctx: AgentContext, journal: Journal, rollback: Rollback) -> None:
+        self.ctx = ctx
+        self.store = ctx.store
+        self.journal = journal
+        self.rollback = rollback
+
+    def deploy(
+        self,
+        state: State,
+        commit: str,
+        why: str,
+        fetch: Callable[[Path], Fetched],
+        role_cfg: RoleConfig | None,
+    ) -> CycleResult:
+        """Deploy ``commit``. ``role_cfg`` is None when the role's config is to
+        be read from the release itself once verified (bundles)."""
+        ctx, store = self.ctx, self.store
+        now = ctx.clock.now()
+        started = ctx.clock.monotonic()
+        name = release_name(ctx.device.role, commit)
+        from_release = store.current()
+        from_commit = store.commit_of(from_release)
+        flight = InFlight(
+            to_commit=commit,
+            from_commit=from_commit,
+            release=name,
+            phase="fetch",
+            started=now,
+            reason=why,
+            from_release=from_release,
+            previous_release=store.previous(),
+            status_before=state.status,
+        )
+        state = self.journal.begin(state, flight, attempts_after(state, now))
+        logs.set_context(commit=commit)
+        log.info(
+            "updating %s -> %s (%s)",
+            from_commit[:12] if from_commit else "nothing",
+            commit[:12],
+            why,
+        )
+        ctx.pm.notify(
+            "fleetcore_update_started",
+            event=UpdateStart(
+                device=ctx.device, from_commit=from_commit, to_commit=commit, reason=why
+            ),
+        )
+        try:
+            state, release_dir, env, role_cfg = self.prepare(state, name, commit, fetch, role_cfg)
+        except DiskFull as exc:
+            return self.rollback.abandon(state, "skipped", str(exc), started)
+        except (FleetcoreError, OSError) as exc:
+            return self.rollback.abandon(state, "failed", str(exc), started)
+        state = self.journal.phase(state, "swap")
+        store.point(store.previous_link, from_release)
+        store.point(store.current_link, name)
+        activator_name, activator = select_activator(
+            ctx.pm, release_dir, role_cfg, source=ctx.role_file
+        )
+        try:
+            state = self.journal.phase(state, "activate")
+            if (
+                from_release
+                and state.current_activator
+                and state.current_activator != activator_name
+            ):
+                # A role that changes activator: the old one takes its services down.
+                _, old = select_activator(
+                    ctx.pm,
+                    store.release_dir(from_release),
+                    role_config_of(store, from_release),
+                    source=ctx.role_file,
+                )
+                old.stop(activation_ctx(ctx, from_release, store.commit_of(from_release)))
+            activator.start(activation_ctx(ctx, name, commit, previous=from_release, env=env))
+            state = self.journal.phase(state, "health")
+            wait_healthy(ctx, release_dir, commit, role_cfg, activator_name, env)
+        except Exception as exc:
+            reason = str(exc) if isinstance(exc, FleetcoreError) else f"{type(exc).__name__}: {exc}"
+            return self.rollback.roll_back(state, reason, started, new_activator=activator_name)
+        state = self.journal.deployed(state, activator_name)
+        # The light drift check's baseline: the release as it stands, activated.
+        write_snapshot(store.snapshot_file(name), release_dir)
+        self.journal.finished(
+            state, from_commit, commit, "success", ctx.clock.monotonic() - started, why
+        )
+        clean_releases(store)
+        log.info("now running %s, healthy", commit[:12])
+        return CycleResult(
+            outcome="updated", commit=commit, message=f"updated to {commit[:12]}, healthy"
+        )
+
+    def prepare(
+        self,
+        state: State,
+        name: str,
+        commit: str,
+        fetch: Callable[[Path], Fetched],
+        role_cfg: RoleConfig | None,
+    ) -> tuple[State, Path, dict[str, str], RoleConfig]:
+        """Fetch, unpack, verify, add secrets and validate, all beside the
+        running release. Returns the release folder, its environment and the
+        role's config."""
+        ctx, store = self.ctx, self.store
+        disk = ctx.config.disk
+        staging = store.staging
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        ensure_space(store, current_size(store) * 2, disk.reserve.bytes, "fetch")
+
+        def attempt() -> Fetched:
+            work = staging / "fetch"
+            shutil.rmtree(work, ignore_errors=True)
+            work.mkdir()
+            return fetch(work)
+
+        fetched = retry(ctx, "fetch the release", attempt)
+        manifest = fetched.manifest
+        if manifest.commit != commit or manifest.role != ctx.device.role:
+            raise VerifyError(
+                f"the fetched release is {manifest.role}@{manifest.commit[:12]}, "
+                f"expected {ctx.device.role}@{commit[:12]}"
+            )
+        state = self.journal.phase(state, "unpack")
+        ensure_space(store, manifest.total_size, disk.reserve.bytes, "unpack")
+        tree = staging / "tree"
+        unpacked = unpack(
+            fetched.archive,
+            tree,
+            prefix=fetched.prefix,
+            max_bytes=disk.max_release_size.bytes,
+            git_blobs=manifest.wants_git_blob,
+        )
+        state = self.journal.phase(state, "verify")
+        context = check_ctx(ctx, "verify", tree, commit, manifest, unpacked=unpacked)
+        # Verify checks guard the device, not the role: a role cannot opt out.
+        selected = runner.select(
+            ctx.pm, "verify", CheckSelection(), context, source=ctx.config_source
+        )
+        if not selected:
+            raise VerifyError(
+                "no verify check is installed or enabled, so the release cannot be "
+                "verified; install fleetcore-checks (see `fleetcore plugins`)"
+            )
+        failed = runner.failures(runner.run(selected, context))
+        if failed:
+            raise VerifyError(
+                "release does not match its manifest: " + runner.describe_failures(failed)
+            )
+        release_dir = store.release_dir(name)
+        if release_dir.exists():
+            shutil.rmtree(release_dir)
+        write_manifest(
+            Manifest.from_unpacked(commit, ctx.device.role, unpacked), store.manifest_file(name)
+        )
+        tree.rename(release_dir)
+        shutil.rmtree(staging, ignore_errors=True)
+        if role_cfg is None:
+            role_cfg = role_config_of(store, name, strict=True)
+        state = self.journal.phase(state, "secrets")
+        env = self.secrets(release_dir, commit, role_cfg)
+        # A role script that prints a secret must not put it in the history.
+        ctx.secret_values = frozenset(v for v in env.values() if len(v) >= 4)
+        state = self.journal.phase(state, "validate")
+        context = check_ctx(ctx, "validate", release_dir, commit, manifest, env=env)
+        selected = runner.select(
+            ctx.pm, "validate", role_cfg.validate, context, source=f"{ctx.role_file}@{commit[:12]}"
+        )
+        failed = runner.failures(runner.run(selected, context))
+        if failed:
+            raise UpdateFailed("validation failed: " + runner.describe_failures(failed))
+        return state, release_dir, env, role_cfg
+
+    def secrets(self, release_dir: Path, commit: str, role_cfg: RoleConfig) -> dict[str, str]:
+        """The role's secrets providers put their files into the release and
+        give environment values, written to its env file."""
+        ctx = self.ctx
+        selected = select_providers(
+            ctx.pm,
+            release_dir,
+            role_cfg,
+            ctx.config.secrets,
+            role_source=f"{ctx.role_file}@{commit[:12]}",
+            device_source=ctx.config_source,
+        )
+        env: dict[str, str] = {}
+        for provider in selected:
+            context = SecretsContext(
+                device=ctx.device,
+                release_dir=release_dir,
+                commit=commit,
+                state_dir=ctx.store.root,
+                role_options=provider.role_options,
+                server=ctx.client,
+            )
+            env.update(provider.provider.provide(context))
+        if env:
+            write_env(release_dir / ENV_FILE, env)
+        return env
