@@ -61,12 +61,6 @@ def test_no_agent_module_takes_part_in_an_import_cycle() -> None:
     assert cyclic == []
 
 
-def test_nothing_in_fleetcore_imports_the_old_agent_module() -> None:
-    graph = _graph()
-    importers = sorted(m for m, deps in graph.items() if "fleetcore.agent.update" in deps)
-    assert importers == []
-
-
 def test_plugin_selection_does_not_import_the_agent_or_the_server() -> None:
     graph = _graph()
     for kind in ("fetch", "activate", "secrets", "rollout"):

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fleetcore.agent.agent import Agent
 from fleetcore.agent.clock import Clock, ManualClock
-from fleetcore.agent.update import Agent
 from fleetcore.config.agent import load_agent_config
 
 __all__ = ["Agent", "Clock", "ManualClock", "local_agent"]
