@@ -252,6 +252,30 @@ def test_throttle_defers_and_records_pending(device, fleet_repo) -> None:
     assert dev.agent().once().commit == v2
 
 
+def test_a_pin_back_to_a_good_release_passes_the_throttle(device, fleet_repo) -> None:
+    v1 = fleet_repo.commit(script_role("v1"), "v1")
+    dev = device()
+    text = dev.config_path.read_text().replace('min_interval = "0s"', 'min_interval = "5m"')
+    dev.config_path.write_text(text.replace("max_per_hour = 1000", "max_per_hour = 2"))
+    assert dev.agent().once().commit == v1
+    dev.clock.advance(600)
+    fleet_repo.commit(script_role("v2"), "v2")
+    assert dev.agent().once().outcome == "updated"  # two updates this hour: the cap is reached
+    dev.clock.advance(301)
+    v3 = fleet_repo.commit(script_role("v3"), "v3")
+    assert dev.agent().once().outcome == "deferred"  # an ordinary new commit waits
+    # The operator pins the fleet back to v1: that does not wait an hour.
+    fleet_repo.commit({"fleet.toml": f'[forced_version]\ncommit = "{v1}"\nreason = "v2 is bad"\n'})
+    result = dev.agent().once()
+    assert (result.outcome, result.commit) == ("updated", v1)
+    assert dev.running() == f"v1 {v1}"
+    last = history(dev)[-1]
+    assert (last["to_commit"], last["result"]) == (v1, "success")
+    assert last["reason"].startswith("pin, passing the throttle (")
+    assert "in the last hour" in last["reason"]
+    assert [h["result"] for h in history(dev) if h["to_commit"] == v3] == ["skipped"]
+
+
 def test_old_releases_are_cleaned_keeping_current_and_previous(device, fleet_repo) -> None:
     dev = device()
     commits = []

@@ -28,6 +28,11 @@ from fleetcore.policy import DesiredState
 log = logging.getLogger("fleetcore.agent")
 
 
+WAYS_OUT = ("pin", "lock")
+"""Desired states an operator set on purpose: they pass the update throttle
+(minimum gap, hourly cap, pause after a failure), never the maintenance window."""
+
+
 class Cycle:
     """Decides what one cycle does, and hands updates to the pipeline."""
 
@@ -80,7 +85,15 @@ class Cycle:
             return CycleResult(outcome="unreachable", commit=current_commit, message=str(exc))
         except ConfigError as exc:
             return self._refuse(state, commit, current_commit, f"invalid role.toml: {exc}")
+        why = desired.why
         deferred = throttle_gate(state, ctx.config.throttle, now)
+        if deferred is not None and desired.why in WAYS_OUT:
+            # A pin or a lock is how an operator (or the server's blast-radius
+            # protection) sends devices back to a release that worked: it must
+            # not wait an hour behind the update that went wrong.
+            log.warning("%s passes the throttle: %s", desired.why, deferred.reason)
+            why = f"{desired.why}, passing the throttle ({deferred.reason})"
+            deferred = None
         if deferred is None and role_cfg.requires_reboot:
             deferred = window_gate(desired.maintenance_window, now)
         if deferred is not None:
@@ -97,7 +110,7 @@ class Cycle:
         result = self.pipeline.deploy(
             state,
             commit,
-            desired.why,
+            why,
             lambda work: ctx.source().fetch(commit, ctx.device.role, work),
             role_cfg,
         )
