@@ -302,8 +302,14 @@ class Client:
         self.timeout = timeout
         self.headers = dict(headers or {})
         self.redirects: Redirects = redirects
-        self._context = tls_context(
-            ca_file=ca_file, client_cert=client_cert, client_key=client_key, verify=verify
+        # Without TLS options, http.client makes the same default context, and
+        # only for https connections: a plain-http health check pays nothing.
+        self._context = (
+            tls_context(
+                ca_file=ca_file, client_cert=client_cert, client_key=client_key, verify=verify
+            )
+            if ca_file or client_cert or not verify
+            else None
         )
         self._proxies = proxies
         self._openers: dict[bool, urllib.request.OpenerDirector] = {}
