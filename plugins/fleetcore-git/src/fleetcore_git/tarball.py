@@ -265,19 +265,19 @@ def _prune(cache: Path, keep: str) -> None:
 # -- HTTP -------------------------------------------------------------------------------------
 
 
+_HTTP: Client | None = None
+
+
 def _open(url: str, headers: Mapping[str, str], timeout: float) -> Response:
     """GET ``url``, following redirects: forges send archives from a CDN.
     Credentials in the URL go as HTTP Basic authentication to that host
     only, never along a redirect (see :mod:`fleetcore.http`)."""
     from fleetcore.http import Client
 
-    global _HTTP  # noqa: PLW0603 - one client (and TLS context) per process
+    global _HTTP  # noqa: PLW0603 - one client per process
     if _HTTP is None:
         _HTTP = Client(redirects="follow")
     return _HTTP.request("GET", url, headers=headers, timeout=timeout)
-
-
-_HTTP: Client | None = None
 
 
 def _get(url: str, *, timeout: float) -> bytes | None:
