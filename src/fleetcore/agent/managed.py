@@ -18,12 +18,9 @@ import json
 import logging
 import os
 import socket
-import ssl
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -35,6 +32,8 @@ from fleetcore.config.fleet import MaintenanceWindow
 from fleetcore.errors import FetchError, FleetcoreError
 from fleetcore.fetch.interface import Fetched
 from fleetcore.files import atomic_write, atomic_write_json
+from fleetcore.http import Client as HttpClient
+from fleetcore.http import RedirectError, Response, StatusError, TransportError
 from fleetcore.policy import DesiredState
 from fleetcore.release import Manifest
 
@@ -61,10 +60,11 @@ class ServerClient:
         self.device_id = config.device_id
         self.config = config
         self.cache = config.state_dir / "cache" / "server"
-        self._context = (
-            ssl.create_default_context(cafile=str(config.server.ca_file))
-            if config.server.ca_file
-            else None
+        self._http = HttpClient(
+            self.base,
+            ca_file=config.server.ca_file,
+            timeout=config.server.timeout.seconds,
+            headers={"User-Agent": f"fleetcore-agent/{__version__}"},
         )
 
     # -- plumbing -------------------------------------------------------------------
@@ -87,38 +87,38 @@ class ServerClient:
         headers: Mapping[str, str] | None = None,
         auth: bool = True,
         timeout: float | None = None,
-    ) -> Any:
-        data = json.dumps(body).encode() if body is not None else None
-        # The configured server URL, never a URL from a response.
-        request = urllib.request.Request(f"{self.base}{path}", data=data, method=method)  # noqa: S310
-        request.add_header("User-Agent", f"fleetcore-agent/{__version__}")
-        if data is not None:
-            request.add_header("Content-Type", "application/json")
+    ) -> Response:
+        sent = dict(headers or {})
         if auth:
-            request.add_header("Authorization", f"Bearer {self.credential()}")
-        for key, value in (headers or {}).items():
-            request.add_header(key, value)
+            sent["Authorization"] = f"Bearer {self.credential()}"
         try:
-            return urllib.request.urlopen(  # noqa: S310 - the configured server URL
-                request, timeout=timeout or self.settings.timeout.seconds, context=self._context
+            # The configured server URL plus our own path, never a URL from a response.
+            return self._http.request(
+                method,
+                path,
+                json=body,
+                headers=sent,
+                timeout=timeout or self.settings.timeout.seconds,
             )
-        except urllib.error.HTTPError as exc:
-            if exc.code == 304:
-                return exc
+        except RedirectError as exc:
+            raise FetchError(
+                f"the server redirected {method} {path} to {exc.location}; the agent follows "
+                "no redirects: set [server] url to the address that answers"
+            ) from None
+        except StatusError as exc:
             detail = _error_text(exc)
-            if exc.code in (401, 403):
+            if exc.status in (401, 403):
                 raise ServerRefused(
-                    f"the server refused {method} {path} ({exc.code}): {detail}; "
+                    f"the server refused {method} {path} ({exc.status}): {detail}; "
                     "is the device enrolled?"
                 ) from None
-            if exc.code >= 500:
+            if exc.status is not None and exc.status >= 500:
                 raise FetchError(
-                    f"server error on {method} {path} ({exc.code}): {detail}"
+                    f"server error on {method} {path} ({exc.status}): {detail}"
                 ) from None
-            raise ServerRefused(f"{method} {path} was refused ({exc.code}): {detail}") from None
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise FetchError(f"server {self.base} unreachable: {reason}") from None
+            raise ServerRefused(f"{method} {path} was refused ({exc.status}): {detail}") from None
+        except TransportError as exc:
+            raise FetchError(f"server {self.base} unreachable: {exc.reason}") from None
 
     # -- the API ----------------------------------------------------------------------
 
@@ -152,7 +152,7 @@ class ServerClient:
             headers = {"If-None-Match": cached["etag"]}
         response = self._open("GET", f"/v1/devices/{self._id()}/desired", headers=headers)
         with response:
-            if getattr(response, "code", 200) == 304 and cached:
+            if response.status == 304 and cached:
                 body = cached["body"]
             else:
                 body = json.loads(response.read())
@@ -219,9 +219,9 @@ class ServerClient:
                 headers=headers,
                 timeout=max(60.0, self.settings.timeout.seconds),
             ) as response:
-                mode = "ab" if have and response.code == 206 else "wb"
+                mode = "ab" if have and response.status == 206 else "wb"
                 with partial.open(mode) as out:
-                    while chunk := response.read(CHUNK):
+                    for chunk in response.iter_bytes(CHUNK):
                         out.write(chunk)
             os.replace(partial, done)
         target = dest / "role.tar"
@@ -414,12 +414,12 @@ def _local_ip(url: str) -> str | None:
         return None
 
 
-def _error_text(exc: urllib.error.HTTPError) -> str:
+def _error_text(exc: StatusError) -> str:
     try:
-        body = json.loads(exc.read(64 * 1024) or b"{}")
+        body = json.loads(exc.body or b"{}")
         return str(body.get("error") or body)
-    except (ValueError, OSError):
-        return exc.reason if isinstance(exc.reason, str) else str(exc.code)
+    except (ValueError, AttributeError):
+        return exc.reason or str(exc.status)
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

@@ -1,7 +1,8 @@
 """``fleetcore fleet``: operators drive the control server.
 
-Talks to the server's operator API with the standard library's HTTP client
-(no extra dependency on operators' machines). Exit codes: 0 done, 1 refused
+Talks to the server's operator API with :mod:`fleetcore.http`, on the
+standard library (no extra dependency on operators' machines); redirects are
+not followed, so the token goes only to ``--server``. Exit codes: 0 done, 1 refused
 or failed, 2 bad usage or input, 5 server unreachable.
 """
 
@@ -10,8 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sys
-import urllib.error
-import urllib.request
 from typing import Any, NoReturn
 
 import click
@@ -21,24 +20,31 @@ from fleetcore.cli.app import App
 
 class Client:
     def __init__(self, server: str, token: str) -> None:
+        from fleetcore.http import Client as HttpClient
+
         self.server = server.rstrip("/")
         self.token = token
+        # The scheme was checked in fleet(): only http(s) URLs get here.
+        self._http = HttpClient(
+            self.server, timeout=60, headers={"Authorization": f"Bearer {token}"}
+        )
 
     def call(self, method: str, path: str, body: Any = None) -> Any:
-        data = None if body is None else json.dumps(body).encode()
-        # The scheme was checked in fleet(): only http(s) URLs get here.
-        request = urllib.request.Request(self.server + path, data=data, method=method)  # noqa: S310
-        request.add_header("Authorization", f"Bearer {self.token}")
-        if data is not None:
-            request.add_header("Content-Type", "application/json")
+        from fleetcore.http import RedirectError, StatusError, TransportError
+
         try:
-            with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
+            with self._http.request(method, path, json=body) as response:
                 raw = response.read()
-        except urllib.error.HTTPError as exc:
-            self._fail(exc.code, exc.read())
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            _abort(f"cannot reach the server at {self.server}: {reason}", 5)
+        except RedirectError as exc:
+            _abort(
+                f"the server at {self.server} redirected {method} {path} to {exc.location}; "
+                "give --server the address that answers",
+                2,
+            )
+        except StatusError as exc:
+            self._fail(exc.status or 0, exc.body)
+        except TransportError as exc:
+            _abort(f"cannot reach the server at {self.server}: {exc.reason}", 5)
         return json.loads(raw) if raw else None
 
     @staticmethod

@@ -454,8 +454,8 @@ def build(config: ServerConfig, pm: PluginManager | None = None) -> tuple[Starle
 
     @guarded
     async def metrics(request: Request) -> Response:
-        text = await call(render, ctl, latencies)
-        return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
+        body, content_type = await call(render, ctl, latencies, request.headers.get("accept"))
+        return PlainTextResponse(body, media_type=content_type)
 
     async def health(request: Request) -> Response:
         return JSONResponse({"ok": True})

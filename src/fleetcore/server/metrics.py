@@ -1,13 +1,24 @@
-"""Prometheus text exposition, written by hand: a few gauges from the
-database at scrape time and request latency histograms kept in memory."""
+"""Prometheus metrics with ``prometheus_client``: request latency histograms
+kept in memory, and the fleet's gauges and counters read from the database at
+scrape time by a collector.
+
+Each server app has its own registry (never the process-wide default one), so
+several apps in one process, as in the tests, keep their numbers apart. The
+scraper's ``Accept`` header chooses the format: OpenMetrics when it asks for
+``application/openmetrics-text``, the classic text format otherwise.
+"""
 
 from __future__ import annotations
 
 import threading
-from collections import defaultdict
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import Collector
 
 from fleetcore.server import store as t
 
@@ -17,100 +28,138 @@ if TYPE_CHECKING:
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
-def _esc(value: object) -> str:
-    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
 class Latencies:
+    """One app's metrics registry, with its request latency histogram."""
+
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._data: dict[tuple[str, str, str], list[float]] = defaultdict(
-            lambda: [0.0] * (len(BUCKETS) + 2)
+        self.registry = CollectorRegistry()
+        self._histogram = Histogram(
+            "fleetcore_http_request_duration_seconds",
+            "Time to answer API requests.",
+            ["method", "route", "status"],
+            buckets=BUCKETS,
+            registry=self.registry,
         )
+        self._lock = threading.Lock()
+        self._fleet: FleetCollector | None = None
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        key = (method, route, str(status))
+        self._histogram.labels(method, route, str(status)).observe(seconds)
+
+    def bind(self, ctl: Control) -> None:
+        """Read the fleet's numbers from ``ctl`` at each scrape (once per app)."""
         with self._lock:
-            row = self._data[key]
-            for i, bound in enumerate(BUCKETS):
-                if seconds <= bound:
-                    row[i] += 1
-            row[-2] += 1  # count
-            row[-1] += seconds  # sum
-
-    def render(self) -> list[str]:
-        name = "fleetcore_http_request_duration_seconds"
-        lines = [f"# HELP {name} Time to answer API requests.", f"# TYPE {name} histogram"]
-        with self._lock:
-            items = sorted(self._data.items())
-            for (method, route, status), row in items:
-                labels = f'method="{method}",route="{_esc(route)}",status="{status}"'
-                for i, bound in enumerate(BUCKETS):
-                    lines.append(f'{name}_bucket{{{labels},le="{bound}"}} {row[i]:.0f}')
-                lines.append(f'{name}_bucket{{{labels},le="+Inf"}} {row[-2]:.0f}')
-                lines.append(f"{name}_count{{{labels}}} {row[-2]:.0f}")
-                lines.append(f"{name}_sum{{{labels}}} {row[-1]:.6f}")
-        return lines
+            if self._fleet is None:
+                self._fleet = FleetCollector(ctl)
+                self.registry.register(self._fleet)
 
 
-def render(ctl: Control, latencies: Latencies) -> str:
-    from fleetcore.server.desired import Rollout
-    from fleetcore.server.rollouts import step_progress
+class FleetCollector(Collector):
+    """The database's gauges and counters, read when Prometheus scrapes."""
 
-    out: list[str] = []
+    def __init__(self, ctl: Control) -> None:
+        self.ctl = ctl
 
-    def gauge(name: str, help_: str, samples: list[tuple[dict[str, object], float]]) -> None:
-        out.append(f"# HELP {name} {help_}")
-        out.append(f"# TYPE {name} gauge")
-        for labels, value in samples:
-            text = ",".join(f'{k}="{_esc(v)}"' for k, v in labels.items())
-            out.append(f"{name}{{{text}}} {value:g}" if text else f"{name} {value:g}")
+    def collect(self) -> Iterator[Metric]:
+        from fleetcore.server.desired import Rollout
+        from fleetcore.server.rollouts import step_progress
 
-    with ctl.store.connect() as conn:
-        d = t.devices.c
-        by_status = conn.execute(sa.select(d.status, sa.func.count()).group_by(d.status)).all()
-        by_commit = conn.execute(sa.select(d.commit, sa.func.count()).group_by(d.commit)).all()
-        by_role = conn.execute(sa.select(d.role, sa.func.count()).group_by(d.role)).all()
-        h = t.history.c
-        results = conn.execute(sa.select(h.result, sa.func.count()).group_by(h.result)).all()
-        active = [
-            Rollout.from_row(r)
-            for r in conn.execute(
-                sa.select(t.rollouts).where(t.rollouts.c.state.in_(("running", "halted")))
-            )
-        ]
-        progress = [(ro, step_progress(ctl, conn, ro)[-1]) for ro in active]
-    gauge("fleetcore_devices", "Devices by status.", [({"status": s}, n) for s, n in by_status])
-    gauge(
-        "fleetcore_devices_by_commit",
-        "Devices by the commit they run.",
-        [({"commit": c or "none"}, n) for c, n in by_commit],
-    )
-    gauge("fleetcore_devices_by_role", "Devices by role.", [({"role": r}, n) for r, n in by_role])
-    out.append("# HELP fleetcore_updates_total Update results devices reported.")
-    out.append("# TYPE fleetcore_updates_total counter")
-    out += [f'fleetcore_updates_total{{result="{_esc(r)}"}} {n}' for r, n in results]
-    for metric in ("targeted", "updated", "healthy", "failed"):
-        gauge(
-            f"fleetcore_rollout_{metric}_devices",
-            f"Devices {metric} at the current step of each active rollout.",
-            [
-                ({"rollout": ro.id, "role": ro.role or "*", "state": ro.state}, step[metric])
-                for ro, step in progress
-            ],
+        ctl = self.ctl
+        with ctl.store.connect() as conn:
+            d = t.devices.c
+            by_status = conn.execute(sa.select(d.status, sa.func.count()).group_by(d.status)).all()
+            by_commit = conn.execute(sa.select(d.commit, sa.func.count()).group_by(d.commit)).all()
+            by_role = conn.execute(sa.select(d.role, sa.func.count()).group_by(d.role)).all()
+            h = t.history.c
+            results = conn.execute(sa.select(h.result, sa.func.count()).group_by(h.result)).all()
+            active = [
+                Rollout.from_row(r)
+                for r in conn.execute(
+                    sa.select(t.rollouts).where(t.rollouts.c.state.in_(("running", "halted")))
+                )
+            ]
+            progress = [(ro, step_progress(ctl, conn, ro)[-1]) for ro in active]
+
+        def gauge(
+            name: str, help_: str, labels: list[str], samples: list[tuple[list[str], float]]
+        ) -> GaugeMetricFamily:
+            family = GaugeMetricFamily(name, help_, labels=labels)
+            for values, value in samples:
+                family.add_metric(values, value)
+            return family
+
+        yield gauge(
+            "fleetcore_devices",
+            "Devices by status.",
+            ["status"],
+            [([str(s)], n) for s, n in by_status],
         )
-    gauge(
-        "fleetcore_rollout_step",
-        "Current step (0-based) of each active rollout.",
-        [({"rollout": ro.id, "role": ro.role or "*"}, ro.step) for ro, _ in progress],
-    )
-    gauge("fleetcore_sse_streams", "Connected event streams.", [({}, ctl.hub.connected)])
-    if ctl.channels:
-        out.append("# HELP fleetcore_channel_events_total Events handed to each --events channel.")
-        out.append("# TYPE fleetcore_channel_events_total counter")
-        for ch in ctl.channels:
-            for result, count in (("sent", ch.sent), ("dropped", ch.dropped)):
-                labels = f'channel="{_esc(ch.label)}",result="{result}"'
-                out.append(f"fleetcore_channel_events_total{{{labels}}} {count}")
-    out += latencies.render()
-    return "\n".join(out) + "\n"
+        yield gauge(
+            "fleetcore_devices_by_commit",
+            "Devices by the commit they run.",
+            ["commit"],
+            [([c or "none"], n) for c, n in by_commit],
+        )
+        yield gauge(
+            "fleetcore_devices_by_role",
+            "Devices by role.",
+            ["role"],
+            [([str(r)], n) for r, n in by_role],
+        )
+        updates = CounterMetricFamily(
+            "fleetcore_updates", "Update results devices reported.", labels=["result"]
+        )
+        for result, n in results:
+            updates.add_metric([str(result)], n)
+        yield updates
+        for metric in ("targeted", "updated", "healthy", "failed"):
+            yield gauge(
+                f"fleetcore_rollout_{metric}_devices",
+                f"Devices {metric} at the current step of each active rollout.",
+                ["rollout", "role", "state"],
+                [([str(ro.id), ro.role or "*", ro.state], step[metric]) for ro, step in progress],
+            )
+        yield gauge(
+            "fleetcore_rollout_step",
+            "Current step (0-based) of each active rollout.",
+            ["rollout", "role"],
+            [([str(ro.id), ro.role or "*"], ro.step) for ro, _ in progress],
+        )
+        yield GaugeMetricFamily(
+            "fleetcore_sse_streams", "Connected event streams.", value=ctl.hub.connected
+        )
+        if ctl.channels:
+            events = CounterMetricFamily(
+                "fleetcore_channel_events",
+                "Events handed to each --events channel.",
+                labels=["channel", "result"],
+            )
+            for ch in ctl.channels:
+                events.add_metric([ch.label, "sent"], ch.sent)
+                events.add_metric([ch.label, "dropped"], ch.dropped)
+            yield events
+
+
+class _WithoutCreated(Collector):
+    """A registry's metrics less the histograms' ``_created`` samples, which
+    the classic text format would show as extra gauge series (OpenMetrics
+    has a place for them)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+
+    def collect(self) -> Iterator[Metric]:
+        for metric in self.registry.collect():
+            kept = Metric(metric.name, metric.documentation, metric.type, metric.unit)
+            kept.samples = [s for s in metric.samples if not s.name.endswith("_created")]
+            yield kept
+
+
+def render(ctl: Control, latencies: Latencies, accept: str | None = None) -> tuple[bytes, str]:
+    """The exposition for a scraper whose ``Accept`` header is ``accept``,
+    and its content type."""
+    latencies.bind(ctl)
+    encoder, content_type = choose_encoder(accept or "")
+    if content_type.startswith("application/openmetrics-text"):
+        return encoder(latencies.registry), content_type
+    return encoder(_WithoutCreated(latencies.registry)), content_type

@@ -17,14 +17,14 @@ run::
 Each endpoint gets one GET request. Redirects are followed and the final
 status is compared, unless the expected status is itself a redirect (3xx).
 Proxy settings of the environment are not used: health checks look at the
-device's own services. Only the standard library is used (``urllib``), which
-keeps the check cheap on small devices.
+device's own services. Only the standard library is used (through
+:mod:`fleetcore.http`), which keeps the check cheap on small devices.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from attrs import field, frozen
 
@@ -32,9 +32,6 @@ from fleetcore.plugin import hookimpl
 from fleetcore.plugin.options import Duration, between, checked
 from fleetcore.plugin.types import Check, CheckContext, Finding
 from fleetcore_checks._options import positive_duration
-
-if TYPE_CHECKING:
-    import urllib.request
 
 
 def _http_url(_inst: Any, attr: Any, value: str | None) -> None:
@@ -95,24 +92,27 @@ def run(ctx: CheckContext) -> list[Finding]:
 
 def check_endpoint(target: Endpoint) -> Finding | None:
     """GET ``target.url``; a finding when it does not answer with ``target.status``."""
-    # urllib and http.client are imported only when a URL is checked: the
-    # agent loads every plugin on each run.
-    import http.client
-    import urllib.error
+    # fleetcore.http imports urllib only when a client is made: the agent
+    # loads every plugin on each run.
+    from fleetcore.http import Client, Timeout, TransportError
 
     assert target.status is not None and target.timeout is not None
-    opener = _opener(follow_redirects=not 300 <= target.status < 400)
+    expects_redirect = 300 <= target.status < 400
+    client = Client(
+        timeout=target.timeout.seconds,
+        redirects="return" if expects_redirect else "follow",
+        proxies=False,
+    )
     try:
-        with opener.open(target.url, timeout=target.timeout.seconds) as response:
+        with client.request("GET", target.url, raise_for_status=False) as response:
             status = response.status
-    except urllib.error.HTTPError as exc:
-        exc.close()
-        status = exc.code
-    except urllib.error.URLError as exc:
-        return _unreachable(target, exc.reason)
-    except (OSError, http.client.HTTPException, ValueError) as exc:
-        # Timeouts while reading the answer, a reset, a garbled status line.
-        return _unreachable(target, exc)
+    except Timeout:
+        return Finding(message=f"no answer within {target.timeout}", subject=target.url)
+    except TransportError as exc:
+        # Refused, reset, a garbled status line, a bad URL.
+        if isinstance(exc.reason, ConnectionRefusedError):
+            return Finding(message="connection refused", subject=target.url)
+        return Finding(message=f"request failed: {exc.reason}", subject=target.url)
     if status != target.status:
         return Finding(
             message="wrong status",
@@ -121,29 +121,6 @@ def check_endpoint(target: Endpoint) -> Finding | None:
             found=str(status),
         )
     return None
-
-
-def _unreachable(target: Endpoint, reason: object) -> Finding:
-    if isinstance(reason, ConnectionRefusedError):
-        message = "connection refused"
-    elif isinstance(reason, TimeoutError):
-        message = f"no answer within {target.timeout}"
-    else:
-        message = f"request failed: {reason}"
-    return Finding(message=message, subject=target.url)
-
-
-def _opener(*, follow_redirects: bool) -> urllib.request.OpenerDirector:
-    import urllib.request
-
-    class NoRedirect(urllib.request.HTTPRedirectHandler):
-        def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-            return None  # urllib then raises HTTPError with the 3xx status
-
-    handlers: list[urllib.request.BaseHandler] = [urllib.request.ProxyHandler({})]
-    if not follow_redirects:
-        handlers.append(NoRedirect())
-    return urllib.request.build_opener(*handlers)
 
 
 def applies(ctx: CheckContext) -> bool:

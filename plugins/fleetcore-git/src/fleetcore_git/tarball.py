@@ -75,15 +75,14 @@ from fleetcore_git._common import (
 )
 
 if TYPE_CHECKING:
-    from http.client import HTTPResponse
-
     from fleetcore.fetch.interface import Fetched
+    from fleetcore.http import Client, Response, TransportError
     from fleetcore.plugin.release import Manifest
 
-# urllib rather than requests: the standard library needs no install on the
-# device, and imports far less per converge on a Raspberry Pi (requests brings
-# urllib3, idna, charset_normalizer and certifi). What we need of HTTP, one
-# GET with a Range header and a streamed body, urllib does well.
+# fleetcore.http (urllib) rather than requests: the standard library needs no
+# install on the device, and imports far less per converge on a Raspberry Pi
+# (requests brings urllib3, idna, charset_normalizer and certifi). What we need
+# of HTTP, one GET with a Range header and a streamed body, urllib does well.
 
 CHUNK = 1 << 16
 KEEP_ARCHIVES = 2
@@ -265,64 +264,41 @@ def _prune(cache: Path, keep: str) -> None:
 # -- HTTP -------------------------------------------------------------------------------------
 
 
-def _request(url: str, headers: Mapping[str, str]) -> Any:
-    """A urllib request for ``url`` with credentials from the URL moved into
-    a Basic authorization header that is not repeated on redirects."""
-    import base64
-    import urllib.request
-    from urllib.parse import unquote, urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    auth = None
-    if parts.username is not None or parts.password is not None:
-        user, password = unquote(parts.username or ""), unquote(parts.password or "")
-        auth = base64.b64encode(f"{user}:{password}".encode()).decode()
-        netloc = parts.hostname or ""
-        if ":" in netloc:
-            netloc = f"[{netloc}]"
-        if parts.port is not None:
-            netloc += f":{parts.port}"
-        url = urlunsplit(parts._replace(netloc=netloc))
-    request = urllib.request.Request(url, headers=dict(headers))  # noqa: S310 - options allow http(s) only
-    if auth is not None:
-        request.add_unredirected_header("Authorization", f"Basic {auth}")
-    return request
+_HTTP: Client | None = None
 
 
-def _open(url: str, headers: Mapping[str, str], timeout: float) -> HTTPResponse:
-    import urllib.request
+def _open(url: str, headers: Mapping[str, str], timeout: float) -> Response:
+    """GET ``url``, following redirects: forges send archives from a CDN.
+    Credentials in the URL go as HTTP Basic authentication to that host
+    only, never along a redirect (see :mod:`fleetcore.http`)."""
+    from fleetcore.http import Client
 
-    response: HTTPResponse = urllib.request.urlopen(_request(url, headers), timeout=timeout)  # noqa: S310
-    return response
-
-
-def _http_errors() -> tuple[type[BaseException], ...]:
-    import http.client
-
-    return (OSError, http.client.HTTPException)
+    global _HTTP  # noqa: PLW0603 - one client per process
+    if _HTTP is None:
+        _HTTP = Client(redirects="follow")
+    return _HTTP.request("GET", url, headers=headers, timeout=timeout)
 
 
 def _get(url: str, *, timeout: float) -> bytes | None:
     """The body at ``url``; None for 404 and 410; FetchError otherwise."""
-    import urllib.error
+    from fleetcore.http import StatusError, TransportError
 
     try:
         with _open(url, {}, timeout) as response:
             return response.read()
-    except urllib.error.HTTPError as exc:
-        if exc.code in (404, 410):
+    except StatusError as exc:
+        if exc.status in (404, 410):
             return None
-        raise FetchError(f"GET {redact(url)} failed: HTTP {exc.code} {exc.reason}") from None
-    except _http_errors() as exc:
+        raise FetchError(f"GET {redact(url)} failed: HTTP {exc.status} {exc.reason}") from None
+    except TransportError as exc:
         raise FetchError(f"GET {redact(url)} failed: {_reason(exc)}") from None
 
 
-def _reason(exc: BaseException) -> str:
-    import urllib.error
-
-    if isinstance(exc, urllib.error.URLError) and not isinstance(exc, urllib.error.HTTPError):
-        return redact(str(exc.reason))
-    return redact(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+def _reason(exc: TransportError) -> str:
+    reason = exc.reason
+    if isinstance(reason, str) or (isinstance(reason, OSError) and reason.errno is not None):
+        return redact(str(reason))
+    return redact(f"{type(reason).__name__}: {reason}" if str(reason) else type(reason).__name__)
 
 
 def _download(url: str, part: Path, meta_path: Path, *, timeout: float) -> None:
@@ -334,7 +310,8 @@ def _download(url: str, part: Path, meta_path: Path, *, timeout: float) -> None:
     """
     import json
     import time
-    import urllib.error
+
+    from fleetcore.http import StatusError, TransportError
 
     deadline = time.monotonic() + timeout
     for _attempt in range(3):  # at most two restarts from zero
@@ -359,15 +336,15 @@ def _download(url: str, part: Path, meta_path: Path, *, timeout: float) -> None:
             break
         try:
             response = _open(url, headers, remaining)
-        except urllib.error.HTTPError as exc:
-            if exc.code == 416 and offset:
+        except StatusError as exc:
+            if exc.status == 416 and offset:
                 total = _total_of(exc.headers.get("Content-Range", ""))
                 if total == offset:
                     return  # everything had arrived; only the rename was missing
                 _restart(part, meta_path)
                 continue
-            raise FetchError(f"GET {redact(url)} failed: HTTP {exc.code} {exc.reason}") from None
-        except _http_errors() as exc:
+            raise FetchError(f"GET {redact(url)} failed: HTTP {exc.status} {exc.reason}") from None
+        except TransportError as exc:
             raise FetchError(f"GET {redact(url)} failed: {_reason(exc)}") from None
         with response:
             start = 0
@@ -402,7 +379,7 @@ def _download(url: str, part: Path, meta_path: Path, *, timeout: float) -> None:
 
 
 def _receive(
-    response: HTTPResponse,
+    response: Response,
     part: Path,
     start: int,
     expected: int | None,
@@ -412,15 +389,21 @@ def _receive(
 ) -> None:
     import time
 
+    from fleetcore.http import Timeout, TransportError
+
     with part.open("r+b" if start else "wb") as out:
         out.seek(start)
         out.truncate()
         try:
-            while chunk := response.read(CHUNK):
+            for chunk in response.iter_bytes(CHUNK):
                 out.write(chunk)
                 if time.monotonic() > deadline:
-                    raise TimeoutError("the fetcher's timeout was reached")
-        except _http_errors() as exc:
+                    raise Timeout(
+                        TimeoutError("the fetcher's timeout was reached"),
+                        method="GET",
+                        url=response.url,
+                    )
+        except TransportError as exc:
             out.flush()
             raise FetchError(
                 f"download of {redact(url)} was interrupted ({_reason(exc)}); "

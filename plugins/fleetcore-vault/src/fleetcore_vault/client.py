@@ -1,6 +1,6 @@
 """A small Vault/OpenBao client: KV v2 reads, token or AppRole login, renewal.
 
-Standard library HTTP only (``urllib``), imported when a request is made.
+Standard library HTTP only (:mod:`fleetcore.http`), made when a request is made.
 Tokens are kept in memory only: an AppRole device logs in again when its
 token expired, a token-file device re-reads its file.
 """
@@ -35,41 +35,37 @@ class VaultClient:
         self.renewable = False
         self.logins = 0
         self.renewals = 0
+        self._http: Any = None
 
     # -- HTTP ----------------------------------------------------------------------
 
     def _request(
         self, method: str, path: str, body: Mapping[str, Any] | None = None, *, token: bool = True
     ) -> tuple[int, dict[str, Any]]:
-        import ssl
-        import urllib.error
-        import urllib.request
+        from fleetcore.http import Client, TransportError
 
-        headers = {"Accept": "application/json"}
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode()
-            headers["Content-Type"] = "application/json"
-        if token and self.token:
-            headers["X-Vault-Token"] = self.token
-        # The address was checked to be http(s) in the settings.
-        request = urllib.request.Request(  # noqa: S310
-            f"{self.address}/v1/{path}", data=data, method=method, headers=headers
-        )
-        handlers: list[Any] = [_no_redirect()]
-        if self.address.startswith("https:"):
+        if self._http is None:
+            # The address was checked to be http(s) in the settings. A redirect
+            # is never followed (it would carry the token elsewhere): its status
+            # comes back like any other refusal.
             ca = self.settings.ca_file
-            context = ssl.create_default_context(cafile=str(ca) if ca else None)
-            handlers.append(urllib.request.HTTPSHandler(context=context))
-        opener = urllib.request.build_opener(*handlers)
+            self._http = Client(
+                self.address,
+                ca_file=ca if ca and self.address.startswith("https:") else None,
+                timeout=self.settings.timeout.seconds,
+                headers={"Accept": "application/json"},
+                redirects="return",
+            )
+        headers = {"X-Vault-Token": self.token} if token and self.token else {}
         try:
-            with opener.open(request, timeout=self.settings.timeout.seconds) as response:
+            with self._http.request(
+                method, f"/v1/{path}", json=body, headers=headers, raise_for_status=False
+            ) as response:
                 status, raw = response.status, response.read()
-        except urllib.error.HTTPError as exc:
-            status, raw = exc.code, exc.read()
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise VaultUnavailable(f"vault at {self.address} is unreachable: {reason}") from None
+        except TransportError as exc:
+            raise VaultUnavailable(
+                f"vault at {self.address} is unreachable: {exc.reason}"
+            ) from None
         try:
             payload = json.loads(raw) if raw else {}
         except ValueError:
@@ -211,18 +207,6 @@ def _read_secret_file(path: Path | None, key: str) -> str:
     if not value:
         raise VaultAuthError(f"[secrets.vault] {key} {path} is empty")
     return value
-
-
-def _no_redirect() -> Any:
-    import urllib.request
-
-    class NoRedirect(urllib.request.HTTPRedirectHandler):
-        """Never follow a redirect: it would carry the device's token elsewhere."""
-
-        def redirect_request(self, *_args: Any, **_kwargs: Any) -> None:
-            return None
-
-    return NoRedirect()
 
 
 _clients: dict[tuple[Any, ...], VaultClient] = {}
