@@ -85,7 +85,7 @@ class Cycle:
             return CycleResult(outcome="unreachable", commit=current_commit, message=str(exc))
         except ConfigError as exc:
             return self._refuse(state, commit, current_commit, f"invalid role.toml: {exc}")
-        why = desired.why
+        why: str = desired.why
         deferred = throttle_gate(state, ctx.config.throttle, now)
         if deferred is not None and desired.why in WAYS_OUT:
             # A pin or a lock is how an operator (or the server's blast-radius
