@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import click
 import pytest
 from click.testing import CliRunner
@@ -112,5 +115,17 @@ def test_command_names_are_words(name: str) -> None:
         CliCommand(name=name, summary="", factory=_hello)
 
 
-def test_the_core_does_not_import_plugins_for_its_commands() -> None:
+def test_a_core_command_imports_no_plugin_at_all() -> None:
+    """Finding `fleetcore agent ...` builds no plugin manager: the agent
+    builds its own after reading agent.toml (and its [plugins] disable)."""
+    code = (
+        "import sys\n"
+        "sys.argv = ['fleetcore', 'agent', '--help']\n"
+        "from fleetcore.cli.main import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "loaded = [m for m in sys.modules if m.startswith(('fleetcore_', 'fleetcore.plugin.'))]\n"
+        "print(sorted(loaded), file=sys.stderr)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stderr.strip() == "[]"
     assert "secrets" not in CORE_COMMANDS
