@@ -18,6 +18,7 @@ def test_the_core_lists_no_plugin() -> None:
 
     assert PluginManager().plugins() == []
     assert fleetcore("plugins", "--json").stdout.strip() == "[]"
+    assert "pip install 'fleetcore[device]'" in fleetcore("plugins").stdout
 
 
 def test_selecting_a_missing_plugin_names_it(tmp_path: Path) -> None:
