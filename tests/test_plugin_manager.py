@@ -15,7 +15,7 @@ from fleetcore.checks import runner
 from fleetcore.config.convert import between, checked
 from fleetcore.config.role import CheckSelection
 from fleetcore.errors import ConfigError, PluginError, UnknownPluginError
-from fleetcore.plugin import hookimpl
+from fleetcore.plugin import discovery, hookimpl
 from fleetcore.plugin.manager import DISABLE_ENV, PluginManager
 from fleetcore.plugin.types import Check, CheckContext, DeviceInfo, Finding, RolloutStrategy
 
@@ -120,26 +120,20 @@ def test_checked_validator_message_and_path() -> None:
         )
 
 
-class FakeDist:
-    def __init__(self, name: str) -> None:
-        self.metadata = {"Name": name}
-        self.version = "9.9"
-
-
 def fake_entry_points(monkeypatch: pytest.MonkeyPatch, eps: list[tuple[str, str]]) -> None:
     module = types.ModuleType("fleetcore_fake_plugin")
     module.fleetcore_register_rollout_strategies = hookimpl(  # type: ignore[attr-defined]
         lambda: [RolloutStrategy(name="fake", summary="", factory=lambda _o: None)]
     )
     monkeypatch.setitem(sys.modules, "fleetcore_fake_plugin", module)
-    objs = []
-    for name, value in eps:
-        ep = metadata.EntryPoint(name=name, value=value, group="fleetcore")
-        objs.append(ep._for(FakeDist(f"pkg-{name}")) if hasattr(ep, "_for") else ep)
+    objs = [
+        discovery.EntryPoint(name, value, distribution=f"pkg-{name}", version="9.9")
+        for name, value in eps
+    ]
     monkeypatch.setattr(
-        metadata,
+        discovery,
         "entry_points",
-        lambda group=None: [e for e in objs if group in (None, "fleetcore")],
+        lambda group, path=None: [e for e in objs if group == "fleetcore"],
     )
 
 
@@ -233,3 +227,74 @@ def test_runner_selection_by_name_skip_and_unknown(tmp_path: Path) -> None:
         runner.select(
             pm, "health", CheckSelection(skip=("nope",)), ctx(tmp_path), source="role.toml"
         )
+
+
+def dist_info(folder: Path, name: str, version: str, entry_points: str | None) -> None:
+    info = folder / f"{name.replace('-', '_')}-{version}.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(
+        f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n\nName: not this one\n"
+    )
+    if entry_points is not None:
+        (info / "entry_points.txt").write_text(entry_points)
+
+
+def test_discovery_reads_what_importlib_metadata_reads(tmp_path: Path) -> None:
+    first, second = tmp_path / "a", tmp_path / "b"
+    dist_info(
+        first,
+        "fleetcore-alpha",
+        "1.0",
+        "[console_scripts]\nalpha = alpha:main\n\n[fleetcore]\n# a comment\n"
+        "alpha = alpha.plugin\nalpha-extra = alpha.more:obj.attr [extra]\n",
+    )
+    dist_info(first, "Fleetcore.Beta", "2.0", None)  # no entry points at all
+    dist_info(second, "fleetcore_alpha", "0.9", "[fleetcore]\nold = alpha_old\n")  # shadowed
+    dist_info(second, "fleetcore-beta", "1.0", "[fleetcore]\nbeta = beta\n")  # shadowed too
+    dist_info(second, "gamma", "3", "[fleetcore]\ngamma = gamma:plugin\n[other]\nx = y\n")
+    path = [str(first), str(second), str(tmp_path / "missing"), str(tmp_path / "a.zip")]
+    ours = discovery.entry_points("fleetcore", path)
+    # As importlib.metadata.entry_points(): the first distribution of a
+    # (normalised) name on the path wins, with or without entry points.
+    assert [(ep.name, ep.value, ep.distribution) for ep in ours] == [
+        ("alpha", "alpha.plugin", "fleetcore-alpha"),
+        ("alpha-extra", "alpha.more:obj.attr", "fleetcore-alpha"),
+        ("gamma", "gamma:plugin", "gamma"),
+    ]
+    assert [(ep.name, ep.version) for ep in ours] == [
+        ("alpha", "1.0"),
+        ("alpha-extra", "1.0"),
+        ("gamma", "3"),
+    ]
+
+
+def test_discovery_finds_the_installed_plugins_as_importlib_metadata_does() -> None:
+    ours = {
+        (ep.name, ep.value, ep.distribution, ep.version)
+        for ep in discovery.entry_points("fleetcore")
+    }
+    theirs = {
+        (ep.name, ep.value, ep.dist.metadata["Name"], ep.dist.version)  # type: ignore[union-attr]
+        for ep in metadata.entry_points(group="fleetcore")
+    }
+    assert ours == theirs
+
+
+def test_an_entry_point_loads_its_object() -> None:
+    ep = discovery.EntryPoint("x", "fleetcore.plugin.manager:PluginManager.plugins")
+    assert ep.load() is PluginManager.plugins
+    assert discovery.EntryPoint("y", "fleetcore.plugin.discovery").load() is discovery
+    assert ep.distribution is None and ep.version is None
+
+
+def test_the_agent_does_not_import_importlib_metadata() -> None:
+    import subprocess
+
+    code = (
+        "import sys\n"
+        "from fleetcore.plugin.manager import PluginManager\n"
+        "PluginManager().registry('fetcher')\n"
+        "print('importlib.metadata' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

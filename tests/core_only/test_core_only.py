@@ -18,6 +18,7 @@ def test_the_core_lists_no_plugin() -> None:
 
     assert PluginManager().plugins() == []
     assert fleetcore("plugins", "--json").stdout.strip() == "[]"
+    assert "pip install 'fleetcore[device]'" in fleetcore("plugins").stdout
 
 
 def test_selecting_a_missing_plugin_names_it(tmp_path: Path) -> None:
@@ -43,3 +44,13 @@ def test_an_event_channel_needs_its_plugin(tmp_path: Path) -> None:
     assert "unknown event channel 'mqtt' @ server.events; installed: none" in result.stdout + (
         result.stderr
     )
+
+
+def test_a_plugin_command_names_its_package() -> None:
+    result = fleetcore("secrets", "keygen")
+    assert result.returncode == 2
+    assert (
+        "No such command 'secrets': it is added by the plugin package fleetcore-age "
+        "(pip install fleetcore-age, or fleetcore[device])"
+    ) in result.stderr
+    assert "secrets" not in fleetcore("--help").stdout

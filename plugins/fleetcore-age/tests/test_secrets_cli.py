@@ -218,9 +218,22 @@ def test_secrets_commands_say_what_to_install_without_the_age_plugin(tmp_path: P
         env={**os.environ},
         check=False,
     )
-    assert proc.returncode == 1
-    assert "needs the age plugin: pip install fleetcore-age" in proc.stderr
+    # The plugin is installed but cannot be imported: the command is missing,
+    # and the message says which package adds it and why it is not there.
+    assert proc.returncode == 2
+    assert (
+        "No such command 'secrets': it is added by the plugin package fleetcore-age, "
+        "which is installed but failed"
+    ) in proc.stderr
     assert not (tmp_path / "id.age").exists()
+
+
+def test_the_plugin_lists_its_command() -> None:
+    proc = fleetcore("plugins")
+    assert proc.returncode == 0, proc.stderr
+    assert b"command: secrets" in proc.stdout
+    helped = fleetcore("--help")
+    assert b"secrets  Device keys and age-encrypted secrets" in helped.stdout
 
 
 def test_pyrage_output_decrypts_with_age_and_the_other_way(tmp_path: Path) -> None:

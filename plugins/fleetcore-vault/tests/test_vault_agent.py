@@ -50,7 +50,7 @@ def test_vault_values_reach_the_services_and_nothing_else(
             assert value not in proc.stdout + proc.stderr
     # The state folder holds the values only in the release's env file; the
     # cache is encrypted.
-    assert (dev.state / "secrets/vault" / f"{v1}.age").is_file()
+    assert (dev.state / "secrets/vault" / f"{v1}.cache").is_file()
     assert leaks(dev, [TOKEN_1, DB_PASSWORD]) == []
     assert TOKEN_1 not in caplog.text
 

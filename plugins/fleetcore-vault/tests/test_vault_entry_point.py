@@ -17,7 +17,8 @@ def test_importing_the_plugin_loads_no_crypto_or_http() -> None:
     code = (
         "import sys, fleetcore_vault.plugin as p\n"
         "list(p.fleetcore_register_secrets_providers())\n"
-        "heavy = {'pyrage', 'urllib.request', 'ssl', 'requests'} & set(sys.modules)\n"
+        "heavy = {'pyrage', 'cryptography', 'fleetcore_age', 'urllib.request', 'ssl',"
+        " 'requests'} & set(sys.modules)\n"
         "print(sorted(heavy))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -3,10 +3,11 @@ renewal, errors and the encrypted cache."""
 
 from __future__ import annotations
 
-import json
+import stat
 import time
 from pathlib import Path
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
 
@@ -15,12 +16,13 @@ from fleetcore.errors import ConfigError
 from fleetcore.plugin.types import DeviceInfo
 from fleetcore.secrets.interface import SecretsContext
 from fleetcore.testing.services import free_port
-from fleetcore_age.testing import age_decrypt, age_keygen
+from fleetcore_age.testing import age_keygen, ssh_keygen
 from fleetcore_vault import (
     VaultAuthError,
     VaultForbidden,
     VaultNotFound,
     VaultUnavailable,
+    cache,
 )
 from fleetcore_vault.cache import CacheError
 from fleetcore_vault.client import client_for
@@ -202,12 +204,15 @@ def test_the_cache_is_encrypted_and_serves_only_its_own_commit(
     own_bao.put("fleet/roles/web", {"API_TOKEN": "cached-token-value-77"})
     s = approle(own_bao, tmp_path, "pi-001")
     assert provide(s, tmp_path) == {"API_TOKEN": "cached-token-value-77"}
-    cached = tmp_path / "state/secrets/vault" / f"{COMMIT_A}.age"
+    cached = tmp_path / "state/secrets/vault" / f"{COMMIT_A}.cache"
     data = cached.read_bytes()
     assert b"cached-token-value-77" not in data
-    # Encrypted to the device's own key: the reference age CLI opens it.
-    opened = age_decrypt(data, s.cache_identity)
-    assert json.loads(opened.stdout)["values"] == {"API_TOKEN": "cached-token-value-77"}
+    assert stat.S_IMODE(cached.stat().st_mode) == 0o600
+    # Encrypted with the device's own key: another identity cannot open it.
+    other = tmp_path / "other.age"
+    age_keygen(other)
+    with pytest.raises(CacheError, match="cannot be decrypted with cache_identity"):
+        cache.load(tmp_path / "state", other, COMMIT_A)
 
     own_bao.stop()
     assert provide(s, tmp_path) == {"API_TOKEN": "cached-token-value-77"}
@@ -215,7 +220,7 @@ def test_the_cache_is_encrypted_and_serves_only_its_own_commit(
         provide(s, tmp_path, commit=COMMIT_B)
     assert f"no cached secrets for release {COMMIT_B[:12]}" in str(err.value)
     # A cache file copied to another commit's name is refused.
-    (cached.parent / f"{COMMIT_B}.age").write_bytes(data)
+    (cached.parent / f"{COMMIT_B}.cache").write_bytes(data)
     with pytest.raises(CacheError, match="cached for another release"):
         provide(s, tmp_path, commit=COMMIT_B)
     # Without the cache, an outage is an error.
@@ -224,6 +229,47 @@ def test_the_cache_is_encrypted_and_serves_only_its_own_commit(
     )
     with pytest.raises(VaultUnavailable, match="unreachable"):
         provide(no_cache, tmp_path)
+
+
+def test_the_cache_round_trips_with_an_ssh_key_and_refuses_tampering(tmp_path: Path) -> None:
+    identity = tmp_path / "id_ed25519"
+    ssh_keygen(identity)
+    state = tmp_path / "state"
+    path = cache.store(state, identity, COMMIT_A, {"A": "1"})
+    assert cache.load(state, identity, COMMIT_A) == ({"A": "1"}, ANY)
+    # A comment added to the identity file does not change the key.
+    age = tmp_path / "identity.age"
+    age_keygen(age)
+    cache.store(state, age, COMMIT_B, {"B": "2"})
+    age.write_text("# re-saved\n" + age.read_text())
+    loaded = cache.load(state, age, COMMIT_B)
+    assert loaded is not None and loaded[0] == {"B": "2"}
+    # One flipped bit of the ciphertext is refused, not served.
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 1
+    path.write_bytes(bytes(data))
+    with pytest.raises(CacheError, match="written with another key, or altered"):
+        cache.load(state, identity, COMMIT_A)
+    path.write_bytes(b"garbage")
+    with pytest.raises(CacheError, match="not a secrets cache"):
+        cache.load(state, identity, COMMIT_A)
+    with pytest.raises(CacheError, match="holds no private key"):
+        cache.store(state, tmp_path / "id_ed25519.pub", COMMIT_A, {})
+    with pytest.raises(CacheError, match="does not exist"):
+        cache.load(state, tmp_path / "nope", COMMIT_B)
+
+
+def test_a_cache_of_the_age_format_counts_as_absent(tmp_path: Path) -> None:
+    identity = tmp_path / "identity.age"
+    age_keygen(identity)
+    state = tmp_path / "state"
+    old = cache.folder(state) / f"{COMMIT_A}.age"
+    old.parent.mkdir(parents=True)
+    old.write_bytes(b"age-encryption.org/v1\n...")
+    assert cache.load(state, identity, COMMIT_A) is None
+    cache.store(state, identity, COMMIT_A, {"A": "1"})
+    assert not old.exists()
+    assert cache.load(state, identity, COMMIT_A) is not None
 
 
 def test_a_refusal_never_falls_back_to_the_cache(bao: Bao, tmp_path: Path) -> None:

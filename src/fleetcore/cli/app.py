@@ -20,11 +20,19 @@ if TYPE_CHECKING:
 
 
 class App:
-    def __init__(self, *, debug: bool, log_format: str | None, log_level: str) -> None:
+    def __init__(
+        self,
+        *,
+        debug: bool = False,
+        log_format: str | None = None,
+        log_level: str = "INFO",
+        plugins: PluginManager | None = None,
+    ) -> None:
         self.debug = debug
         self.log_format = log_format
         self.log_level = log_level
-        self._pm: PluginManager | None = None
+        self._pm = plugins
+        """Given by tests and embedding applications; else built on first use."""
 
     def plugins(self, disabled: tuple[str, ...] = ()) -> PluginManager:
         if self._pm is None:

@@ -18,22 +18,48 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import click
 
 from fleetcore import __version__
 from fleetcore.cli.app import App
 
+if TYPE_CHECKING:
+    from fleetcore.plugin.types import CliCommand
+
+
+CORE_COMMANDS = {
+    "agent": "fleetcore.cli.agent:agent",
+    "bundle": "fleetcore.cli.bundle:bundle",
+    "config": "fleetcore.cli.config:config",
+    "demo": "fleetcore.cli.demo:demo",
+    "fleet": "fleetcore.cli.fleet:fleet",
+    "plugins": "fleetcore.cli.plugins:plugins",
+    "server": "fleetcore.cli.server:server",
+}
+"""The core's command groups, imported only when used."""
+
+KNOWN_PLUGIN_COMMANDS = {
+    "secrets": ("fleetcore-age", "device"),
+}
+"""Well-known commands that plugin packages add -> (package, fleetcore extra
+that brings it), to name the package when the command is missing."""
+
 
 class LazyGroup(click.Group):
-    """Command groups imported only when used, so each command starts fast."""
+    """The root group: core groups imported only when used, and the commands
+    plugins register (``fleetcore_register_commands``), looked up only when
+    the name is not a core one, so ``fleetcore agent once`` loads no plugin
+    to find its command."""
 
     def __init__(self, *args: object, lazy: dict[str, str], **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.lazy = lazy
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted({*super().list_commands(ctx), *self.lazy})
+        return sorted({*super().list_commands(ctx), *self.lazy, *plugin_commands(ctx, self.lazy)})
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name in self.lazy:
@@ -42,21 +68,75 @@ class LazyGroup(click.Group):
             module, attr = self.lazy[name].split(":")
             command: click.Command = getattr(import_module(module), attr)
             return command
-        return super().get_command(ctx, name)
+        found = super().get_command(ctx, name)
+        if found is not None:
+            return found
+        record = plugin_commands(ctx, self.lazy).get(name)
+        if record is None:
+            if name in KNOWN_PLUGIN_COMMANDS:
+                raise click.UsageError(_missing(ctx, name), ctx)
+            return None
+        return record.factory()
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        limit = formatter.width - 6 - max(len(n) for n in self.lazy)
+        core = []
+        for name in sorted(self.lazy):
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                core.append((name, command.get_short_help_str(limit)))
+        with formatter.section("Commands"):
+            formatter.write_dl(core)
+        # Plugins' commands are listed with their record's summary: --help
+        # imports none of their modules.
+        plugin = plugin_commands(ctx, self.lazy)
+        if plugin:
+            with formatter.section("Commands added by plugins"):
+                formatter.write_dl([(n, r.summary) for n, r in sorted(plugin.items())])
+
+
+def plugin_commands(ctx: click.Context, core: Mapping[str, str]) -> dict[str, CliCommand]:
+    """The commands plugins register, by name; a name that is also a core
+    command is an error naming both."""
+    app = _app(ctx)
+    registry = app.plugins().registry("command")
+    commands: dict[str, CliCommand] = {}
+    for name in registry.names():
+        if name in core:
+            from fleetcore.errors import PluginError
+
+            raise PluginError(
+                f"plugin {registry.provider(name)} registers the command {name!r}, which is "
+                f"the core's `fleetcore {name}`; disable the plugin "
+                "(FLEETCORE_DISABLE_PLUGINS) or ask its authors to rename the command"
+            )
+        commands[name] = registry.get(name, where="", source="")
+    return commands
+
+
+def _missing(ctx: click.Context, name: str) -> str:
+    package, extra = KNOWN_PLUGIN_COMMANDS[name]
+    text = f"No such command {name!r}: it is added by the plugin package {package}"
+    for info in _app(ctx).plugins().plugins():
+        if info.distribution == package and info.status != "active":
+            why = f": {info.error}" if info.error else ""
+            return f"{text}, which is installed but {info.status}{why}; see `fleetcore plugins`"
+    return f"{text} (pip install {package}, or fleetcore[{extra}])"
+
+
+def _app(ctx: click.Context) -> App:
+    """The application object; the root's options fill it in later (click
+    resolves the subcommand before it runs the root's callback)."""
+    root = ctx.find_root()
+    if root.obj is None:
+        root.obj = App()
+    assert isinstance(root.obj, App)
+    return root.obj
 
 
 @click.group(
     cls=LazyGroup,
-    lazy={
-        "agent": "fleetcore.cli.agent:agent",
-        "bundle": "fleetcore.cli.bundle:bundle",
-        "config": "fleetcore.cli.config:config",
-        "demo": "fleetcore.cli.demo:demo",
-        "fleet": "fleetcore.cli.fleet:fleet",
-        "plugins": "fleetcore.cli.plugins:plugins",
-        "server": "fleetcore.cli.server:server",
-        "secrets": "fleetcore.cli.secrets:secrets",
-    },
+    lazy=CORE_COMMANDS,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
 @click.version_option(__version__, prog_name="fleetcore")
@@ -90,7 +170,8 @@ def cli(ctx: click.Context, debug: bool, log_format: str | None, log_level: str)
     health and rolls back by itself. Exit codes: 0 ok, 1 failed, 2 bad usage
     or configuration, 3 deferred, 4 safe mode, 5 unreachable, 6 drift repaired.
     """
-    ctx.obj = App(debug=debug, log_format=log_format, log_level=log_level)
+    app = _app(ctx)
+    app.debug, app.log_format, app.log_level = debug, log_format, log_level
 
 
 def main() -> None:

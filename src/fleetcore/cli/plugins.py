@@ -36,8 +36,8 @@ def plugins(app: App, as_json: bool) -> None:
         return
     if not infos:
         click.echo(
-            "no plugins installed (install fleetcore with its built-in plugins, "
-            "e.g. `pip install fleetcore-git fleetcore-checks`)"
+            "no plugins installed (install fleetcore with the built-in plugins a "
+            "device needs: `pip install 'fleetcore[device]'`)"
         )
         return
     for info in infos:

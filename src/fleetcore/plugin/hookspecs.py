@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from fleetcore.plugin.types import (
         Activator,
         Check,
+        CliCommand,
         DriftFix,
         DriftReport,
         EventChannel,
@@ -167,6 +168,43 @@ def fleetcore_register_event_channels() -> Iterable[EventChannel]:
     """
 
 
+@hookspec
+def fleetcore_register_commands() -> Iterable[CliCommand]:
+    """Register commands of the ``fleetcore`` command line.
+
+    Called when ``fleetcore`` is asked for a command that is not one of the
+    core's (``agent``, ``server``, ``config``, ...), and by ``fleetcore
+    --help`` and ``fleetcore plugins`` to list them; never on the way to a
+    core command, so a plugin's commands cost nothing to ``fleetcore agent
+    once``. Takes no arguments. Return or yield
+    :class:`~fleetcore.plugin.types.CliCommand` records: a name, a one-line
+    summary and a ``factory`` that returns the :class:`click.Command` (or
+    group). Keep the click code in its own module and import it in the
+    factory, so listing the command imports nothing heavy.
+
+    A name that is also a core command is an error naming both; two plugins
+    registering one name is an error naming both plugins.
+
+    Example::
+
+        @hookimpl
+        def fleetcore_register_commands():
+            def load():
+                from fleetcore_age.cli import secrets
+
+                return secrets
+
+            yield CliCommand(
+                name="secrets",
+                summary="Device keys and age-encrypted secrets in the fleet repo",
+                factory=load,
+            )
+
+    The command gets the CLI's application object with ``@click.pass_obj``
+    (:class:`fleetcore.cli.app.App`).
+    """
+
+
 # -- checks --------------------------------------------------------------------
 
 
@@ -281,6 +319,7 @@ REGISTER_HOOKS = {
     "secrets provider": "fleetcore_register_secrets_providers",
     "rollout strategy": "fleetcore_register_rollout_strategies",
     "event channel": "fleetcore_register_event_channels",
+    "command": "fleetcore_register_commands",
     "verify check": "fleetcore_register_verify_checks",
     "validate check": "fleetcore_register_validate_checks",
     "health check": "fleetcore_register_health_checks",

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Iterator, Mapping
-from importlib import metadata
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 import pluggy
@@ -19,7 +18,7 @@ from attrs import field, frozen
 
 from fleetcore.config.convert import structure
 from fleetcore.errors import PluginError, UnknownPluginError
-from fleetcore.plugin import hookspecs
+from fleetcore.plugin import discovery, hookspecs
 
 if TYPE_CHECKING:
     from fleetcore.model import CheckKind
@@ -125,6 +124,9 @@ class PluginManager:
         env = os.environ.get(DISABLE_ENV, "")
         self.disabled = frozenset(disabled) | {n.strip() for n in env.split(",") if n.strip()}
         self._infos: dict[str, PluginInfo] = {}
+        self._entry_points: dict[str, discovery.EntryPoint] = {}
+        """Where each loaded plugin came from; its distribution's name and
+        version are read only when ``plugins()`` shows them."""
         self._registries: dict[str, Registry[Any]] = {}
         self._failed_registrations: dict[str, str] = {}
         if entry_points:
@@ -133,25 +135,21 @@ class PluginManager:
     # -- loading ---------------------------------------------------------------
 
     def load_entry_points(self) -> None:
-        for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
-            dist = getattr(ep, "dist", None)
-            dist_name = dist.metadata["Name"] if dist is not None else None
-            version = dist.version if dist is not None else None
+        # Not importlib.metadata: see fleetcore.plugin.discovery (the agent's start).
+        for ep in sorted(discovery.entry_points(ENTRY_POINT_GROUP), key=lambda e: e.name):
             if ep.name in self._infos:
                 # Two packages claiming one plugin name: the first wins, both are shown.
-                self._infos[f"{ep.name} ({dist_name})"] = PluginInfo(
+                first = self._entry_points[ep.name].distribution
+                self._infos[f"{ep.name} ({ep.distribution})"] = PluginInfo(
                     name=ep.name,
-                    distribution=dist_name,
-                    version=version,
                     status="failed",
-                    error=f"plugin name {ep.name!r} is already used by "
-                    f"{self._infos[ep.name].distribution}",
+                    error=f"plugin name {ep.name!r} is already used by {first}",
                 )
+                self._entry_points[f"{ep.name} ({ep.distribution})"] = ep
                 continue
+            self._entry_points[ep.name] = ep
             if ep.name in self.disabled:
-                self._infos[ep.name] = PluginInfo(
-                    name=ep.name, distribution=dist_name, version=version, status="disabled"
-                )
+                self._infos[ep.name] = PluginInfo(name=ep.name, status="disabled")
                 continue
             try:
                 plugin = ep.load()
@@ -159,14 +157,10 @@ class PluginManager:
             except Exception as exc:
                 log.warning("plugin %s failed to load: %s: %s", ep.name, type(exc).__name__, exc)
                 self._infos[ep.name] = PluginInfo(
-                    name=ep.name,
-                    distribution=dist_name,
-                    version=version,
-                    status="failed",
-                    error=f"{type(exc).__name__}: {exc}",
+                    name=ep.name, status="failed", error=f"{type(exc).__name__}: {exc}"
                 )
                 continue
-            self._infos[ep.name] = PluginInfo(name=ep.name, distribution=dist_name, version=version)
+            self._infos[ep.name] = PluginInfo(name=ep.name)
         # A hook implementation whose name matches no spec is a typo that
         # would otherwise never be called.
         self._check_pending()
@@ -282,11 +276,12 @@ class PluginManager:
             status, error = info.status, info.error
             if name in self._failed_registrations:
                 status, error = "failed", self._failed_registrations[name]
+            ep = self._entry_points.get(name)
             out.append(
                 PluginInfo(
                     name=info.name,
-                    distribution=info.distribution,
-                    version=info.version,
+                    distribution=ep.distribution if ep is not None else info.distribution,
+                    version=ep.version if ep is not None else info.version,
                     status=status,
                     error=error,
                     hooks=hooks,

@@ -300,3 +300,34 @@ class ModeChange:
     old: str
     new: str
     reason: str
+
+
+# -- command line ------------------------------------------------------------------
+
+if TYPE_CHECKING:
+    import click
+
+
+def _command_name(_inst: object, _attr: object, value: str) -> None:
+    if not value or not value[0].isalpha() or not all(c.isalnum() or c in "-_" for c in value):
+        raise ValueError(f"command names are words like 'secrets', got {value!r}")
+
+
+@frozen(kw_only=True)
+class CliCommand:
+    """A command (or group of commands) a plugin adds to ``fleetcore``.
+
+    ``factory()`` returns the :class:`click.Command` and is called only when
+    the command runs or its help is shown, so that ``fleetcore plugins`` and
+    ``fleetcore --help`` list the command without importing its module.
+    The command receives the application object with ``@click.pass_obj``
+    (:class:`fleetcore.cli.app.App`: ``app.plugins()``, ``app.abort()``,
+    ``app.print_json()``).
+    """
+
+    name: str = field(validator=_command_name)
+    """The word after ``fleetcore``: ``fleetcore NAME ...``. It must not be
+    one of the core's commands (``agent``, ``server``, ...)."""
+    summary: str
+    """One line for ``fleetcore --help`` and ``fleetcore plugins``."""
+    factory: Callable[[], click.Command]

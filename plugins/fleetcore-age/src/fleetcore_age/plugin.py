@@ -29,13 +29,17 @@ import logging
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from attrs import frozen
 
 from fleetcore.plugin import hookimpl
-from fleetcore.plugin.types import SecretsProvider
+from fleetcore.plugin.types import CliCommand, SecretsProvider
 from fleetcore.secrets.interface import SecretsContext
 from fleetcore_age import AgeError
+
+if TYPE_CHECKING:
+    import click
 
 log = logging.getLogger("fleetcore.secrets.age")
 
@@ -160,4 +164,19 @@ def fleetcore_register_secrets_providers() -> Iterator[SecretsProvider]:
         config_type=AgeSettings,
         role_config_type=AgeRoleOptions,
         detect=detect,
+    )
+
+
+def _secrets_command() -> click.Command:
+    from fleetcore_age.cli import secrets
+
+    return secrets
+
+
+@hookimpl
+def fleetcore_register_commands() -> Iterator[CliCommand]:
+    yield CliCommand(
+        name="secrets",
+        summary="Device keys and age-encrypted secrets in the fleet repo",
+        factory=_secrets_command,
     )

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 from fleetcore.plugin import hookimpl
 from fleetcore.plugin.types import Activator, Check, DriftFix
-from fleetcore_docker import checks, drift
+from fleetcore_docker import checks
 from fleetcore_docker.activator import ComposeActivator
 from fleetcore_docker.compose import has_compose_file
 from fleetcore_docker.options import ComposeConfigOptions, ComposeOptions, ContainersOptions
@@ -53,6 +53,9 @@ def fleetcore_register_health_checks() -> Iterator[Check]:
 
 @hookimpl
 def fleetcore_register_drift_checks() -> Iterator[Check]:
+    # Imported here: an update cycle loads every plugin but runs no drift check.
+    from fleetcore_docker import drift
+
     yield Check(
         name="containers",
         summary="Containers match the compose file: none missing, exited, extra or changed",
@@ -64,6 +67,8 @@ def fleetcore_register_drift_checks() -> Iterator[Check]:
 
 @hookimpl
 def fleetcore_register_drift_fixes() -> Iterator[DriftFix]:
+    from fleetcore_docker import drift
+
     yield DriftFix(
         name="compose-up",
         summary="`compose up -d --remove-orphans` for the running release",

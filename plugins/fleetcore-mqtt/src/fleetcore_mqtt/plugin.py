@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fleetcore.plugin import hookimpl
 from fleetcore.plugin.types import EventChannel
-from fleetcore_mqtt.options import MqttOptions
+
+if TYPE_CHECKING:
+    from fleetcore_mqtt.options import MqttOptions
 
 
 def publisher(options: MqttOptions) -> Any:
@@ -26,6 +28,9 @@ def subscriber(options: MqttOptions, device_id: str, wake: Callable[[str], None]
 
 @hookimpl
 def fleetcore_register_event_channels() -> Iterator[EventChannel]:
+    # Imported here: the update cycle loads every plugin and needs no channel.
+    from fleetcore_mqtt.options import MqttOptions
+
     yield EventChannel(
         name="mqtt",
         summary="Device events over an MQTT broker (QoS 1, one topic per device)",

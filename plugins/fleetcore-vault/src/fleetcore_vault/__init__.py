@@ -3,8 +3,8 @@
 - :mod:`fleetcore_vault.plugin`: the ``vault`` secrets provider (entry point ``vault``).
 - :mod:`fleetcore_vault.client`: a small KV v2 client (standard library HTTP)
   with token and AppRole login and token renewal.
-- :mod:`fleetcore_vault.cache`: the last good secrets, encrypted to the
-  device's own age key, for a device cut off from Vault.
+- :mod:`fleetcore_vault.cache`: the last good secrets, encrypted with a key
+  derived from the device's own identity, for a device cut off from Vault.
 """
 
 from fleetcore.errors import FleetcoreError

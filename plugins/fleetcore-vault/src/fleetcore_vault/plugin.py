@@ -25,10 +25,11 @@ environment values: the agent writes them to the release's ``.fleetcore.env``
 and the activator hands them to the services.
 
 The values fetched for a release are cached under the state folder,
-encrypted to the device's own age key. When Vault is unreachable or sealed,
-the cache of the *same commit* is used, so a device cut off from Vault can
-still set up again the release it already had secrets for; never for
-another commit, and never after a 403 or 404 (an answer, not an outage).
+encrypted with a key derived from the device's own identity file. When
+Vault is unreachable or sealed, the cache of the *same commit* is used, so
+a device cut off from Vault can still set up again the release it already
+had secrets for; never for another commit, and never after a 403 or 404
+(an answer, not an outage).
 """
 
 from __future__ import annotations
@@ -84,8 +85,9 @@ class VaultSettings:
     cache: bool = True
     """Keep the last secrets of each release, encrypted, for when Vault is out of reach."""
     cache_identity: Path = DEFAULT_IDENTITY
-    """The age identity the cache is encrypted to (by default the device's
-    ``[secrets.age]`` identity file)."""
+    """The private key the cache's key is derived from: an age identity (by
+    default the device's ``[secrets.age]`` identity file) or an OpenSSH
+    private key. Only its reader can read the cache."""
 
 
 def _paths(_inst: Any, _attr: Any, value: tuple[str, ...]) -> None:

@@ -1,6 +1,7 @@
 """``fleetcore secrets``: device keys and age-encrypted secrets in the fleet repo.
 
-The commands use the ``fleetcore-age`` plugin package (and its ``pyrage``),
+Added to the ``fleetcore`` command line by this package's
+``fleetcore_register_commands`` (:mod:`fleetcore_age.plugin`); ``pyrage`` is
 imported only when a command runs.
 """
 
@@ -29,16 +30,10 @@ repo_option = click.option(
 
 
 def _age() -> tuple[ModuleType, ModuleType, ModuleType]:
-    """fleetcore_age's keys and repo modules, or a clear error."""
-    try:
-        import fleetcore_age
-        from fleetcore_age import keys, repo
-    except ImportError:
-        from fleetcore.errors import FleetcoreError
+    """fleetcore_age's keys and repo modules, with pyrage checked."""
+    import fleetcore_age
+    from fleetcore_age import keys, repo
 
-        raise FleetcoreError(
-            "`fleetcore secrets` needs the age plugin: pip install fleetcore-age"
-        ) from None
     keys.pyrage()  # a clear error now rather than halfway through
     return fleetcore_age, keys, repo
 
