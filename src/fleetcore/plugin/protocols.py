@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 from attrs import field, frozen
 
@@ -112,6 +112,25 @@ class ControlServerSecrets(Protocol):
     def secrets(self) -> Mapping[str, str]:
         """The device's secrets, by name; raises
         :class:`~fleetcore.errors.FetchError` when the server cannot be asked."""
+
+
+class CommandApp(Protocol):
+    """What a plugin's command (``fleetcore_register_commands``) gets with
+    ``@click.pass_obj``: the application object every command shares."""
+
+    debug: bool
+
+    def plugins(self, disabled: tuple[str, ...] = ()) -> Any:
+        """The plugin manager (built on first use)."""
+
+    def setup_logging(self, configured: str = "text") -> None:
+        """Logging as the global options say (``--log-level``, ``--log-format``)."""
+
+    def print_json(self, data: Any) -> None:
+        """``data`` as indented JSON on standard output."""
+
+    def abort(self, message: str, code: int = 1) -> NoReturn:
+        """Print ``error: message`` on standard error and exit with ``code``."""
 
 
 class _SecretsOnly:

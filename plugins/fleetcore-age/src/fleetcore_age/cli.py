@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from fleetcore.cli.app import App
+from fleetcore.plugin import CommandApp
 
 DEFAULT_IDENTITY = "/etc/fleetcore/identity.age"
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
@@ -57,7 +57,7 @@ def secrets() -> None:
 )
 @json_option
 @click.pass_obj
-def keygen(app: App, out: Path, as_json: bool) -> None:
+def keygen(app: CommandApp, out: Path, as_json: bool) -> None:
     """Make this device's age identity and print its recipient (public key).
 
     File the printed recipient in the fleet repo as keys/<role>/<device_id>.pub.
@@ -92,7 +92,9 @@ def keygen(app: App, out: Path, as_json: bool) -> None:
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False, allow_dash=True))
 @json_option
 @click.pass_obj
-def encrypt(app: App, repo: Path, role: str, name: str | None, file: Path, as_json: bool) -> None:
+def encrypt(
+    app: CommandApp, repo: Path, role: str, name: str | None, file: Path, as_json: bool
+) -> None:
     """Encrypt FILE to every device of the role and the operators.
 
     Writes roles/ROLE/<name>.age in the repo; the plaintext is never written
@@ -140,7 +142,9 @@ def encrypt(app: App, repo: Path, role: str, name: str | None, file: Path, as_js
 )
 @json_option
 @click.pass_obj
-def rekey(app: App, repo: Path, roles: tuple[str, ...], identity: Path, as_json: bool) -> None:
+def rekey(
+    app: CommandApp, repo: Path, roles: tuple[str, ...], identity: Path, as_json: bool
+) -> None:
     """Re-encrypt every .age file of the role(s) to the current recipients.
 
     Run it after adding or removing a key under keys/: a removed device

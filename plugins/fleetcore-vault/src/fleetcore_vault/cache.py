@@ -76,7 +76,7 @@ def _header(commit: str) -> bytes:
 def store(state_dir: Path, identity: Path, commit: str, values: dict[str, str]) -> Path:
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-    from fleetcore.files import atomic_write
+    from fleetcore.plugin import atomic_write
 
     key = _key(identity)
     target = folder(state_dir) / f"{commit}{SUFFIX}"
