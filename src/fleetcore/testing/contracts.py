@@ -39,6 +39,7 @@ __all__ = [
     "check_check_record",
     "check_entry_point",
     "check_rollout_strategy",
+    "check_summary",
     "sample_commits",
     "sample_devices",
     "structure_options",
@@ -114,7 +115,8 @@ def structure_options(record: Any, example: Mapping[str, Any] | Any) -> Any:
     return options
 
 
-def _check_summary(record: Any) -> None:
+def check_summary(record: Any) -> None:
+    """Check that ``record.summary`` is one short, non-empty line."""
     summary = record.summary
     if not isinstance(summary, str) or not summary.strip():
         _fail(f"{record.name}: summary must say in a few words what it does")
@@ -154,7 +156,7 @@ def check_rollout_strategy(
     """
     if not isinstance(record, RolloutStrategy):
         _fail(f"expected a RolloutStrategy record, got {record!r}")
-    _check_summary(record)
+    check_summary(record)
     if not steps:
         _fail(f"{record.name}: give at least one step of options")
     devices = list(devices if devices is not None else sample_devices())
@@ -208,7 +210,7 @@ def check_check_record(record: Check, *, example: Mapping[str, Any] | Any = None
     """
     if not isinstance(record, Check):
         _fail(f"expected a Check record, got {record!r}")
-    _check_summary(record)
+    check_summary(record)
     if not callable(record.run):
         _fail(f"{record.name}: run must be callable")
     if record.applies is not None and not callable(record.applies):
@@ -225,7 +227,7 @@ def check_activator_record(record: Activator, *, example: Mapping[str, Any] | An
     object; nothing is started."""
     if not isinstance(record, Activator):
         _fail(f"expected an Activator record, got {record!r}")
-    _check_summary(record)
+    check_summary(record)
     if record.detect is not None and not callable(record.detect):
         _fail(f"{record.name}: detect must be callable or None")
     if type(record.priority) is not int:
