@@ -5,19 +5,23 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
-from fleetcore.plugin.types import Check, CheckContext, CheckKind
+from fleetcore.activate.interface import ActivationContext
+from fleetcore.plugin.types import Activator, Check, CheckContext, CheckKind, DriftFix
 from fleetcore.release import Manifest, measure_tree
 from fleetcore.testing.conformance import COMMIT, DEVICE, check_context
+from fleetcore.testing.conformance.activator import ActivatorKit
 from fleetcore.testing.conformance.checks import CheckKit
+from fleetcore.testing.conformance.drift import DriftFixKit, Repair, check_drift_fix_record
 from fleetcore.testing.services import free_port
-from fleetcore_checks import drift, health_script, http, manifest, validate_script
+from fleetcore_checks import drift, health_script, http, manifest, script, validate_script
 
 
 def named(records: Any, name: str) -> Any:
@@ -285,3 +289,144 @@ class TestDriftDns(CheckKit):
     @pytest.fixture
     def not_applicable(self, record: Check, kit_release: Path) -> CheckContext:
         return check_context("drift", kit_release, record=record, options={})
+
+
+# -- the script activator --------------------------------------------------------------------------
+
+
+class TestScriptActivator(ActivatorKit):
+    """``activate.sh`` records its release's marker; ``deactivate.sh`` removes it."""
+
+    @pytest.fixture
+    def record(self) -> Activator:
+        (record,) = script.fleetcore_register_activators()
+        return record
+
+    @pytest.fixture
+    def options(self) -> Mapping[str, Any]:
+        return {"timeout": "30s"}
+
+    @pytest.fixture
+    def marker_file(self, tmp_path: Path) -> Path:
+        return tmp_path / "kit-running"
+
+    @pytest.fixture
+    def make_release(self, tmp_path: Path, marker_file: Path) -> Callable[[str], Path]:
+        def make(marker: str) -> Path:
+            release = tmp_path / "kit-releases" / marker
+            write(
+                release,
+                {
+                    "activate.sh": f"#!/bin/sh\necho {marker} > {marker_file}\n",
+                    "deactivate.sh": f"#!/bin/sh\nrm -f {marker_file}\n",
+                },
+                0o755,
+            )
+            return release
+
+        return make
+
+    @pytest.fixture
+    def running(self, marker_file: Path) -> Callable[[ActivationContext], str | None]:
+        def running(ctx: ActivationContext) -> str | None:
+            return marker_file.read_text().strip() if marker_file.exists() else None
+
+        return running
+
+
+# -- drift fixes --------------------------------------------------------------------------------
+
+
+def fix_record(name: str) -> DriftFix:
+    return named(drift.fleetcore_register_drift_fixes(), name)
+
+
+class TestRestoreFiles(DriftFixKit):
+    """A file edited by hand and one deleted, restored from a pristine copy."""
+
+    @pytest.fixture
+    def record(self) -> DriftFix:
+        return fix_record("restore-files")
+
+    @pytest.fixture
+    def check(self) -> Check:
+        return drift_record("files")
+
+    @pytest.fixture
+    def drifted(self, tmp_path: Path) -> CheckContext:
+        files = {"app.conf": "v=1\n", "config/more.conf": "x\n"}
+        release, pristine = tmp_path / "release", tmp_path / "pristine"
+        write(release, files)
+        write(pristine, files)
+        trusted = Manifest.from_unpacked(COMMIT, DEVICE.role, measure_tree(pristine))
+        write(release, {"app.conf": "v=1, edited by hand\n"})
+        (release / "config/more.conf").unlink()
+        return check_context(
+            "drift", release, manifest=trusted, deep=True, repair=Repair(pristine_dir=pristine)
+        )
+
+
+class TestRepairFolders(DriftFixKit):
+    @pytest.fixture
+    def record(self) -> DriftFix:
+        return fix_record("repair-folders")
+
+    @pytest.fixture
+    def check(self) -> Check:
+        return drift_record("folders")
+
+    @pytest.fixture
+    def drifted(self, check: Check, tmp_path: Path) -> CheckContext:
+        (tmp_path / "loose").mkdir(mode=0o777)
+        (tmp_path / "loose").chmod(0o777)
+        folders = {
+            "folders": [
+                {"path": str(tmp_path / "gone"), "mode": "0750"},
+                {"path": str(tmp_path / "loose"), "mode": "0700"},
+            ]
+        }
+        (tmp_path / "release").mkdir()
+        ctx = check_context("drift", tmp_path / "release", record=check, options=folders)
+        return attrs.evolve(ctx, check_options={"folders": ctx.options})
+
+
+class TestSyncClock(DriftFixKit):
+    """The clock check reads an offset the configured fix command resets."""
+
+    @pytest.fixture
+    def offset_file(self, tmp_path: Path) -> Path:
+        path = tmp_path / "offset"
+        path.write_text("A,B,C,D,-7.5\n")
+        return path
+
+    @pytest.fixture
+    def record(self) -> DriftFix:
+        return fix_record("sync-clock")
+
+    @pytest.fixture
+    def options(self, offset_file: Path) -> Mapping[str, Any]:
+        return {"command": ["sh", "-c", f"echo A,B,C,D,0.0 > {offset_file}"]}
+
+    @pytest.fixture
+    def check(self) -> Check:
+        return drift_record("clock")
+
+    @pytest.fixture
+    def drifted(self, check: Check, offset_file: Path, tmp_path: Path) -> CheckContext:
+        (tmp_path / "release").mkdir()
+        options = {"command": ["cat", str(offset_file)]}
+        return check_context(
+            "drift", tmp_path / "release", record=check, options=options, deep=True
+        )
+
+
+@pytest.mark.parametrize("name", ["free-disk", "restart-network"])
+def test_the_other_fixes_are_well_formed(name: str) -> None:
+    # Whether they hold depends on the machine's disk and network: the
+    # records alone are checked here, their work in test_script_checks.
+    check_drift_fix_record(fix_record(name))
+
+
+def test_every_fix_of_the_package_is_covered() -> None:
+    kits = {"restore-files", "repair-folders", "sync-clock", "free-disk", "restart-network"}
+    assert {r.name for r in drift.fleetcore_register_drift_fixes()} == kits
