@@ -22,9 +22,9 @@ to some release::
             return {"port": listening_port}
 
         @pytest.fixture
-        def failing(self, record, kit_release, closed_port):
+        def failing(self, record, kit_release):
             return check_context("health", kit_release, record=record,
-                                 options={"port": closed_port})
+                                 options={"port": free_port()})
 
 ``kit_release`` is an empty release folder the scenarios may fill;
 ``passing`` defaults to a context over it with ``options``.
