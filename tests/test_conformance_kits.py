@@ -412,3 +412,24 @@ def test_channel_kit_fails_a_channel_that_wakes_everybody(pytester: pytest.Pytes
             "*memory: wake() was called with ?'kit-not-an-event'?*",
         ]
     )
+
+
+# -- records --------------------------------------------------------------------------------------
+
+
+def test_options_whose_defaults_are_refused_fail_the_record_check() -> None:
+    from attrs import field, frozen
+
+    from fleetcore.config.convert import between, checked
+    from fleetcore.plugin.types import RolloutStrategy
+    from fleetcore.testing.contracts import structure_options
+
+    @frozen(kw_only=True)
+    class Options:
+        percent: int = field(default=0, validator=checked(between(1, 100)))
+
+    record = RolloutStrategy(
+        name="bad-default", summary="Its default is refused", factory=object, config_type=Options
+    )
+    with pytest.raises(AssertionError, match="bad-default: the default options are refused"):
+        structure_options(record, {"percent": 5})

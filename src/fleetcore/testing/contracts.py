@@ -74,9 +74,10 @@ def structure_options(record: Any, example: Mapping[str, Any] | Any) -> Any:
     """Structure ``example`` (a TOML table as a dict) with ``record.config_type``.
 
     Checks that ``config_type`` is a frozen attrs class, that it takes the
-    example, and that it refuses an unknown key (a typo in a role must be an
-    error, not ignored). An object that already is a ``config_type`` is
-    returned as it is. Returns the options object.
+    example (and an empty table when every key has a default), and that it
+    refuses an unknown key (a typo in a role must be an error, not ignored).
+    An object that already is a ``config_type`` is returned as it is.
+    Returns the options object.
     """
     config_type = record.config_type
     if not (isinstance(config_type, type) and attrs.has(config_type)):
@@ -88,6 +89,12 @@ def structure_options(record: Any, example: Mapping[str, Any] | Any) -> Any:
             )
         return example
     where = f"{record.name} options"
+    if all(f.default is not attrs.NOTHING for f in attrs.fields(config_type)):
+        # Every key is optional, so a role may leave the table out.
+        try:
+            structure({}, config_type, source=where)
+        except ConfigError as exc:
+            raise AssertionError(f"{record.name}: the default options are refused: {exc}") from None
     try:
         options = structure(dict(example), config_type, source=where)
     except ConfigError as exc:
@@ -116,7 +123,11 @@ def structure_options(record: Any, example: Mapping[str, Any] | Any) -> Any:
 
 
 def check_summary(record: Any) -> None:
-    """Check that ``record.summary`` is one short, non-empty line."""
+    """Check that ``record.name`` is a word like ``git-archive`` and that
+    ``record.summary`` is one short, non-empty line."""
+    name = record.name
+    if not isinstance(name, str) or not name or not all(c.isalnum() or c in "-_." for c in name):
+        _fail(f"record names are words like 'git-archive', got {name!r}")
     summary = record.summary
     if not isinstance(summary, str) or not summary.strip():
         _fail(f"{record.name}: summary must say in a few words what it does")
