@@ -327,6 +327,15 @@ class TestScriptActivator(ActivatorKit):
         return make
 
     @pytest.fixture
+    def make_broken_release(self, tmp_path: Path) -> Callable[[str], Path]:
+        def make(marker: str) -> Path:
+            release = tmp_path / "kit-broken" / marker
+            write(release, {"activate.sh": "#!/bin/sh\necho 'cannot start' >&2\nexit 1\n"}, 0o755)
+            return release
+
+        return make
+
+    @pytest.fixture
     def running(self, marker_file: Path) -> Callable[[ActivationContext], str | None]:
         def running(ctx: ActivationContext) -> str | None:
             return marker_file.read_text().strip() if marker_file.exists() else None

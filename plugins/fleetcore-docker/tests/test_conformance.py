@@ -104,6 +104,13 @@ class TestComposeActivator(ActivatorKit):
         return lambda marker: compose_release(tmp_path / "kit" / marker, docker_engine, marker)
 
     @pytest.fixture
+    def make_broken_release(self, docker_engine: str, tmp_path: Path) -> Callable[[str], Path]:
+        """A compose file Compose refuses."""
+        return lambda marker: compose_release(
+            tmp_path / "broken" / marker, docker_engine, marker, bogus_key=1
+        )
+
+    @pytest.fixture
     def running(self) -> Callable[[ActivationContext], str | None]:
         return lambda ctx: running_markers(ctx.project)
 

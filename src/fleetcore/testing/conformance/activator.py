@@ -26,8 +26,10 @@ It checks that the record is well formed and ``detect`` recognises the
 release (and not an empty folder); that ``start`` brings the release up and
 ``stop`` takes it down; that starting twice is harmless (the agent starts
 again after a crash); that stopping a release never started is harmless
-(a first install that failed); and that starting a release replaces the one
-that ran before (an update, like a rollback, is one ``start``).
+(a first install that failed); that starting a release replaces the one
+that ran before (an update, like a rollback, is one ``start``); and, given
+``make_broken_release``, that a release that cannot start makes ``start``
+raise with a message (the agent then rolls back).
 """
 
 from __future__ import annotations
@@ -91,6 +93,12 @@ class ActivatorKit:
             "running",
             "running(ctx) -> the marker of the release running for ctx.project, or None",
         )
+
+    @pytest.fixture
+    def make_broken_release(self) -> Callable[[str], Path] | None:
+        """``make_broken_release(marker)``: a release whose services cannot be
+        brought up (None: the kit skips that test)."""
+        return None
 
     @pytest.fixture
     def kit_project(self) -> str:
@@ -193,6 +201,25 @@ class ActivatorKit:
         two = activation_context(make_release("two"), kit_project, previous_dir=one.release_dir)
         activator.start(two)
         _expect(record, running(two), "two", "after start() of the next release")
+
+    def test_a_release_that_cannot_start_is_an_error(
+        self,
+        record: Activator,
+        activator: ActivatorImpl,
+        make_broken_release: Callable[[str], Path] | None,
+        kit_project: str,
+    ) -> None:
+        if make_broken_release is None:
+            pytest.skip(f"{record.name}: no make_broken_release given")
+        ctx = activation_context(make_broken_release("broken"), kit_project)
+        # The agent rolls back on any exception and records its message.
+        try:
+            activator.start(ctx)
+        except Exception as exc:
+            if not str(exc).strip():
+                fail(f"{record.name}: start() failed without saying why ({type(exc).__name__})")
+        else:
+            fail(f"{record.name}: start() of a release that cannot start returned normally")
 
 
 def _expect(record: Activator, got: str | None, want: str | None, when: str) -> None:
