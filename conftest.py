@@ -1,1 +1,2 @@
-pytest_plugins = ["fleetcore.testing.fixtures"]
+# pytester: the conformance kits are tested by running them on broken plugins.
+pytest_plugins = ["fleetcore.testing.fixtures", "pytester"]

@@ -6,6 +6,9 @@
   offline from busybox.
 - :mod:`fleetcore.testing.contracts`: conformance checks a plugin package
   runs against its own records.
+- :mod:`fleetcore.testing.conformance`: a conformance kit per kind of plugin
+  (fetcher, activator, check, drift fix, secrets provider, rollout strategy,
+  event channel), test classes to subclass in a plugin's own suite.
 - :mod:`fleetcore.testing.fixtures`: pytest fixtures for all of the above;
   enable with ``pytest_plugins = ["fleetcore.testing.fixtures"]``.
 

@@ -39,6 +39,7 @@ __all__ = [
     "check_check_record",
     "check_entry_point",
     "check_rollout_strategy",
+    "check_summary",
     "sample_commits",
     "sample_devices",
     "structure_options",
@@ -73,9 +74,10 @@ def structure_options(record: Any, example: Mapping[str, Any] | Any) -> Any:
     """Structure ``example`` (a TOML table as a dict) with ``record.config_type``.
 
     Checks that ``config_type`` is a frozen attrs class, that it takes the
-    example, and that it refuses an unknown key (a typo in a role must be an
-    error, not ignored). An object that already is a ``config_type`` is
-    returned as it is. Returns the options object.
+    example (and an empty table when every key has a default), and that it
+    refuses an unknown key (a typo in a role must be an error, not ignored).
+    An object that already is a ``config_type`` is returned as it is.
+    Returns the options object.
     """
     config_type = record.config_type
     if not (isinstance(config_type, type) and attrs.has(config_type)):
@@ -87,6 +89,12 @@ def structure_options(record: Any, example: Mapping[str, Any] | Any) -> Any:
             )
         return example
     where = f"{record.name} options"
+    if all(f.default is not attrs.NOTHING for f in attrs.fields(config_type)):
+        # Every key is optional, so a role may leave the table out.
+        try:
+            structure({}, config_type, source=where)
+        except ConfigError as exc:
+            raise AssertionError(f"{record.name}: the default options are refused: {exc}") from None
     try:
         options = structure(dict(example), config_type, source=where)
     except ConfigError as exc:
@@ -114,7 +122,12 @@ def structure_options(record: Any, example: Mapping[str, Any] | Any) -> Any:
     return options
 
 
-def _check_summary(record: Any) -> None:
+def check_summary(record: Any) -> None:
+    """Check that ``record.name`` is a word like ``git-archive`` and that
+    ``record.summary`` is one short, non-empty line."""
+    name = record.name
+    if not isinstance(name, str) or not name or not all(c.isalnum() or c in "-_." for c in name):
+        _fail(f"record names are words like 'git-archive', got {name!r}")
     summary = record.summary
     if not isinstance(summary, str) or not summary.strip():
         _fail(f"{record.name}: summary must say in a few words what it does")
@@ -154,7 +167,7 @@ def check_rollout_strategy(
     """
     if not isinstance(record, RolloutStrategy):
         _fail(f"expected a RolloutStrategy record, got {record!r}")
-    _check_summary(record)
+    check_summary(record)
     if not steps:
         _fail(f"{record.name}: give at least one step of options")
     devices = list(devices if devices is not None else sample_devices())
@@ -208,7 +221,7 @@ def check_check_record(record: Check, *, example: Mapping[str, Any] | Any = None
     """
     if not isinstance(record, Check):
         _fail(f"expected a Check record, got {record!r}")
-    _check_summary(record)
+    check_summary(record)
     if not callable(record.run):
         _fail(f"{record.name}: run must be callable")
     if record.applies is not None and not callable(record.applies):
@@ -225,7 +238,7 @@ def check_activator_record(record: Activator, *, example: Mapping[str, Any] | An
     object; nothing is started."""
     if not isinstance(record, Activator):
         _fail(f"expected an Activator record, got {record!r}")
-    _check_summary(record)
+    check_summary(record)
     if record.detect is not None and not callable(record.detect):
         _fail(f"{record.name}: detect must be callable or None")
     if type(record.priority) is not int:
