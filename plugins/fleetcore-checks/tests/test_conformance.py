@@ -14,8 +14,8 @@ import attrs
 import pytest
 
 from fleetcore.activate.interface import ActivationContext
-from fleetcore.plugin.types import Activator, Check, CheckContext, CheckKind, DriftFix
 from fleetcore.plugin.release import Manifest, measure_tree
+from fleetcore.plugin.types import Activator, Check, CheckContext, CheckKind, DriftFix
 from fleetcore.testing.conformance import COMMIT, DEVICE, check_context
 from fleetcore.testing.conformance.activator import ActivatorKit
 from fleetcore.testing.conformance.checks import CheckKit
