@@ -182,7 +182,13 @@ class ManagedDevice:
         ).returncode
 
     def running(self) -> str | None:
-        return self.out.read_text().split()[1] if self.out.exists() else None
+        # The role's script rewrites the file with `>`: a read between the
+        # truncation and the write sees it empty, which means "not yet".
+        try:
+            words = self.out.read_text().split()
+        except FileNotFoundError:
+            return None
+        return words[1] if len(words) > 1 else None
 
 
 def test_enrolled_credential_is_private(server: ControlServer, tmp_path: Path) -> None:
