@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from fleetcore.config.check import check_agent_config
 from fleetcore.config.convert import structure
 from fleetcore.config.units import Duration
+from fleetcore.config_check import check_agent_config
 from fleetcore.errors import ConfigError
 from fleetcore.plugin.manager import PluginManager
 from fleetcore_mqtt.options import MqttOptions

@@ -35,7 +35,7 @@ def check(app: App, config_path: Path | None, repo: Path | None, as_json: bool) 
     activators, checks, rollout strategies) is installed and accepts its
     options. Exit 0 when all is well, 2 when anything is wrong.
     """
-    from fleetcore.config.check import check_agent_config, check_fleet_repo
+    from fleetcore.config_check import check_agent_config, check_fleet_repo
 
     if config_path is None and repo is None:
         raise click.UsageError("give --config, --repo or both")
