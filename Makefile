@@ -43,6 +43,7 @@ docker:
 lint: dev
 	$(BIN)/ruff check src plugins tests benchmarks
 	$(BIN)/ruff format --check src plugins tests benchmarks
+	$(BIN)/lint-imports
 
 types: dev
 	$(BIN)/mypy
