@@ -553,6 +553,21 @@ def token_json(row: Any, now: float) -> dict[str, Any]:
     }
 
 
+def device_row(conn: Connection, device_id: str) -> Any:
+    """A device's row, or a 404 naming it."""
+    row = conn.execute(sa.select(devices).where(devices.c.device_id == device_id)).first()
+    if row is None:
+        raise ApiError(404, f"unknown device {device_id!r}", "device_id")
+    return row
+
+
+def policy_row(conn: Connection, device_id: str) -> Any:
+    """A device's policy row, or None when nothing was ever set for it."""
+    return conn.execute(
+        sa.select(device_policies).where(device_policies.c.device_id == device_id)
+    ).first()
+
+
 def write_audit(
     conn: Connection,
     *,
