@@ -31,12 +31,13 @@ from fleetcore.channels.select import server_channels
 from fleetcore.errors import ConfigError, FetchError
 from fleetcore.plugin.manager import PluginManager
 from fleetcore.server import bodies as b
+from fleetcore.server.auth import Operator
 from fleetcore.server.channels import ChannelPump
 from fleetcore.server.events import EventHub
 from fleetcore.server.groupcommit import GroupCommit
 from fleetcore.server.metrics import Latencies, render
 from fleetcore.server.mirror import COMMIT_RE, Mirror
-from fleetcore.server.service import Control, Operator
+from fleetcore.server.service import Control
 from fleetcore.server.store import Store, database_url
 
 log = logging.getLogger("fleetcore.server")

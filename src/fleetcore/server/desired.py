@@ -43,10 +43,6 @@ def iso(value: float | None) -> str | None:
     return None if value is None else dt.datetime.fromtimestamp(value, dt.UTC).isoformat()
 
 
-# The server and the agent share one way of building strategies.
-Strategies = RolloutStrategies
-
-
 @frozen
 class Rollout:
     id: int
@@ -180,7 +176,7 @@ def compute(
     device: DeviceInfo,
     policy: DevicePolicy,
     snap: Snapshot,
-    strategies: Strategies,
+    strategies: RolloutStrategies,
     now: dt.datetime,
     branch_head: Callable[[str], str | None],
     step: int | None = None,

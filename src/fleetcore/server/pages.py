@@ -24,7 +24,7 @@ from starlette.routing import Route
 
 from fleetcore.config.units import Duration
 from fleetcore.server import bodies as b
-from fleetcore.server.service import Operator
+from fleetcore.server.auth import Operator
 
 if TYPE_CHECKING:
     from fleetcore.server.service import Control
