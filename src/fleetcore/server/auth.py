@@ -9,7 +9,7 @@ from attrs import frozen
 from sqlalchemy.engine import Connection
 
 from fleetcore.server import bodies as b
-from fleetcore.server import store as t
+from fleetcore.server import schema as t
 from fleetcore.server.context import Context
 from fleetcore.server.store import device_row, hash_secret
 

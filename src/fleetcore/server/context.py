@@ -25,7 +25,7 @@ from fleetcore.errors import FetchError
 from fleetcore.plugin.manager import PluginManager
 from fleetcore.rollout.select import RolloutStrategies
 from fleetcore.server import bodies as b
-from fleetcore.server import store as t
+from fleetcore.server import schema as t
 from fleetcore.server.channels import ChannelPump
 from fleetcore.server.desired_states import DesiredStates
 from fleetcore.server.events import EVERY_DEVICE, Event, EventHub

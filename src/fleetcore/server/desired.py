@@ -30,7 +30,8 @@ from fleetcore.config.fleet import (
 from fleetcore.plugin.types import DeviceInfo
 from fleetcore.policy import DesiredState, resolve
 from fleetcore.rollout.select import RolloutStrategies
-from fleetcore.server import store as t
+from fleetcore.server import schema as t
+from fleetcore.server.store import Store
 
 ACTIVE_STATES = ("running", "halted")
 
@@ -114,7 +115,7 @@ class Snapshot:
         return (own or every or (None, 0.0))[0]
 
 
-def load_snapshot(conn: Connection, store: t.Store, generation: int | None = None) -> Snapshot:
+def load_snapshot(conn: Connection, store: Store, generation: int | None = None) -> Snapshot:
     """The fleet-wide state, labelled with the generation read *before* it:
     a change committed meanwhile then shows under an older label, and is
     fetched again (an ETag that no longer matches), never the other way

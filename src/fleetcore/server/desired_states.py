@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection
 
 from fleetcore.policy import DesiredState
 from fleetcore.rollout.select import RolloutStrategies
-from fleetcore.server import store as t
+from fleetcore.server import schema as t
 from fleetcore.server.desired import (
     Rollout,
     Snapshot,

@@ -12,12 +12,12 @@ from typing import Any
 import sqlalchemy as sa
 
 from fleetcore.server import bodies as b
-from fleetcore.server import store as t
+from fleetcore.server import schema as t
 from fleetcore.server.auth import Auth, DeviceCaller, Operator
 from fleetcore.server.context import Context
 from fleetcore.server.desired_states import etag_of
 from fleetcore.server.events import CLOSE_STREAM, Event
-from fleetcore.server.store import device_row, hash_secret
+from fleetcore.server.store import device_row, hash_secret, new_secret, update_devices
 
 DEVICE_FIELDS = (
     "hostname",
@@ -99,7 +99,7 @@ class Devices:
                 groups.setdefault(tuple(sorted(values)), {})[device_id] = values
                 outcomes.append(None)
             for keys, rows in groups.items():
-                t.update_devices(conn, keys, rows)
+                update_devices(conn, keys, rows)
         return outcomes
 
     def add_history(self, device_id: str, req: b.HistoryBody) -> int:
@@ -148,7 +148,7 @@ class Devices:
     # -- credentials -------------------------------------------------------------------
 
     def enroll(self, req: b.EnrollRequest) -> dict[str, Any]:
-        credential = t.new_secret("fcd")
+        credential = new_secret("fcd")
         with self.ctx.change() as ch:
             conn = ch.conn
             tok = conn.execute(
@@ -206,7 +206,7 @@ class Devices:
             updated = ch.conn.execute(
                 t.devices.update()
                 .where(t.devices.c.device_id == device_id, t.devices.c.revoked_at.is_(None))
-                .values(credential_hash=hash_secret(t.new_secret("revoked")), revoked_at=ch.at)
+                .values(credential_hash=hash_secret(new_secret("revoked")), revoked_at=ch.at)
             ).rowcount
             if updated == 0:
                 raise b.ApiError(409, f"device {device_id} is already revoked", "device_id")

@@ -11,7 +11,7 @@ from sqlalchemy.engine import Connection
 
 from fleetcore.errors import FetchError
 from fleetcore.server import bodies as b
-from fleetcore.server import store as t
+from fleetcore.server import schema as t
 from fleetcore.server.auth import Operator
 from fleetcore.server.context import Context, Everyone, Moved
 from fleetcore.server.desired import iso, window_json

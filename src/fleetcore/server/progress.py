@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from fleetcore.server import bodies as b
-from fleetcore.server import store as t
+from fleetcore.server import schema as t
 from fleetcore.server.context import Context
 from fleetcore.server.desired import Rollout, iso, load_snapshot
 

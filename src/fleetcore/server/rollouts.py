@@ -32,7 +32,7 @@ from sqlalchemy.engine import Connection
 
 from fleetcore.errors import ConfigError
 from fleetcore.server import bodies as b
-from fleetcore.server import store as t
+from fleetcore.server import schema as t
 from fleetcore.server.auth import Operator
 from fleetcore.server.context import Change, Context, Moved
 from fleetcore.server.desired import Rollout, load_snapshot

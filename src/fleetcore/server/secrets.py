@@ -22,7 +22,7 @@ from attrs import field, frozen
 
 from fleetcore.config.convert import checked
 from fleetcore.server import bodies as b
-from fleetcore.server import store as t
+from fleetcore.server import schema as t
 from fleetcore.server.auth import Caller, DeviceCaller, Operator
 from fleetcore.server.context import Context
 from fleetcore.server.store import device_row

@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from fleetcore.server import store as t
+from fleetcore.server import schema as t
 from fleetcore.server.context import Context
 from fleetcore.server.desired import Rollout, device_policy, iso, load_snapshot
 from fleetcore.server.devices import DEVICE_FIELDS
