@@ -28,7 +28,9 @@ from fleetcore.server.views import Views
 
 
 class Control(Context):
-    """The context and its services (built with the context's arguments)."""
+    """The server: the shared context, one service per area built on it,
+    and each service's methods under one name (what the routes, the
+    dashboard and the tests call)."""
 
     def __init__(
         self,
