@@ -1,4 +1,6 @@
-"""The rollout engine: progress per step, the health gate, promotion.
+"""Rollouts: operators start them and promote, halt, resume or abort them
+(:class:`Rollouts`); the engine moves them on by itself (:func:`tick`).
+Progress per step and the arithmetic of the gate are in ``progress.py``.
 
 A rollout moves through its steps (each a set of strategy options, e.g.
 ``percent = 5`` or ``segments = ["canary", "early"]``). Every few seconds
@@ -36,29 +38,7 @@ from fleetcore.server import schema as t
 from fleetcore.server.auth import Operator
 from fleetcore.server.context import Change, Context, Moved
 from fleetcore.server.desired import Rollout, load_snapshot
-from fleetcore.server.progress import (
-    FAILED_STATUSES,
-    gate,
-    get_rollout,
-    progress,
-    ready,
-    rollout_json,
-    step_progress,
-)
-
-__all__ = [
-    "ENGINE",
-    "FAILED_STATUSES",
-    "Rollouts",
-    "apply_action",
-    "gate",
-    "progress",
-    "ready",
-    "rollout_json",
-    "run_engine",
-    "step_progress",
-    "tick",
-]
+from fleetcore.server.progress import gate, get_rollout, ready, rollout_json, step_progress
 
 log = logging.getLogger("fleetcore.server.rollouts")
 

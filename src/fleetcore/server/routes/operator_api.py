@@ -8,9 +8,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from fleetcore.server import bodies as b
+from fleetcore.server.rollouts import ACTIONS
 from fleetcore.server.routes import Api, call, guarded, numeric
-
-ROLLOUT_ACTIONS = ("promote", "halt", "resume", "abort")
 
 
 def operator_routes(api: Api) -> list[Route]:
@@ -63,7 +62,7 @@ def operator_routes(api: Api) -> list[Route]:
     async def rollout_action(request: Request) -> Response:
         op = await api.operator(request, "operator")
         action = request.path_params["action"]
-        if action not in ROLLOUT_ACTIONS:
+        if action not in ACTIONS:
             raise b.ApiError(404, f"unknown rollout action {action!r}", "action")
         req = await api.body_or_empty(request, b.ActionRequest)
         rollout_id = numeric(request, "rollout_id", "rollout")
