@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from fleetcore.server.service import CREDENTIAL_TTL
+from fleetcore.server.auth import CREDENTIAL_TTL
 from fleetcore.server.store import hash_secret
 
 

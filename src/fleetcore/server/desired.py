@@ -30,7 +30,8 @@ from fleetcore.config.fleet import (
 from fleetcore.plugin.types import DeviceInfo
 from fleetcore.policy import DesiredState, resolve
 from fleetcore.rollout.select import RolloutStrategies
-from fleetcore.server import store as t
+from fleetcore.server import schema as t
+from fleetcore.server.store import Store
 
 ACTIVE_STATES = ("running", "halted")
 
@@ -41,10 +42,6 @@ def ts(value: float | None) -> dt.datetime | None:
 
 def iso(value: float | None) -> str | None:
     return None if value is None else dt.datetime.fromtimestamp(value, dt.UTC).isoformat()
-
-
-# The server and the agent share one way of building strategies.
-Strategies = RolloutStrategies
 
 
 @frozen
@@ -118,7 +115,7 @@ class Snapshot:
         return (own or every or (None, 0.0))[0]
 
 
-def load_snapshot(conn: Connection, store: t.Store, generation: int | None = None) -> Snapshot:
+def load_snapshot(conn: Connection, store: Store, generation: int | None = None) -> Snapshot:
     """The fleet-wide state, labelled with the generation read *before* it:
     a change committed meanwhile then shows under an older label, and is
     fetched again (an ETag that no longer matches), never the other way
@@ -180,7 +177,7 @@ def compute(
     device: DeviceInfo,
     policy: DevicePolicy,
     snap: Snapshot,
-    strategies: Strategies,
+    strategies: RolloutStrategies,
     now: dt.datetime,
     branch_head: Callable[[str], str | None],
     step: int | None = None,

@@ -24,7 +24,8 @@ from starlette.routing import Route
 
 from fleetcore.config.units import Duration
 from fleetcore.server import bodies as b
-from fleetcore.server.service import Operator
+from fleetcore.server.auth import Operator
+from fleetcore.server.rollouts import ACTIONS
 
 if TYPE_CHECKING:
     from fleetcore.server.service import Control
@@ -166,7 +167,7 @@ def page_routes(ctl: Control) -> list[Route]:
         raw, action = request.path_params["rollout_id"], request.path_params["action"]
         form = await _form(request)
         try:
-            if not raw.isdigit() or action not in ("promote", "halt", "resume", "abort"):
+            if not raw.isdigit() or action not in ACTIONS:
                 raise b.ApiError(404, "unknown rollout or action")
             await run_in_threadpool(
                 ctl.rollout_action, op, int(raw), action, str(form.get("reason", ""))

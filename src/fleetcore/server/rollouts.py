@@ -1,4 +1,6 @@
-"""The rollout engine: progress per step, the health gate, promotion.
+"""Rollouts: operators start them and promote, halt, resume or abort them
+(:class:`Rollouts`); the engine moves them on by itself (:func:`tick`).
+Progress per step and the arithmetic of the gate are in ``progress.py``.
 
 A rollout moves through its steps (each a set of strategy options, e.g.
 ``percent = 5`` or ``segments = ["canary", "early"]``). Every few seconds
@@ -23,142 +25,156 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
-import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from fleetcore.errors import ConfigError
 from fleetcore.server import bodies as b
-from fleetcore.server import store as t
-from fleetcore.server.desired import Rollout, iso, load_snapshot
-from fleetcore.server.store import write_audit
-
-if TYPE_CHECKING:
-    from fleetcore.server.service import Control
+from fleetcore.server import schema as t
+from fleetcore.server.auth import Operator
+from fleetcore.server.context import Change, Context, Moved
+from fleetcore.server.desired import Rollout, load_snapshot
+from fleetcore.server.progress import gate, get_rollout, ready, rollout_json, step_progress
 
 log = logging.getLogger("fleetcore.server.rollouts")
 
-FAILED_STATUSES = ("failed", "safe_mode")
 ENGINE = "rollout-engine"
+ACTIONS = ("promote", "halt", "resume", "abort")
+DEFAULT_STEPS: dict[str, list[dict[str, Any]]] = {
+    "canary": [
+        {"segments": ["canary"]},
+        {"segments": ["canary", "early"]},
+        {"segments": ["canary", "early", "general"]},
+    ],
+    "percentage": [{"percent": p} for p in (1, 5, 25, 100)],
+}
 
 
-def _scope(ro: Rollout) -> Any:
-    if ro.role is not None:
-        return t.devices.c.role == ro.role
-    return sa.true() if ro.roles is None else t.devices.c.role.in_(ro.roles)
+def _role_scope(role: str | None) -> Any:
+    return None if role is None else t.devices.c.role == role
 
 
-def step_progress(ctl: Control, conn: Connection, ro: Rollout) -> list[dict[str, Any]]:
-    """For each step reached: targeted, updated, healthy and failed devices."""
-    snap = load_snapshot(conn, ctl.store)
-    rows = list(conn.execute(sa.select(t.devices).where(_scope(ro))))
-    policies = {p.device_id: p for p in conn.execute(sa.select(t.device_policies))}
-    # device -> when the server last heard of a failure on (or rollback from) the commit
-    failed_history: dict[str, float] = {}
-    for h in conn.execute(
-        sa.select(t.history.c.device_id, t.history.c.received_at).where(
-            t.history.c.received_at >= ro.created_at,
-            sa.or_(
-                sa.and_(
-                    t.history.c.to_commit == ro.commit,
-                    t.history.c.result.in_(("failed", "rollback")),
-                ),
-                sa.and_(t.history.c.from_commit == ro.commit, t.history.c.result == "rollback"),
-            ),
+class Rollouts:
+    """Operators start rollouts and promote, halt, resume or abort them."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def _steps(self, req: b.RolloutRequest) -> list[dict[str, Any]]:
+        strategies = self.ctx.strategies
+        if req.strategy not in strategies.names():
+            installed = ", ".join(strategies.names()) or "none"
+            raise b.ApiError(
+                400,
+                f"unknown rollout strategy {req.strategy!r}; installed: {installed}",
+                "strategy",
+            )
+        if req.role is not None and not b.ID_RE.match(req.role):
+            raise b.ApiError(400, f"not a role name: {req.role!r}", "role")
+        steps: list[dict[str, Any]]
+        if req.steps:
+            steps = [{"options": s.options, "wait_seconds": s.wait_seconds} for s in req.steps]
+        else:
+            defaults = DEFAULT_STEPS.get(req.strategy, [{}])
+            steps = [{"options": o, "wait_seconds": req.wait_seconds} for o in defaults]
+        for index, step in enumerate(steps):
+            try:
+                strategies.check(req.strategy, step["options"], f"steps.{index}.options")
+            except ConfigError as exc:
+                first = exc.problems[0]
+                raise b.ApiError(
+                    400, "; ".join(exc.problems), first.rpartition(" @ ")[2] or None
+                ) from None
+        return steps
+
+    def start(self, op: Operator, req: b.RolloutRequest) -> dict[str, Any]:
+        op.require("operator")
+        steps = self._steps(req)
+        commit = self.ctx.resolve_commit(req.commit)
+        mirror = self.ctx.mirror
+        if req.role is not None and not mirror.has_role(commit, req.role):
+            raise b.ApiError(400, f"commit {commit[:12]} has no folder roles/{req.role}", "role")
+        roles = mirror.roles(commit)
+        if not roles:
+            raise b.ApiError(400, f"commit {commit[:12]} has no roles/ folder", "commit")
+        tell = Moved("update-available", _role_scope(req.role))
+        with self.ctx.change(op.name, tell=tell) as ch:
+            same_role = (
+                t.rollouts.c.role.is_(None) if req.role is None else t.rollouts.c.role == req.role
+            )
+            superseded = ch.conn.execute(
+                t.rollouts.update()
+                .where(same_role, t.rollouts.c.state.in_(("running", "halted")))
+                .values(state="superseded", finished_at=ch.at, reason="a newer rollout started")
+            ).rowcount
+            inserted = ch.conn.execute(
+                t.rollouts.insert().values(
+                    role=req.role,
+                    commit=commit,
+                    strategy=req.strategy,
+                    steps=json.dumps(steps),
+                    step=0,
+                    state="running",
+                    reason="",
+                    threshold=req.threshold,
+                    auto_promote=req.auto_promote,
+                    created_by=op.name,
+                    created_at=ch.at,
+                    step_started_at=ch.at,
+                    roles=json.dumps(roles),
+                )
+            ).inserted_primary_key
+            assert inserted is not None
+            rollout_id = int(inserted[0])
+            _decide(ch, rollout_id, "start", 0, f"by {op.name}: {req.reason}".rstrip(": "))
+            ch.audit(
+                "rollout.start",
+                target=str(rollout_id),
+                reason=req.reason,
+                detail={
+                    "commit": commit,
+                    "role": req.role,
+                    "strategy": req.strategy,
+                    "steps": steps,
+                    "superseded": superseded,
+                },
+            )
+        with self.ctx.store.connect() as conn:
+            return rollout_json(self.ctx, conn, get_rollout(conn, rollout_id))
+
+    def act(self, op: Operator, rollout_id: int, action: str, reason: str) -> dict[str, Any]:
+        """An operator's promote, halt, resume or abort; the rollout after it."""
+        op.require("operator")
+        with self.ctx.store.connect() as conn:
+            current = get_rollout(conn, rollout_id)
+        tell = Moved("update-available", _role_scope(current.role))
+        with self.ctx.change(op.name, tell=tell) as ch:
+            apply_action(ch, get_rollout(ch.conn, rollout_id), action, reason)
+        with self.ctx.store.connect() as conn:
+            return rollout_json(self.ctx, conn, get_rollout(conn, rollout_id))
+
+
+# -- the engine's moves, each inside a change ----------------------------------------------
+
+
+def _decide(ch: Change, rollout_id: int, action: str, step: int, detail: str) -> None:
+    ch.conn.execute(
+        t.decisions.insert().values(
+            rollout_id=rollout_id, at=ch.at, action=action, step=step, detail=detail
         )
-    ):
-        failed_history[h.device_id] = max(h.received_at, failed_history.get(h.device_id, 0.0))
-    # The gate judges what failed since the step started (or was resumed):
-    # an operator who resumes has seen the failures before.
-    recent = {d for d, at in failed_history.items() if at >= ro.step_started_at}
-    out = []
-    for step in range(min(ro.step, len(ro.steps) - 1) + 1):
-        targeted = updated = healthy = online = 0
-        failed: set[str] = set()
-        failing: set[str] = set()
-        for row in rows:
-            state, _ = ctl._compute(snap, row, policies.get(row.device_id), step=step, rollout=ro)
-            if state.why != "rollout":
-                continue
-            targeted += 1
-            if row.status != "offline":
-                online += 1
-            on_commit = row.commit == ro.commit
-            if on_commit:
-                updated += 1
-                if row.status == "healthy":
-                    healthy += 1
-            tried = on_commit or row.pending_commit == ro.commit
-            failed_now = tried and row.status in FAILED_STATUSES
-            if row.device_id in failed_history or failed_now:
-                failed.add(row.device_id)
-            if row.device_id in recent or failed_now:
-                failing.add(row.device_id)
-        # A device beyond the step that rolled back from the commit counts too.
-        failed |= set(failed_history)
-        failing |= recent
-        out.append(
-            {
-                "step": step,
-                "options": ro.options(step),
-                "wait_seconds": ro.steps[step]["wait_seconds"],
-                "targeted": targeted,
-                "online": online,
-                "updated": updated,
-                "healthy": healthy,
-                "failed": len(failed),
-                "failing": len(failing),
-            }
-        )
-    return out
-
-
-def progress(ctl: Control, conn: Connection, ro: Rollout) -> dict[str, Any]:
-    return rollout_json(ctl, conn, ro, detail=False)
-
-
-def rollout_json(
-    ctl: Control, conn: Connection, ro: Rollout, detail: bool = True
-) -> dict[str, Any]:
-    steps = step_progress(ctl, conn, ro) if ro.state in ("running", "halted") or detail else []
-    data: dict[str, Any] = {
-        "id": ro.id,
-        "role": ro.role,
-        "commit": ro.commit,
-        "strategy": ro.strategy,
-        "state": ro.state,
-        "reason": ro.reason,
-        "step": ro.step,
-        "steps": len(ro.steps),
-        "options": ro.options(),
-        "threshold": ro.threshold,
-        "auto_promote": ro.auto_promote,
-        "created_by": ro.created_by,
-        "created_at": iso(ro.created_at),
-        "step_started_at": iso(ro.step_started_at),
-        "finished_at": iso(ro.finished_at),
-        "progress": steps,
-    }
-    if detail:
-        rows = conn.execute(
-            sa.select(t.decisions)
-            .where(t.decisions.c.rollout_id == ro.id)
-            .order_by(t.decisions.c.id)
-        )
-        data["decisions"] = [
-            {"at": iso(d.at), "action": d.action, "step": d.step, "detail": d.detail} for d in rows
-        ]
-    return data
+    )
 
 
 def _set(conn: Connection, ro: Rollout, **values: Any) -> None:
     conn.execute(t.rollouts.update().where(t.rollouts.c.id == ro.id).values(**values))
 
 
-def _advance(ctl: Control, conn: Connection, ro: Rollout, actor: str, why: str) -> str:
-    now = ctl.ts()
+def _advance(ch: Change, ro: Rollout, why: str) -> str:
+    conn, now = ch.conn, ch.at
     if ro.step + 1 >= len(ro.steps):
         _set(conn, ro, state="completed", finished_at=now, reason=why)
         # Stable per role: a rollout to every role is stable only for the
@@ -177,31 +193,25 @@ def _advance(ctl: Control, conn: Connection, ro: Rollout, actor: str, why: str) 
     else:
         _set(conn, ro, step=ro.step + 1, step_started_at=now, reason="")
         action = "promote"
-    ctl._decide(conn, ro.id, action, ro.step + (action == "promote"), f"{actor}: {why}")
-    write_audit(
-        conn,
-        actor=actor,
-        action=f"rollout.{action}",
+    _decide(ch, ro.id, action, ro.step + (action == "promote"), f"{ch.actor}: {why}")
+    ch.audit(
+        f"rollout.{action}",
         target=str(ro.id),
         reason=why,
         detail={"step": ro.step, "commit": ro.commit},
-        at=now,
     )
-    ctl.store.bump_generation(conn)
     return action
 
 
-def apply_action(
-    ctl: Control, conn: Connection, ro: Rollout, action: str, *, actor: str, reason: str
-) -> None:
-    """An operator's promote, halt, resume or abort."""
-    now = ctl.ts()
+def apply_action(ch: Change, ro: Rollout, action: str, reason: str) -> None:
+    """An operator's (``ch.actor``) promote, halt, resume or abort."""
+    actor, conn = ch.actor, ch.conn
     if ro.state not in ("running", "halted"):
         raise b.ApiError(409, f"rollout {ro.id} is {ro.state}; it cannot {action}", "id")
     if action == "promote" and ro.state == "halted":
         raise b.ApiError(409, f"rollout {ro.id} is halted; resume it before promoting", "id")
     if action == "promote":
-        _advance(ctl, conn, ro, actor, reason or "promoted by hand")
+        _advance(ch, ro, reason or "promoted by hand")
         return
     if action == "halt":
         if ro.state == "halted":
@@ -211,56 +221,35 @@ def apply_action(
         if ro.state == "running":
             raise b.ApiError(409, f"rollout {ro.id} is running", "id")
         # The wait starts again: watch the step after whatever fix came.
-        _set(conn, ro, state="running", reason="", step_started_at=now)
+        _set(conn, ro, state="running", reason="", step_started_at=ch.at)
     elif action == "abort":
         _set(
             conn,
             ro,
             state="aborted",
-            finished_at=now,
+            finished_at=ch.at,
             reason=f"aborted by {actor}: {reason}".rstrip(": "),
         )
     else:
         raise b.ApiError(404, f"unknown action {action!r}")
-    ctl._decide(conn, ro.id, action, ro.step, f"{actor}: {reason}".rstrip(": "))
-    write_audit(
-        conn,
-        actor=actor,
-        action=f"rollout.{action}",
+    _decide(ch, ro.id, action, ro.step, f"{actor}: {reason}".rstrip(": "))
+    ch.audit(
+        f"rollout.{action}",
         target=str(ro.id),
         reason=reason,
         detail={"step": ro.step, "commit": ro.commit},
-        at=now,
     )
-    ctl.store.bump_generation(conn)
 
 
-def gate(ro: Rollout, step: dict[str, Any]) -> str | None:
-    """Why the health gate halts this step, or None."""
-    targeted, failed = step["targeted"], step["failing"]
-    if not failed:
-        return None
-    share = failed / max(targeted, 1)
-    if share > ro.threshold:
-        return (
-            f"health gate: {failed} of {targeted} targeted devices failed on {ro.commit[:12]} "
-            f"({share:.0%} > {ro.threshold:.0%})"
-        )
-    return None
+def _halt(ch: Change, ro: Rollout, why: str, step: dict[str, Any]) -> None:
+    _set(ch.conn, ro, state="halted", reason=why)
+    _decide(ch, ro.id, "halt", ro.step, f"{ch.actor}: {why}")
+    ch.audit("rollout.halt", target=str(ro.id), reason=why, detail=step)
+    log.warning("rollout %s halted: %s", ro.id, why)
 
 
-def ready(ctl: Control, ro: Rollout, step: dict[str, Any]) -> bool:
-    if ctl.ts() - ro.step_started_at < step["wait_seconds"]:
-        return False
-    if step["targeted"] == 0:
-        return True  # nobody in this step (a small fleet at 1%): nothing to wait for
-    online = step["online"]
-    # All targeted devices silent is no evidence of health: wait for them.
-    return online > 0 and step["healthy"] >= math.ceil((1 - ro.threshold) * online - 1e-9)
-
-
-def mark_offline(ctl: Control, conn: Connection) -> int:
-    limit = ctl.ts() - ctl.offline_after
+def mark_offline(ctx: Context, conn: Connection) -> int:
+    limit = ctx.ts() - ctx.offline_after
     return int(
         conn.execute(
             t.devices.update()
@@ -276,130 +265,97 @@ def mark_offline(ctl: Control, conn: Connection) -> int:
     )
 
 
-def lapse_due(ctl: Control, conn: Connection) -> bool:
-    now = ctl.now()
-    pin = ctl.store.get_setting(conn, "pin")
+def _pin_lapsed(ctx: Context, conn: Connection) -> dict[str, Any] | None:
+    """The pin, when it has expired."""
+    pin = ctx.store.get_setting(conn, "pin")
     if pin and pin.get("expires"):
-        snap = load_snapshot(conn, ctl.store)
-        if snap.pin is not None and not snap.pin.active(now):
-            return True
-    return (
-        conn.execute(
-            sa.select(t.device_policies.c.device_id)
-            .where(
-                t.device_policies.c.lock_commit.is_not(None),
-                t.device_policies.c.locked_until < now.timestamp(),
-            )
-            .limit(1)
-        ).first()
-        is not None
+        snap = load_snapshot(conn, ctx.store)
+        if snap.pin is not None and not snap.pin.active(ctx.now()):
+            return dict(pin)
+    return None
+
+
+def _locks_lapsed(ctx: Context) -> Any:
+    return sa.select(t.device_policies.c.device_id).where(
+        t.device_policies.c.lock_commit.is_not(None),
+        t.device_policies.c.locked_until < ctx.ts(),
     )
 
 
-def lapse(ctl: Control, conn: Connection) -> bool:
+def lapse_due(ctx: Context, conn: Connection) -> bool:
+    if _pin_lapsed(ctx, conn) is not None:
+        return True
+    return conn.execute(_locks_lapsed(ctx).limit(1)).first() is not None
+
+
+def lapse(ctx: Context, ch: Change) -> None:
     """Expired pins and locks lapse by themselves (and say so in the audit log)."""
-    now = ctl.now()
-    changed = False
-    pin = ctl.store.get_setting(conn, "pin")
-    if pin and pin.get("expires"):
-        snap = load_snapshot(conn, ctl.store)
-        if snap.pin is not None and not snap.pin.active(now):
-            conn.execute(t.settings.delete().where(t.settings.c.key == "pin"))
-            write_audit(
-                conn,
-                actor=ENGINE,
-                action="fleet.pin.expired",
-                target=pin["commit"],
-                at=now.timestamp(),
-            )
-            changed = True
-    expired = conn.execute(
-        sa.select(t.device_policies.c.device_id).where(
-            t.device_policies.c.lock_commit.is_not(None),
-            t.device_policies.c.locked_until < now.timestamp(),
-        )
-    ).all()
-    for (device_id,) in expired:
-        conn.execute(
+    pin = _pin_lapsed(ctx, ch.conn)
+    if pin is not None:
+        ch.conn.execute(t.settings.delete().where(t.settings.c.key == "pin"))
+        ch.audit("fleet.pin.expired", target=pin["commit"])
+    for (device_id,) in ch.conn.execute(_locks_lapsed(ctx)).all():
+        ch.conn.execute(
             t.device_policies.update()
             .where(t.device_policies.c.device_id == device_id)
             .values(lock_commit=None, lock_reason=None, locked_by=None, locked_until=None)
         )
-        write_audit(
-            conn, actor=ENGINE, action="device.lock.expired", target=device_id, at=now.timestamp()
-        )
-        changed = True
-    if changed:
-        ctl.store.bump_generation(conn)
-    return changed
+        ch.audit("device.lock.expired", target=device_id)
 
 
-def tick(ctl: Control) -> None:
+def tick(ctx: Context) -> None:
     """One pass of the engine: offline marking, lapsed pins and locks, then
     each running rollout's health gate and promotion."""
-    with ctl.store.begin() as conn:
-        mark_offline(ctl, conn)
+    with ctx.store.begin() as conn:
+        mark_offline(ctx, conn)
     # Telling devices costs two desired-state passes over the fleet: only
     # when something is due, which a cheap read decides first.
-    with ctl.store.connect() as conn:
-        due = lapse_due(ctl, conn)
+    with ctx.store.connect() as conn:
+        due = lapse_due(ctx, conn)
     if due:
-        with ctl.notifying("policy-changed"), ctl.store.begin() as conn:
-            lapse(ctl, conn)
-    with ctl.store.connect() as conn:
+        with ctx.change(ENGINE, tell=Moved("policy-changed")) as ch:
+            lapse(ctx, ch)
+    with ctx.store.connect() as conn:
         running = [
             Rollout.from_row(r)
             for r in conn.execute(sa.select(t.rollouts).where(t.rollouts.c.state == "running"))
         ]
         pending = []
         for ro in running:
-            step = step_progress(ctl, conn, ro)[-1]
-            if gate(ro, step) is not None or (ro.auto_promote and ready(ctl, ro, step)):
+            step = step_progress(ctx, conn, ro)[-1]
+            if gate(ro, step) is not None or (ro.auto_promote and ready(ctx, ro, step)):
                 pending.append(ro)
     for ro in pending:
-        scope = None if ro.role is None else t.devices.c.role == ro.role
-        with ctl.notifying("update-available", scope), ctl.store.begin() as conn:
-            if not ctl.store.sqlite:
-                # Replicas sharing one PostgreSQL take turns on each rollout;
-                # the state is read again under the lock.
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(7462002, :id)"), {"id": ro.id})
-            current = Rollout.from_row(
-                conn.execute(sa.select(t.rollouts).where(t.rollouts.c.id == ro.id)).one()
-            )
-            if current.state != "running":
-                continue
-            steps = step_progress(ctl, conn, current)
-            step = steps[-1]
-            why = gate(current, step)
-            if why is not None:
-                _set(conn, current, state="halted", reason=why)
-                ctl._decide(conn, current.id, "halt", current.step, f"{ENGINE}: {why}")
-                write_audit(
-                    conn,
-                    actor=ENGINE,
-                    action="rollout.halt",
-                    target=str(current.id),
-                    reason=why,
-                    detail=step,
-                    at=ctl.ts(),
-                )
-                ctl.store.bump_generation(conn)
-                log.warning("rollout %s halted: %s", current.id, why)
-            elif current.auto_promote and ready(ctl, current, step):
-                _advance(
-                    ctl,
-                    conn,
-                    current,
-                    ENGINE,
-                    f"step {current.step} healthy: {step['healthy']} of {step['online']} online "
-                    f"targeted devices",
-                )
+        with ctx.change(ENGINE, tell=Moved("update-available", _role_scope(ro.role))) as ch:
+            _judge(ctx, ch, ro.id)
 
 
-async def run_engine(ctl: Control, interval: float, stop: asyncio.Event) -> None:
+def _judge(ctx: Context, ch: Change, rollout_id: int) -> None:
+    """Halt or promote one rollout, if it is still due, as its state is now."""
+    if not ctx.store.sqlite:
+        # Replicas sharing one PostgreSQL take turns on each rollout;
+        # the state is read again under the lock.
+        ch.conn.execute(sa.text("SELECT pg_advisory_xact_lock(7462002, :id)"), {"id": rollout_id})
+    current = get_rollout(ch.conn, rollout_id)
+    if current.state != "running":
+        return
+    step = step_progress(ctx, ch.conn, current)[-1]
+    why = gate(current, step)
+    if why is not None:
+        _halt(ch, current, why, step)
+    elif current.auto_promote and ready(ctx, current, step):
+        _advance(
+            ch,
+            current,
+            f"step {current.step} healthy: {step['healthy']} of {step['online']} online "
+            f"targeted devices",
+        )
+
+
+async def run_engine(ctx: Context, interval: float, stop: asyncio.Event) -> None:
     while not stop.is_set():
         try:
-            await asyncio.to_thread(tick, ctl)
+            await asyncio.to_thread(tick, ctx)
         except Exception:
             log.exception("rollout engine tick failed")
         with contextlib.suppress(TimeoutError):

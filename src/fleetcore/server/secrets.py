@@ -22,13 +22,13 @@ from attrs import field, frozen
 
 from fleetcore.config.convert import checked
 from fleetcore.server import bodies as b
-from fleetcore.server import store as t
-from fleetcore.server.store import write_audit
+from fleetcore.server import schema as t
+from fleetcore.server.auth import Caller, DeviceCaller, Operator
+from fleetcore.server.context import Context
+from fleetcore.server.store import device_row
 
 if TYPE_CHECKING:
     from cryptography.fernet import Fernet
-
-    from fleetcore.server.service import Caller, Control, Operator
 
 KEY_ENV = "FLEETCORE_SECRETS_KEY"
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
@@ -64,10 +64,10 @@ def load_key(data_dir: Path) -> bytes:
 
 
 class RoleSecrets:
-    def __init__(self, ctl: Control, key: bytes) -> None:
+    def __init__(self, ctx: Context, key: bytes) -> None:
         from cryptography.fernet import Fernet
 
-        self.ctl = ctl
+        self.ctx = ctx
         self.fernet: Fernet = Fernet(key)
 
     @staticmethod
@@ -81,9 +81,9 @@ class RoleSecrets:
     def set(self, op: Operator, role: str, name: str, req: SecretRequest) -> dict[str, Any]:
         op.require("admin")
         self._name(name)
-        now = self.ctl.ts()
         token = self.fernet.encrypt(req.value.encode()).decode()
-        with self.ctl.store.begin() as conn:
+        with self.ctx.change(op.name, bump=False) as ch:
+            conn, now = ch.conn, ch.at
             key = (t.role_secrets.c.role == role) & (t.role_secrets.c.name == name)
             existed = conn.execute(sa.select(t.role_secrets.c.name).where(key)).first()
             if existed:
@@ -98,38 +98,28 @@ class RoleSecrets:
                         role=role, name=name, ciphertext=token, updated_at=now, updated_by=op.name
                     )
                 )
-            write_audit(
-                conn,
-                actor=op.name,
-                action="secrets.rotate" if existed else "secrets.set",
+            ch.audit(
+                "secrets.rotate" if existed else "secrets.set",
                 target=f"{role}/{name}",
                 reason=req.reason,
-                at=now,
             )
         return {"role": role, "name": name, "updated_at": now}
 
     def unset(self, op: Operator, role: str, name: str, reason: str) -> None:
         op.require("admin")
-        with self.ctl.store.begin() as conn:
-            gone = conn.execute(
+        with self.ctx.change(op.name, bump=False) as ch:
+            gone = ch.conn.execute(
                 t.role_secrets.delete().where(
                     (t.role_secrets.c.role == role) & (t.role_secrets.c.name == name)
                 )
             ).rowcount
             if not gone:
                 raise b.ApiError(404, f"role {role!r} has no secret {name!r}", "name")
-            write_audit(
-                conn,
-                actor=op.name,
-                action="secrets.unset",
-                target=f"{role}/{name}",
-                reason=reason,
-                at=self.ctl.ts(),
-            )
+            ch.audit("secrets.unset", target=f"{role}/{name}", reason=reason)
 
     def names(self, op: Operator, role: str) -> list[dict[str, Any]]:
         op.require("viewer")
-        with self.ctl.store.connect() as conn:
+        with self.ctx.store.connect() as conn:
             rows = conn.execute(
                 sa.select(
                     t.role_secrets.c.name, t.role_secrets.c.updated_at, t.role_secrets.c.updated_by
@@ -144,13 +134,12 @@ class RoleSecrets:
     def for_device(self, caller: Caller, device_id: str) -> dict[str, str]:
         from cryptography.fernet import InvalidToken
 
-        from fleetcore.server.service import DeviceCaller
-
         if not isinstance(caller, DeviceCaller) or caller.device_id != device_id:
             raise b.ApiError(403, "only the device itself reads its secrets", "device_id")
-        with self.ctl.store.begin() as conn:
-            role = self.ctl._device_row(conn, device_id).role
-            rows = conn.execute(
+        # A read, in the audit log too (names, never values).
+        with self.ctx.change(f"device:{device_id}", bump=False) as ch:
+            role = device_row(ch.conn, device_id).role
+            rows = ch.conn.execute(
                 sa.select(t.role_secrets.c.name, t.role_secrets.c.ciphertext).where(
                     t.role_secrets.c.role == role
                 )
@@ -163,12 +152,5 @@ class RoleSecrets:
                     "stored secrets do not open with this server's key "
                     f"(is {KEY_ENV} the one they were set with?)",
                 ) from None
-            write_audit(
-                conn,
-                actor=f"device:{device_id}",
-                action="secrets.read",
-                target=role,
-                detail={"names": sorted(values)},
-                at=self.ctl.ts(),
-            )
+            ch.audit("secrets.read", target=role, detail={"names": sorted(values)})
         return values

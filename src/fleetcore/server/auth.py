@@ -1,0 +1,142 @@
+"""Who is asking: operator tokens (checked in the database on every request)
+and device credentials (remembered briefly for the status and poll paths),
+and what each may touch."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from attrs import frozen
+from sqlalchemy.engine import Connection
+
+from fleetcore.server import bodies as b
+from fleetcore.server import schema as t
+from fleetcore.server.context import Context
+from fleetcore.server.store import device_row, hash_secret
+
+ROLE_RANK = {"viewer": 0, "operator": 1, "admin": 2}
+
+CREDENTIAL_TTL = 30.0
+"""Seconds a device credential stays in the status path's memory: a
+credential revoked or replaced through another replica sharing the database
+may still be accepted here for that long."""
+
+
+@frozen
+class Operator:
+    name: str
+    role: str
+
+    def require(self, role: str) -> None:
+        if ROLE_RANK[self.role] < ROLE_RANK[role]:
+            raise b.ApiError(403, f"this needs a token with role {role}; yours is {self.role}")
+
+
+@frozen
+class DeviceCaller:
+    device_id: str
+
+
+Caller = Operator | DeviceCaller
+
+
+def operator(caller: Caller, role: str = "viewer") -> Operator:
+    """The caller as an operator with at least ``role``, or a 403."""
+    if not isinstance(caller, Operator):
+        raise b.ApiError(403, "devices cannot use the operator API")
+    caller.require(role)
+    return caller
+
+
+def _digest(header: str | None) -> str | None:
+    scheme, _, secret = (header or "").partition(" ")
+    return hash_secret(secret.strip()) if scheme.lower() == "bearer" else None
+
+
+class Auth:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self._credentials: dict[str, tuple[str, float]] = {}
+        self._epoch = 0
+        """Grows whenever credentials are revoked or replaced here: a lookup
+        that began before then must not put what it read into memory."""
+
+    operator = staticmethod(operator)
+
+    def authenticate(self, header: str | None, conn: Connection | None = None) -> Caller:
+        scheme, _, secret = (header or "").partition(" ")
+        if scheme.lower() != "bearer" or not secret.strip():
+            raise b.ApiError(401, "missing credential: send 'Authorization: Bearer <token>'")
+        return self.caller_for(secret.strip(), conn)
+
+    def caller_for(self, secret: str, conn: Connection | None = None) -> Caller:
+        if conn is None:
+            with self.ctx.store.connect() as own:
+                return self.caller_for(secret, own)
+        digest = hash_secret(secret)
+        row = conn.execute(
+            sa.select(t.devices.c.device_id).where(t.devices.c.credential_hash == digest)
+        ).first()
+        if row is not None:
+            return DeviceCaller(row.device_id)
+        tok = conn.execute(
+            sa.select(t.tokens).where(
+                t.tokens.c.token_hash == digest, t.tokens.c.kind == "operator"
+            )
+        ).first()
+        if tok is None or tok.revoked or (tok.expires_at and tok.expires_at < self.ctx.ts()):
+            raise b.ApiError(401, "unknown, expired or revoked credential")
+        return Operator(tok.name, tok.role)
+
+    def device_access(
+        self, caller: Caller, device_id: str, write: bool = False, conn: Connection | None = None
+    ) -> None:
+        """Devices touch only their own records; operators read any."""
+        if isinstance(caller, DeviceCaller):
+            if caller.device_id != device_id:
+                raise b.ApiError(403, "a device may only use its own records", "device_id")
+            return
+        if write:
+            raise b.ApiError(403, "only the device itself reports its status and history")
+        if conn is None:
+            with self.ctx.store.connect() as own:
+                device_row(own, device_id)
+        else:
+            device_row(conn, device_id)
+
+    # -- device credentials, remembered ----------------------------------------------
+
+    def remembered(self, header: str | None) -> str | None:
+        """The device whose credential this is, when it was seen lately."""
+        digest = _digest(header)
+        hit = None if digest is None else self._credentials.get(digest)
+        if hit is None or hit[1] <= self.ctx.ts():
+            return None
+        return hit[0]
+
+    def device_caller(self, header: str | None, conn: Connection) -> Caller:
+        """Devices report every minute: their credential is looked up in memory
+        first. An entry lives at most ``CREDENTIAL_TTL`` seconds, and every
+        enrollment here clears them all, so a replaced credential stops
+        working at once on this server and within the TTL on its replicas."""
+        device_id = self.remembered(header)
+        if device_id is not None:
+            return DeviceCaller(device_id)
+        epoch = self._epoch
+        caller = self.authenticate(header, conn)
+        digest = _digest(header)
+        if isinstance(caller, DeviceCaller) and digest and epoch == self._epoch:
+            if len(self._credentials) > 100_000:
+                self._credentials.clear()
+            self._credentials[digest] = (caller.device_id, self.ctx.ts() + CREDENTIAL_TTL)
+        return caller
+
+    def forget(self, device_id: str | None = None) -> None:
+        """Drop remembered credentials (of one device, or all), after the
+        change that invalidates them is committed."""
+        self._epoch += 1
+        if device_id is None:
+            self._credentials.clear()
+            return
+        for digest, (owner, _) in list(self._credentials.items()):
+            if owner == device_id:
+                self._credentials.pop(digest, None)

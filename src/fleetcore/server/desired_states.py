@@ -1,0 +1,142 @@
+"""Desired states as the server serves them: computed from the database
+through :mod:`fleetcore.server.desired`, cached per generation, with ETags.
+
+Every change that can move a desired state bumps the store's generation; the
+generation is the ETag of every device's desired state, so the fleet-wide
+part is read once per generation and a poll that hits is one primary-key read
+(or none at all, see :meth:`DesiredStates.fresh_generation`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from fleetcore.policy import DesiredState
+from fleetcore.rollout.select import RolloutStrategies
+from fleetcore.server import schema as t
+from fleetcore.server.desired import (
+    Rollout,
+    Snapshot,
+    compute,
+    desired_json,
+    device_info,
+    device_policy,
+    load_snapshot,
+)
+from fleetcore.server.mirror import Mirror
+from fleetcore.server.store import Store, device_row, policy_row
+
+GENERATION_TTL = 0.5
+"""Seconds a 304 may be answered from memory after the generation was read.
+Changes made through this server invalidate it at once; a change made through
+another replica sharing the database may go unseen by a poll for that long
+(devices woken by its event ask without their ETag, so the event is never
+masked)."""
+
+
+def etag_of(generation: int) -> str:
+    return f'"g{generation}"'
+
+
+class DesiredStates:
+    def __init__(
+        self,
+        store: Store,
+        mirror: Mirror,
+        strategies: RolloutStrategies,
+        now: Callable[[], dt.datetime],
+    ) -> None:
+        self.store = store
+        self.mirror = mirror
+        self.strategies = strategies
+        self.now = now
+        self._snapshot: Snapshot | None = None
+        """The fleet-wide part of desired states, for its generation."""
+        self._generation: tuple[int, float, int] | None = None
+        """(generation, when read, the store's change count before reading)."""
+
+    # -- the generation (the ETag) ----------------------------------------------------
+
+    def etag(self) -> str:
+        with self.store.connect() as conn:
+            return etag_of(self.store.generation(conn))
+
+    def read_generation(self, conn: Connection) -> int:
+        """The generation, remembered for :meth:`fresh_generation`."""
+        # The change count first: a commit racing this read then
+        # invalidates what is remembered.
+        changes = self.store.changes
+        generation = self.store.generation(conn)
+        self._generation = (generation, time.monotonic(), changes)
+        return generation
+
+    def fresh_generation(self) -> int | None:
+        """The generation read less than ``GENERATION_TTL`` ago, when nothing
+        changed here since; None otherwise."""
+        if self._generation is None:
+            return None
+        generation, read_at, changes = self._generation
+        if changes != self.store.changes or time.monotonic() - read_at > GENERATION_TTL:
+            return None  # changed here since, or possibly changed by a replica
+        return generation
+
+    # -- computing ------------------------------------------------------------------------
+
+    def compute(
+        self,
+        snap: Snapshot,
+        row: Any,
+        policy: Any,
+        *,
+        step: int | None = None,
+        rollout: Rollout | None = None,
+    ) -> tuple[DesiredState, Rollout | None]:
+        """A device's desired state from its row and its policy row;
+        ``step``/``rollout`` ask "what if" (a rollout's progress)."""
+        return compute(
+            device=device_info(row),
+            policy=device_policy(policy),
+            snap=snap,
+            strategies=self.strategies,
+            now=self.now(),
+            branch_head=lambda branch: self.mirror.branches().get(branch),
+            step=step,
+            rollout=rollout,
+        )
+
+    def desired(self, device_id: str) -> tuple[str, dict[str, Any]]:
+        """(ETag, desired state) of one device."""
+        with self.store.connect() as conn:
+            # The fleet-wide part is read once per generation, not once per
+            # device: after a fleet-wide event, thousands of woken devices
+            # ask at once.
+            generation = self.store.generation(conn)
+            snap = self._snapshot
+            if snap is None or snap.generation != generation:
+                snap = self._snapshot = load_snapshot(conn, self.store, generation)
+            row = device_row(conn, device_id)
+            policy = policy_row(conn, device_id)
+        state, rollout = self.compute(snap, row, policy)
+        data = desired_json(state, rollout)
+        data["resume"] = int(policy.resumes or 0) if policy is not None else 0
+        return etag_of(snap.generation), data
+
+    def desired_all(self, conn: Connection, where: Any = None) -> dict[str, tuple[str | None, str]]:
+        """(commit, why) of every device (matching ``where``), in one pass."""
+        snap = load_snapshot(conn, self.store)
+        query = sa.select(t.devices)
+        if where is not None:
+            query = query.where(where)
+        rows = list(conn.execute(query))
+        policies = {p.device_id: p for p in conn.execute(sa.select(t.device_policies))}
+        out: dict[str, tuple[str | None, str]] = {}
+        for row in rows:
+            state, _ = self.compute(snap, row, policies.get(row.device_id))
+            out[row.device_id] = (state.commit, state.why)
+        return out

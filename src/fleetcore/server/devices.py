@@ -1,0 +1,216 @@
+"""What devices do: enroll, poll their desired state, report status and
+history; and an operator revoking a device's credential.
+
+The poll and the status report are the hot paths: one worker-thread hop and
+one connection each (a poll that hits its ETag often neither).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from fleetcore.server import bodies as b
+from fleetcore.server import schema as t
+from fleetcore.server.auth import Auth, DeviceCaller, Operator
+from fleetcore.server.context import Context
+from fleetcore.server.desired_states import etag_of
+from fleetcore.server.events import CLOSE_STREAM, Event
+from fleetcore.server.store import device_row, hash_secret, new_secret, update_devices
+
+DEVICE_FIELDS = (
+    "hostname",
+    "commit",
+    "agent_version",
+    "uptime_seconds",
+    "last_update",
+    "last_update_result",
+    "current_error",
+    "ip_address",
+    "cpu_percent",
+    "memory_percent",
+    "disk_percent",
+    "network_kbps",
+    "mode",
+    "pending_commit",
+)
+
+
+class Devices:
+    def __init__(self, ctx: Context, auth: Auth) -> None:
+        self.ctx = ctx
+        self.auth = auth
+
+    # -- the desired-state poll ------------------------------------------------------
+
+    def not_modified(
+        self, header: str | None, device_id: str, if_none_match: str | None
+    ) -> str | None:
+        """The ETag, when a device's poll can be answered 304 from memory: its
+        credential was seen lately and the fleet's generation was read less
+        than ``GENERATION_TTL`` ago. No worker thread, no database."""
+        if not if_none_match:
+            return None
+        generation = self.ctx.states.fresh_generation()
+        if generation is None or self.auth.remembered(header) != device_id:
+            return None
+        etag = etag_of(generation)
+        return etag if if_none_match == etag else None
+
+    def poll_desired(
+        self, header: str | None, device_id: str, if_none_match: str | None
+    ) -> tuple[str, dict[str, Any] | None]:
+        """(ETag, desired state), or (ETag, None) when the device's ETag still holds."""
+        with self.ctx.store.connect() as conn:
+            caller = self.auth.device_caller(header, conn)
+            self.auth.device_access(caller, device_id, conn=conn)
+            if isinstance(caller, DeviceCaller) and if_none_match:
+                current = etag_of(self.ctx.states.read_generation(conn))
+                if if_none_match == current:
+                    return current, None
+        return self.ctx.states.desired(device_id)
+
+    # -- status and history ----------------------------------------------------------
+
+    def report_status_batch(
+        self, batch: list[tuple[str | None, str, Any]]
+    ) -> list[b.ApiError | None]:
+        """Many status reports in one transaction (group commit): each is
+        checked on its own, a refused one does not touch the others."""
+        outcomes: list[b.ApiError | None] = []
+        now = self.ctx.ts()
+        # One UPDATE per set of reported keys, for many devices. A device
+        # that reported twice in one batch keeps its later report.
+        groups: dict[tuple[str, ...], dict[str, dict[str, Any]]] = {}
+        with self.ctx.store.begin() as conn:
+            for header, device_id, raw in batch:
+                try:
+                    caller = self.auth.device_caller(header, conn)
+                    self.auth.device_access(caller, device_id, write=True, conn=conn)
+                    req = b.parse(raw, b.StatusReport)
+                except b.ApiError as exc:
+                    outcomes.append(exc)
+                    continue
+                # The checked values (numbers as floats), of the keys reported.
+                values = {k: getattr(req, k) for k in DEVICE_FIELDS if k in raw}
+                values["status"] = req.status
+                values["last_seen"] = now
+                groups.setdefault(tuple(sorted(values)), {})[device_id] = values
+                outcomes.append(None)
+            for keys, rows in groups.items():
+                update_devices(conn, keys, rows)
+        return outcomes
+
+    def add_history(self, device_id: str, req: b.HistoryBody) -> int:
+        now = self.ctx.ts()
+        added = 0
+        for index, entry in enumerate(req.entries):
+            if entry.device_id not in (None, device_id):
+                raise b.ApiError(
+                    403, "a history entry names another device", f"entries.{index}.device_id"
+                )
+        with self.ctx.store.begin() as conn:
+            for entry in req.entries:
+                if entry.event != "update":
+                    # Drift, mode and outage events reach the server through the
+                    # status report; the history (and the health gate that reads
+                    # it) holds updates only.
+                    continue
+                stamp = entry.timestamp.timestamp()
+                exists = conn.execute(
+                    sa.select(t.history.c.id).where(
+                        t.history.c.device_id == device_id,
+                        t.history.c.timestamp == stamp,
+                        t.history.c.to_commit == entry.to_commit
+                        if entry.to_commit is not None
+                        else t.history.c.to_commit.is_(None),
+                        t.history.c.result == entry.result,
+                    )
+                ).first()
+                if exists:
+                    continue  # resent by an agent unsure the first send arrived
+                conn.execute(
+                    t.history.insert().values(
+                        device_id=device_id,
+                        timestamp=stamp,
+                        from_commit=entry.from_commit,
+                        to_commit=entry.to_commit,
+                        result=entry.result,
+                        reason=entry.reason,
+                        duration_seconds=entry.duration_seconds,
+                        received_at=now,
+                    )
+                )
+                added += 1
+        return added
+
+    # -- credentials -------------------------------------------------------------------
+
+    def enroll(self, req: b.EnrollRequest) -> dict[str, Any]:
+        credential = new_secret("fcd")
+        with self.ctx.change() as ch:
+            conn = ch.conn
+            tok = conn.execute(
+                sa.select(t.tokens).where(
+                    t.tokens.c.token_hash == hash_secret(req.enrollment_token),
+                    t.tokens.c.kind == "enrollment",
+                )
+            ).first()
+            if tok is None or tok.revoked or (tok.expires_at and tok.expires_at < ch.at):
+                raise b.ApiError(401, "unknown or expired enrollment token", "enrollment_token")
+            values = {
+                "role": req.role,
+                "segment": req.segment,
+                "hostname": req.hostname or None,
+                "credential_hash": hash_secret(credential),
+                "revoked_at": None,
+            }
+            existing = conn.execute(
+                sa.select(t.devices.c.device_id).where(t.devices.c.device_id == req.device_id)
+            ).first()
+            if existing is None:
+                conn.execute(
+                    t.devices.insert().values(
+                        device_id=req.device_id, enrolled_at=ch.at, status="unknown", **values
+                    )
+                )
+                action = "device.enroll"
+            else:
+                # The old credential stops working in this same transaction.
+                conn.execute(
+                    t.devices.update()
+                    .where(t.devices.c.device_id == req.device_id)
+                    .values(**values)
+                )
+                action = "device.reenroll"
+            ch.audit(
+                action,
+                actor=f"enrollment:{tok.name}",
+                target=req.device_id,
+                detail={"role": req.role, "segment": req.segment},
+            )
+        self.auth.forget()  # a re-enrollment revokes the old credential
+        return {"device_id": req.device_id, "credential": credential}
+
+    def revoke_device(self, op: Operator, device_id: str, req: b.ActionRequest) -> None:
+        """The device's credential stops working: at once on this server, within
+        ``CREDENTIAL_TTL`` on replicas that remember it. Its record, history
+        and policy stay; enrolling again (with an enrollment token) gives it a
+        new credential."""
+        op.require("admin")
+        with self.ctx.change(op.name, bump=False) as ch:
+            device_row(ch.conn, device_id)
+            # The column may not be empty (and is unique): a hash of a secret
+            # nobody was given matches no credential.
+            updated = ch.conn.execute(
+                t.devices.update()
+                .where(t.devices.c.device_id == device_id, t.devices.c.revoked_at.is_(None))
+                .values(credential_hash=hash_secret(new_secret("revoked")), revoked_at=ch.at)
+            ).rowcount
+            if updated == 0:
+                raise b.ApiError(409, f"device {device_id} is already revoked", "device_id")
+            ch.audit("device.revoke", target=device_id, reason=req.reason)
+        self.auth.forget(device_id)
+        # Its open event streams end, here and on the replicas.
+        self.ctx.publish([Event(device_id, CLOSE_STREAM, {})])

@@ -1,0 +1,240 @@
+"""The server's tables and their numbered migrations.
+
+One schema, one code path for SQLite and PostgreSQL: times are stored as
+epoch seconds (floats) and structured values as JSON text, so nothing depends
+on a database's date or JSON types. Schema changes are ordered migration
+functions, applied by :meth:`fleetcore.server.store.Store.migrate` and
+recorded in ``schema_migrations``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+metadata = sa.MetaData()
+
+schema_migrations = sa.Table(
+    "schema_migrations",
+    metadata,
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("applied_at", sa.Float, nullable=False),
+)
+
+devices = sa.Table(
+    "devices",
+    metadata,
+    sa.Column("device_id", sa.String(200), primary_key=True),
+    sa.Column("role", sa.String(200), nullable=False),
+    sa.Column("segment", sa.String(50), nullable=False),
+    sa.Column("hostname", sa.String(255)),
+    sa.Column("credential_hash", sa.String(64), nullable=False),
+    sa.Column("enrolled_at", sa.Float, nullable=False),
+    sa.Column("last_seen", sa.Float),
+    sa.Column("status", sa.String(20), nullable=False, default="unknown"),
+    sa.Column("commit", sa.String(64)),
+    sa.Column("agent_version", sa.String(100)),
+    sa.Column("uptime_seconds", sa.Float),
+    sa.Column("last_update", sa.String(64)),
+    sa.Column("last_update_result", sa.String(50)),
+    sa.Column("current_error", sa.Text),
+    sa.Column("ip_address", sa.String(100)),
+    sa.Column("cpu_percent", sa.Float),
+    sa.Column("memory_percent", sa.Float),
+    sa.Column("disk_percent", sa.Float),
+    sa.Column("network_kbps", sa.Float),
+    sa.Column("mode", sa.String(50)),
+    sa.Column("pending_commit", sa.String(64)),
+    # Set when an admin revoked the credential; enrolling again clears it.
+    sa.Column("revoked_at", sa.Float),
+)
+
+device_policies = sa.Table(
+    "device_policies",
+    metadata,
+    sa.Column("device_id", sa.String(200), primary_key=True),
+    sa.Column("auto_update", sa.Boolean, nullable=False, default=True),
+    sa.Column("branch", sa.String(255)),
+    sa.Column("lock_commit", sa.String(64)),
+    sa.Column("lock_reason", sa.Text),
+    sa.Column("locked_by", sa.String(200)),
+    sa.Column("locked_until", sa.Float),
+    sa.Column("maintenance_window", sa.Text),
+    # Operators' "resume" actions: a device in safe mode leaves it when this grows.
+    sa.Column("resumes", sa.Integer, nullable=False, default=0, server_default="0"),
+)
+
+settings = sa.Table(
+    "settings",
+    metadata,
+    sa.Column("key", sa.String(100), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+tokens = sa.Table(
+    "tokens",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("kind", sa.String(20), nullable=False),  # operator | enrollment
+    sa.Column("role", sa.String(20)),
+    sa.Column("name", sa.String(200), nullable=False, default=""),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("expires_at", sa.Float),
+    sa.Column("revoked", sa.Boolean, nullable=False, default=False),
+    # NULL on tokens issued before these columns existed.
+    sa.Column("created_by", sa.String(200)),
+    sa.Column("revoked_at", sa.Float),
+    sa.Column("revoked_by", sa.String(200)),
+)
+
+rollouts = sa.Table(
+    "rollouts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("role", sa.String(200)),  # NULL: every role
+    sa.Column("commit", sa.String(64), nullable=False),
+    sa.Column("strategy", sa.String(100), nullable=False),
+    sa.Column("steps", sa.Text, nullable=False),  # JSON [{"options", "wait_seconds"}]
+    sa.Column("step", sa.Integer, nullable=False, default=0),
+    sa.Column("state", sa.String(20), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False, default=""),
+    sa.Column("threshold", sa.Float, nullable=False),
+    sa.Column("auto_promote", sa.Boolean, nullable=False, default=True),
+    sa.Column("created_by", sa.String(200), nullable=False, default=""),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("step_started_at", sa.Float, nullable=False),
+    sa.Column("finished_at", sa.Float),
+    # JSON list of the roles in the commit: a rollout to every role skips
+    # devices whose role the commit does not have.
+    sa.Column("roles", sa.Text),
+)
+
+decisions = sa.Table(
+    "rollout_decisions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("rollout_id", sa.Integer, nullable=False, index=True),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("action", sa.String(50), nullable=False),
+    sa.Column("step", sa.Integer, nullable=False),
+    sa.Column("detail", sa.Text, nullable=False, default=""),
+)
+
+stables = sa.Table(
+    "stables",
+    metadata,
+    sa.Column("role", sa.String(200), primary_key=True),  # "*": every role
+    sa.Column("commit", sa.String(64), nullable=False),
+    sa.Column("rollout_id", sa.Integer),
+    sa.Column("at", sa.Float, nullable=False),
+)
+
+history = sa.Table(
+    "history",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("device_id", sa.String(200), nullable=False, index=True),
+    sa.Column("timestamp", sa.Float, nullable=False),
+    sa.Column("from_commit", sa.String(64)),
+    sa.Column("to_commit", sa.String(64)),
+    sa.Column("result", sa.String(20), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False, default=""),
+    sa.Column("duration_seconds", sa.Float, nullable=False, default=0.0),
+    sa.Column("received_at", sa.Float, nullable=False),
+    # The agent resends entries it is not sure arrived: the same entry twice is one row.
+    sa.UniqueConstraint("device_id", "timestamp", "to_commit", "result", name="history_once"),
+)
+
+audit = sa.Table(
+    "audit",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("action", sa.String(100), nullable=False),
+    sa.Column("target", sa.String(300), nullable=False, default=""),
+    sa.Column("reason", sa.Text, nullable=False, default=""),
+    sa.Column("detail", sa.Text, nullable=False, default="{}"),
+)
+
+
+role_secrets = sa.Table(
+    "role_secrets",
+    metadata,
+    sa.Column("role", sa.String(200), primary_key=True),
+    sa.Column("name", sa.String(200), primary_key=True),
+    # Fernet (AES-128-CBC + HMAC) with the server's secrets key: encrypted at rest.
+    sa.Column("ciphertext", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("updated_by", sa.String(200), nullable=False, default=""),
+)
+
+
+def create_tables(conn: Connection) -> None:
+    """Today's schema, at once (a new database)."""
+    metadata.create_all(
+        conn, tables=[t for t in metadata.sorted_tables if t is not schema_migrations]
+    )
+
+
+_migration_1 = create_tables
+
+
+def _migration_2(conn: Connection) -> None:
+    # Status queries (dashboard, metrics, offline marking) filter on these.
+    # Plain SQL: an sa.Index object would attach itself to the shared metadata.
+    for name, table, column in (
+        ("devices_role", "devices", "role"),
+        ("devices_last_seen", "devices", "last_seen"),
+        ("history_to_commit", "history", "to_commit"),
+    ):
+        conn.execute(sa.text(f"CREATE INDEX IF NOT EXISTS {name} ON {table} ({column})"))
+
+
+def _migration_3(conn: Connection) -> None:
+    # Every device request looks its credential up by hash.
+    conn.execute(
+        sa.text("CREATE UNIQUE INDEX IF NOT EXISTS devices_credential ON devices (credential_hash)")
+    )
+
+
+def _migration_4(conn: Connection) -> None:
+    conn.execute(sa.text("ALTER TABLE rollouts ADD COLUMN roles TEXT"))
+
+
+def _migration_6(conn: Connection) -> None:
+    conn.execute(
+        sa.text("ALTER TABLE device_policies ADD COLUMN resumes INTEGER NOT NULL DEFAULT 0")
+    )
+
+
+def _migration_5(conn: Connection) -> None:
+    # The secrets API (a new database gets the table from migration 1).
+    role_secrets.create(conn, checkfirst=True)
+
+
+def _migration_7(conn: Connection) -> None:
+    # Listing and revoking tokens and device credentials.
+    for table, column, kind in (
+        ("tokens", "created_by", "VARCHAR(200)"),
+        ("tokens", "revoked_at", "FLOAT"),
+        ("tokens", "revoked_by", "VARCHAR(200)"),
+        ("devices", "revoked_at", "FLOAT"),
+    ):
+        conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN {column} {kind}"))
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [
+    _migration_1,
+    _migration_2,
+    _migration_3,
+    _migration_4,
+    _migration_5,
+    _migration_6,
+    _migration_7,
+]
+"""Ordered; version N is ``MIGRATIONS[N-1]``. Append, never edit one that
+shipped; the table definitions above are always the newest schema."""

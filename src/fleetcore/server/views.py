@@ -1,0 +1,156 @@
+"""What operators read: devices, one device, the fleet's status, the audit
+log and rollouts. Reads only: nothing here changes anything."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from fleetcore.server import schema as t
+from fleetcore.server.context import Context
+from fleetcore.server.desired import Rollout, device_policy, iso, load_snapshot
+from fleetcore.server.devices import DEVICE_FIELDS
+from fleetcore.server.progress import get_rollout, progress, rollout_json
+from fleetcore.server.store import device_row, policy_row
+
+
+def device_json(row: Any) -> dict[str, Any]:
+    data = {k: getattr(row, k) for k in ("device_id", "role", "segment", "status", *DEVICE_FIELDS)}
+    data["last_seen"] = iso(row.last_seen)
+    data["enrolled_at"] = iso(row.enrolled_at)
+    data["revoked_at"] = iso(row.revoked_at)
+    return data
+
+
+def _pinned_by(conn: Connection, commit: str) -> str | None:
+    """Who set the pin, from the audit line written with it: the pin's
+    own setting keeps only what older servers sharing the database can
+    read (they refuse unknown keys)."""
+    row = conn.execute(
+        sa.select(t.audit.c.actor)
+        .where(t.audit.c.action == "fleet.pin", t.audit.c.target == commit)
+        .order_by(t.audit.c.id.desc())
+        .limit(1)
+    ).first()
+    return None if row is None else str(row.actor)
+
+
+class Views:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def devices(self) -> list[dict[str, Any]]:
+        with self.ctx.store.connect() as conn:
+            rows = conn.execute(sa.select(t.devices).order_by(t.devices.c.device_id))
+            return [device_json(r) for r in rows]
+
+    def device(self, device_id: str) -> dict[str, Any]:
+        with self.ctx.store.connect() as conn:
+            row = device_row(conn, device_id)
+            policy = device_policy(policy_row(conn, device_id))
+            hist = conn.execute(
+                sa.select(t.history)
+                .where(t.history.c.device_id == device_id)
+                .order_by(t.history.c.timestamp.desc())
+                .limit(50)
+            )
+            history = [
+                {
+                    "timestamp": iso(h.timestamp),
+                    "from_commit": h.from_commit,
+                    "to_commit": h.to_commit,
+                    "result": h.result,
+                    "reason": h.reason,
+                    "duration_seconds": h.duration_seconds,
+                }
+                for h in hist
+            ]
+        _, desired = self.ctx.states.desired(device_id)
+        lock = policy.version_lock
+        return {
+            **device_json(row),
+            "desired": desired,
+            "policy": {
+                "auto_update": policy.auto_update,
+                "branch": policy.branch,
+                "lock": None
+                if lock is None
+                else {
+                    "commit": lock.commit,
+                    "reason": lock.reason,
+                    "locked_by": lock.locked_by,
+                    "locked_until": lock.locked_until.isoformat() if lock.locked_until else None,
+                },
+            },
+            "history": history,
+        }
+
+    def fleet_status(self) -> dict[str, Any]:
+        with self.ctx.store.connect() as conn:
+            rows = list(conn.execute(sa.select(t.devices)))
+            snap = load_snapshot(conn, self.ctx.store)
+            recent = conn.execute(
+                sa.select(t.history.c.result, sa.func.count())
+                .where(t.history.c.timestamp >= self.ctx.ts() - 3600)
+                .group_by(t.history.c.result)
+            ).all()
+            active = [progress(self.ctx, conn, r) for r in snap.rollouts]
+            pinned_by = _pinned_by(conn, snap.pin.commit) if snap.pin else None
+        total = len(rows)
+        by_status: dict[str, int] = {}
+        by_commit: dict[str, int] = {}
+        by_role: dict[str, int] = {}
+        for r in rows:
+            by_status[r.status] = by_status.get(r.status, 0) + 1
+            by_commit[r.commit or "none"] = by_commit.get(r.commit or "none", 0) + 1
+            by_role[r.role] = by_role.get(r.role, 0) + 1
+        pin = snap.pin if snap.pin is not None and snap.pin.active(self.ctx.now()) else None
+        return {
+            "total": total,
+            "online": total - by_status.get("offline", 0),
+            "by_status": by_status,
+            "by_role": by_role,
+            "commits": [
+                {"commit": c, "devices": n, "share": round(n / total, 4) if total else 0.0}
+                for c, n in sorted(by_commit.items(), key=lambda kv: -kv[1])
+            ],
+            "updates_last_hour": {res: n for res, n in recent},
+            "pin": None
+            if pin is None
+            else {
+                "commit": pin.commit,
+                "reason": pin.reason,
+                "by": pinned_by,
+                "expires": pin.expires.isoformat() if pin.expires else None,
+            },
+            "stable": {role: c for role, (c, _) in snap.stables.items()},
+            "rollouts": active,
+        }
+
+    def audit_log(self, limit: int = 100) -> list[dict[str, Any]]:
+        with self.ctx.store.connect() as conn:
+            rows = conn.execute(sa.select(t.audit).order_by(t.audit.c.id.desc()).limit(limit))
+            return [
+                {
+                    "at": iso(r.at),
+                    "actor": r.actor,
+                    "action": r.action,
+                    "target": r.target,
+                    "reason": r.reason,
+                    "detail": json.loads(r.detail),
+                }
+                for r in rows
+            ]
+
+    def rollouts(self, limit: int = 50) -> list[dict[str, Any]]:
+        with self.ctx.store.connect() as conn:
+            rows = conn.execute(sa.select(t.rollouts).order_by(t.rollouts.c.id.desc()).limit(limit))
+            items = [Rollout.from_row(r) for r in rows]
+            return [rollout_json(self.ctx, conn, r, detail=False) for r in items]
+
+    def rollout(self, rollout_id: int) -> dict[str, Any]:
+        with self.ctx.store.connect() as conn:
+            return rollout_json(self.ctx, conn, get_rollout(conn, rollout_id))
