@@ -258,7 +258,7 @@ class Agent:
             return desired
         strategy = self.strategies.get(
             name,
-            desired.rollout_options,
+            desired.rollout_options or {},
             "rollout",
             name_where="rollout.strategy",
             source="the server's desired state",

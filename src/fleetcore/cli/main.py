@@ -55,6 +55,7 @@ class LazyGroup(click.Group):
         "fleet": "fleetcore.cli.fleet:fleet",
         "plugins": "fleetcore.cli.plugins:plugins",
         "server": "fleetcore.cli.server:server",
+        "simulate": "fleetcore.cli.simulate:simulate",
         "secrets": "fleetcore.cli.secrets:secrets",
     },
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
