@@ -36,10 +36,16 @@ class Response:
         return json.loads(self.body) if self.body else None
 
 
+IDLE_SECONDS = 4.0
+"""Idle connections older than this are not reused: servers close theirs
+(uvicorn after 5 s), and a request on a closed one costs a round trip."""
+
+
 class _Connection:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
+        self.used = time.monotonic()
 
     def close(self) -> None:
         self.writer.close()
@@ -142,7 +148,8 @@ class Pool:
             # A kept-alive connection the server has meanwhile closed fails at
             # once: try again on a new one, once.
             for attempt in (1, 2):
-                conn = self._idle.pop() if self._idle else await self.endpoint.connect()
+                conn = self._idle_connection() if attempt == 1 else None
+                conn = conn or await self.endpoint.connect()
                 start = time.perf_counter()
                 try:
                     response = await asyncio.wait_for(self._exchange(conn, data), timeout)
@@ -158,9 +165,19 @@ class Pool:
                 if response.headers.get("connection", "").lower() == "close":
                     conn.close()
                 else:
+                    conn.used = time.monotonic()
                     self._idle.append(conn)
                 return response
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _idle_connection(self) -> _Connection | None:
+        now = time.monotonic()
+        while self._idle:
+            conn = self._idle.pop()
+            if now - conn.used < IDLE_SECONDS:
+                return conn
+            conn.close()
+        return None
 
     @staticmethod
     async def _exchange(conn: _Connection, data: bytes) -> Response:
