@@ -63,7 +63,7 @@ def raise_fd_limit() -> None:
 
 def histograms(url: str) -> dict[tuple[str, str], dict[str, float]]:
     """Bucket counts per (method, route), summed over status codes."""
-    with urllib.request.urlopen(f"{url}/metrics", timeout=120) as response:  # noqa: S310
+    with urllib.request.urlopen(f"{url}/metrics", timeout=120) as response:
         text = response.read().decode()
     out: dict[tuple[str, str], dict[str, float]] = defaultdict(lambda: defaultdict(float))
     for line in text.splitlines():
@@ -77,7 +77,7 @@ def histograms(url: str) -> dict[tuple[str, str], dict[str, float]]:
 
 
 def percentiles(before: dict[str, float], after: dict[str, float]) -> dict[str, Any]:
-    bounds = sorted((b for b in after if b != "+Inf"), key=float) + ["+Inf"]
+    bounds = [*sorted((b for b in after if b != "+Inf"), key=float), "+Inf"]
     delta = [after.get(b, 0) - before.get(b, 0) for b in bounds]  # cumulative counts
     total = delta[-1]
     result: dict[str, Any] = {"requests": int(total)}
@@ -179,7 +179,8 @@ def bench(
         server.stop()
     try:
         summary = json.loads(sim_log.read_text())
-        result["simulator"] = {k: summary[k] for k in ("enrolled", "reports", "errors", "latency_ms")}
+        keep = ("enrolled", "reports", "errors", "latency_ms")
+        result["simulator"] = {k: summary[k] for k in keep}
     except (ValueError, OSError):
         pass
     return result

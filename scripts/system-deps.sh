@@ -16,6 +16,7 @@ if [ "${1:-}" = "--tests" ]; then
   command -v initdb >/dev/null || [ -x /usr/lib/postgresql/15/bin/initdb ] || want+=(postgresql)
   command -v chromium >/dev/null || want+=(chromium)
   command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || want+=(mosquitto)
+  command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || want+=(haproxy)
 fi
 [ ${#want[@]} -eq 0 ] && exit 0
 

@@ -363,6 +363,9 @@ class VirtualDevice:
                         self.wake.set()
                     if self.silent or self.sim.stopping.is_set():
                         break
+                else:
+                    if not self.sim.stopping.is_set():
+                        self.sim.count_error("events: stream closed by the server")
             except (WireError, OSError, asyncio.IncompleteReadError, ValueError) as exc:
                 self.sim.count_error("events: stream failed", exc)
             await self.sim.sleep(backoff * self.rng.uniform(1, 2))
