@@ -294,4 +294,5 @@ if __name__ == "__main__":
         count = int(sys.argv[sys.argv.index("--streams") + 1])
     outcome = run(quick="--quick" in sys.argv, streams=count)
     out = Path(__file__).parent / "results" / "server.json"
+    out.parent.mkdir(exist_ok=True)  # a fresh clone has no results folder
     out.write_text(json.dumps(outcome, indent=2))

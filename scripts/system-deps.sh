@@ -17,6 +17,7 @@ if [ "${1:-}" = "--tests" ]; then
   command -v chromium >/dev/null || want+=(chromium)
   command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || want+=(mosquitto)
   command -v promtool >/dev/null || want+=(prometheus)   # checks a real /metrics scrape
+  command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || want+=(haproxy)
 fi
 [ ${#want[@]} -eq 0 ] && exit 0
 

@@ -38,6 +38,7 @@ CORE_COMMANDS = {
     "fleet": "fleetcore.cli.fleet:fleet",
     "plugins": "fleetcore.cli.plugins:plugins",
     "server": "fleetcore.cli.server:server",
+    "simulate": "fleetcore.cli.simulate:simulate",
 }
 """The core's command groups, imported only when used."""
 

@@ -87,3 +87,17 @@ def mqtt_broker() -> Iterator[object]:
         raise AssertionError("unreachable")
     yield broker
     broker.stop()
+
+
+@pytest.fixture(scope="session")
+def haproxy_binary() -> str:
+    """The path of a real HAProxy (Debian's ``haproxy``); fails in CI when missing."""
+    import shutil
+
+    found = shutil.which("haproxy") or (
+        "/usr/sbin/haproxy" if Path("/usr/sbin/haproxy").exists() else None
+    )
+    if found is None:
+        missing("HAProxy (the load balancer)")
+        raise AssertionError("unreachable")
+    return found

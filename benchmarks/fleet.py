@@ -1,0 +1,233 @@
+"""The control server carrying a simulated fleet, measured.
+
+    python benchmarks/fleet.py [--devices 10000,30000] [--db sqlite,postgresql]
+                               [--minutes 3] [--interval 60] [--events sse|none]
+                               [--rollout]
+
+For each database and fleet size: a fresh ``fleetcore server run`` process,
+then ``fleetcore simulate`` (its own process) with every device reporting
+and polling every ``--interval`` seconds and, with ``--events sse``, its
+event stream open. Once every device has enrolled and one interval has
+passed (the start-up storm), over a window of ``--minutes``:
+
+- status reports answered per second against devices / interval (the
+  server answers a report once its transaction has committed, so answered
+  means persisted; a rate below the offered one is a growing backlog);
+- the server's own latency for status reports and desired-state polls, from
+  its request histograms (deltas of two /metrics scrapes; a percentile is
+  the upper bound of its bucket);
+- the server's CPU share and resident memory, and the simulator's CPU share
+  (both share this machine).
+
+With ``--rollout``, a canary rollout (30 s between steps, automatic
+promotion) follows the window: the time from its start to the last device
+reporting the commit, and to the end of each step.
+
+Every loop is bounded in time; traffic goes to loopback only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from fleetcore.testing.gitrepo import FleetRepo
+from fleetcore.testing.postgres import Postgres
+from fleetcore.testing.serverproc import FLEETCORE, ServerProcess
+
+METRIC = "fleetcore_http_request_duration_seconds"
+ROUTES = {
+    "status": ("POST", "/v1/devices/{device_id}/status"),
+    "desired": ("GET", "/v1/devices/{device_id}/desired"),
+}
+
+
+def raise_fd_limit() -> None:
+    """Event streams need a socket each, in the server and in the simulator."""
+    want = 1 << 20
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, want))
+    except (ValueError, OSError):
+        _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def histograms(url: str) -> dict[tuple[str, str], dict[str, float]]:
+    """Bucket counts per (method, route), summed over status codes."""
+    with urllib.request.urlopen(f"{url}/metrics", timeout=120) as response:
+        text = response.read().decode()
+    out: dict[tuple[str, str], dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for line in text.splitlines():
+        if not line.startswith(f"{METRIC}_bucket{{"):
+            continue
+        labels_text, value = line[len(METRIC) + 8 :].rsplit("} ", 1)
+        labels = dict(part.split("=", 1) for part in labels_text.split(","))
+        key = (labels["method"].strip('"'), labels["route"].strip('"'))
+        out[key][labels["le"].strip('"')] += float(value)
+    return out
+
+
+def percentiles(before: dict[str, float], after: dict[str, float]) -> dict[str, Any]:
+    bounds = [*sorted((b for b in after if b != "+Inf"), key=float), "+Inf"]
+    delta = [after.get(b, 0) - before.get(b, 0) for b in bounds]  # cumulative counts
+    total = delta[-1]
+    result: dict[str, Any] = {"requests": int(total)}
+    for name, q in (("p50", 0.5), ("p99", 0.99)):
+        bound = next((b for b, c in zip(bounds, delta, strict=True) if c >= q * total), "+Inf")
+        result[f"{name}_ms_at_most"] = None if bound == "+Inf" else float(bound) * 1000
+    return result
+
+
+def fleet_status(server: ServerProcess) -> dict[str, Any]:
+    status: dict[str, Any] = server.api("GET", "/v1/fleet/status")
+    return status
+
+
+def wait_until(what: str, check: Any, timeout: float, every: float = 2.0) -> float:
+    start = time.monotonic()
+    while not check():
+        if time.monotonic() - start > timeout:
+            raise RuntimeError(f"timed out waiting for {what}")
+        time.sleep(every)
+    return time.monotonic() - start
+
+
+def bench(
+    db: str, db_url: str | None, devices: int, minutes: float, interval: int, events: str,
+    rollout: bool, root: Path,
+) -> dict[str, Any]:  # fmt: skip
+    repo = FleetRepo.create(root / f"repo-{db}-{devices}")
+    v1 = repo.commit({"roles/web/activate.sh": "#!/bin/sh\n"}, "v1")
+    server = ServerProcess(root / f"data-{db}-{devices}", repo.path, db_url=db_url).start()
+    result: dict[str, Any] = {"db": db, "devices": devices, "interval_s": interval}
+    sim = None
+    try:
+        # Everyone on v1 first, so the rollout below moves a settled fleet.
+        server.api("POST", "/v1/rollouts", {"commit": v1, "strategy": "percentage",
+                                             "steps": [{"options": {"percent": 100}}]})  # fmt: skip
+        duration = 2 * interval + minutes * 60 + (900 if rollout else 0) + devices / 50
+        sim_log = root / f"simulate-{db}-{devices}.json"
+        sim = subprocess.Popen(
+            [*FLEETCORE, "--log-level", "ERROR", "simulate", "--server", server.url,
+             "--enrollment-token", server.enrollment_token(), "--devices", str(devices),
+             "--report-interval", f"{interval}s", "--poll-interval", f"{interval}s",
+             "--events", events, "--update-time", "1s", "--duration", f"{duration:.0f}s",
+             "--connections", "64", "--json"],
+            stdout=sim_log.open("w"), stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        t0 = time.monotonic()
+        result["enroll_s"] = round(
+            wait_until("enrollment", lambda: fleet_status(server)["total"] >= devices, 1800), 1
+        )
+        result["enroll_per_s"] = round(devices / max(result["enroll_s"], 0.001))
+        time.sleep(interval)  # the start-up storm settles
+        cpu0, sim_cpu0, h0, wall0 = (
+            server.cpu_seconds(), _cpu(sim.pid), histograms(server.url), time.monotonic(),
+        )  # fmt: skip
+        time.sleep(minutes * 60)
+        cpu1, sim_cpu1, h1, wall1 = (
+            server.cpu_seconds(), _cpu(sim.pid), histograms(server.url), time.monotonic(),
+        )  # fmt: skip
+        wall = wall1 - wall0
+        for name, key in ROUTES.items():
+            stats = percentiles(h0.get(key, {}), h1.get(key, {}))
+            stats["per_s"] = round(stats["requests"] / wall, 1)
+            result[name] = stats
+        result["offered_reports_per_s"] = round(devices / interval, 1)
+        result["keeps_up"] = result["status"]["per_s"] >= 0.95 * devices / interval
+        result["server_cpu_percent"] = round(100 * (cpu1 - cpu0) / wall, 1)
+        result["simulator_cpu_percent"] = round(100 * (sim_cpu1 - sim_cpu0) / wall, 1)
+        result["server_rss_mib"] = round(server.rss_mib(), 1)
+        result["server_rss_mib_per_10k"] = round(server.rss_mib() * 10000 / devices, 1)
+        if rollout:
+            v2 = repo.commit({"roles/web/activate.sh": "#!/bin/sh\necho 2\n"}, "v2")
+            server.api("POST", "/v1/hooks/git")
+            time.sleep(2)
+            start = time.monotonic()
+            created = server.api("POST", "/v1/rollouts", {
+                "commit": v2, "strategy": "canary", "wait_seconds": 30,
+            })  # fmt: skip
+            steps: dict[int, float] = {}
+
+            def done() -> bool:
+                ro = server.api("GET", f"/v1/rollouts/{created['id']}")
+                for p in ro["progress"]:
+                    if p["updated"] >= p["targeted"] and p["step"] not in steps:
+                        steps[p["step"]] = round(time.monotonic() - start, 1)
+                on_v2 = {c["commit"]: c["devices"] for c in fleet_status(server)["commits"]}
+                return bool(on_v2.get(v2, 0) >= devices)
+
+            result["rollout_all_reported_s"] = round(wait_until("the rollout", done, 1800, 1), 1)
+            result["rollout_steps_reported_s"] = steps
+        result["elapsed_s"] = round(time.monotonic() - t0, 1)
+    finally:
+        if sim is not None:
+            sim.terminate()
+            try:
+                sim.wait(120)
+            except subprocess.TimeoutExpired:
+                sim.kill()
+        server.stop()
+    try:
+        summary = json.loads(sim_log.read_text())
+        keep = ("enrolled", "reports", "errors", "latency_ms")
+        result["simulator"] = {k: summary[k] for k in keep}
+    except (ValueError, OSError):
+        pass
+    return result
+
+
+def _cpu(pid: int) -> float:
+    import os
+
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--devices", default="10000")
+    parser.add_argument("--db", default="sqlite")
+    parser.add_argument("--minutes", type=float, default=3.0)
+    parser.add_argument("--interval", type=int, default=60)
+    parser.add_argument("--events", default="sse")
+    parser.add_argument("--rollout", action="store_true")
+    args = parser.parse_args()
+    raise_fd_limit()
+    results = []
+    with tempfile.TemporaryDirectory(prefix="fleetcore-fleet-") as tmp:
+        root = Path(tmp)
+        pg = None
+        try:
+            for db in args.db.split(","):
+                for n in (int(x) for x in args.devices.split(",")):
+                    url = None
+                    if db == "postgresql":
+                        pg = pg or Postgres.start()
+                        if pg is None:
+                            raise SystemExit("PostgreSQL is not installed")
+                        url = pg.create_database(f"fleet{n}")
+                    r = bench(db, url, n, args.minutes, args.interval, args.events,
+                              args.rollout, root)  # fmt: skip
+                    print(json.dumps(r), flush=True)
+                    results.append(r)
+        finally:
+            if pg is not None:
+                pg.stop()
+    out = Path(__file__).parent / "results"
+    out.mkdir(exist_ok=True)
+    (out / "fleet.json").write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

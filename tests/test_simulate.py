@@ -1,0 +1,162 @@
+"""``fleetcore simulate`` against a real server process: a few hundred
+virtual devices through a canary rollout, checked against the server's view."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from fleetcore.simulate.plan import (
+    OptionError,
+    Plan,
+    devices,
+    fails,
+    parse_fail,
+    parse_label,
+    parse_shares,
+)
+from fleetcore.testing.gitrepo import FleetRepo
+from fleetcore.testing.serverproc import FLEETCORE, ServerProcess
+
+
+def simulate(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*FLEETCORE, "simulate", *args], capture_output=True, text=True, timeout=timeout
+    )
+
+
+# -- the plan: a pure function of the options and the seed ---------------------------
+
+
+def test_shares_become_exact_counts_and_the_same_fleet_each_time() -> None:
+    plan = Plan(
+        devices=1000,
+        roles=parse_shares("web=70%,camera=30%", "--role"),
+        labels=(parse_label("hardware=pi4:70%,pi3:30%"),),
+        seed=7,
+    )
+    fleet = devices(plan)
+    assert [d.device_id for d in fleet[:2]] == ["sim-000001", "sim-000002"]
+    assert sum(d.role == "web" for d in fleet) == 700
+    assert sum(d.segment == "canary" for d in fleet) == 50
+    assert sum(d.labels["hardware"] == "pi3" for d in fleet) == 300
+    assert devices(plan) == fleet
+    other = devices(Plan(devices=1000, roles=plan.roles, labels=plan.labels, seed=8))
+    assert [d.role for d in other] != [d.role for d in fleet]
+
+
+def test_failure_rules_pick_matching_devices_at_their_rate() -> None:
+    plan = Plan(
+        devices=2000,
+        labels=(parse_label("hardware=pi4:50%,pi3:50%"),),
+        fail=(parse_fail("abc123:hardware=pi3"), parse_fail("any:*:10%")),
+    )
+    fleet = devices(plan)
+    pi3 = [d for d in fleet if d.labels["hardware"] == "pi3"]
+    pi4 = [d for d in fleet if d.labels["hardware"] == "pi4"]
+    assert all(fails(plan, d, "abc1234567") for d in pi3)
+    rate = sum(fails(plan, d, "abc1234567") for d in pi4) / len(pi4)
+    assert 0.07 < rate < 0.13
+    rate_other = sum(fails(plan, d, "def0000000") for d in fleet) / len(fleet)
+    assert 0.07 < rate_other < 0.13
+
+
+@pytest.mark.parametrize(
+    ("parse", "text", "message"),
+    [
+        (lambda t: parse_shares(t, "--role"), "web=120%", "--role: a share must be between"),
+        (lambda t: parse_shares(t, "--role"), "web=70%,cam=20%", "add up to 90%"),
+        (lambda t: parse_shares(t, "--role"), "web", "expected NAME=SHARE"),
+        (parse_fail, "nonsense", "--fail: expected COMMIT:KEY=VALUE"),
+        (parse_fail, "zz:role=web", "not a commit prefix"),
+        (parse_label, "hardware", "--label: expected KEY=VALUE:SHARE"),
+    ],
+)
+def test_bad_options_name_the_option(parse: object, text: str, message: str) -> None:
+    with pytest.raises(OptionError, match=message):
+        parse(text)  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (["--role", "web=120%"], "--role"),
+        (["--fail", "nonsense"], "--fail"),
+        (["--segment", "canary=50%,beta=50%"], "--segment"),
+        (["--offline", "60%", "--flap", "60%"], "--offline"),
+        (["--update-time", "soon"], "--update-time"),
+    ],
+)
+def test_the_command_exits_2_naming_the_option(args: list[str], option: str) -> None:
+    r = simulate(
+        "--server", "http://127.0.0.1:9", "--enrollment-token", "x", "--devices", "3", *args
+    )
+    assert r.returncode == 2, r.stderr
+    assert option in r.stderr
+
+
+# -- a real server ---------------------------------------------------------------------
+
+
+def test_a_simulated_fleet_takes_a_canary_rollout(tmp_path: Path) -> None:
+    repo = FleetRepo.create(tmp_path / "repo")
+    commit = repo.commit(
+        {"roles/web/activate.sh": "#!/bin/sh\n", "roles/camera/activate.sh": "#!/bin/sh\n"}, "v1"
+    )
+    with ServerProcess(tmp_path / "data", repo.path) as server:
+        token = server.enrollment_token()
+        sim = subprocess.Popen(
+            [*FLEETCORE, "simulate", "--server", server.url, "--enrollment-token", token,
+             "--devices", "300", "--role", "web=70%,camera=30%", "--report-interval", "3s",
+             "--poll-interval", "20s", "--update-time", "0.2s",
+             "--fail", f"{commit[:10]}:role=camera:10%",
+             "--until-converged", "--duration", "150s", "--json"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 60
+            while server.api("GET", "/v1/fleet/status")["total"] < 300:
+                assert time.monotonic() < deadline, "the devices did not enroll"
+                time.sleep(0.5)
+            server.api(
+                "POST",
+                "/v1/rollouts",
+                {"commit": commit, "strategy": "canary", "wait_seconds": 1, "threshold": 0.5},
+            )
+            out, err = sim.communicate(timeout=200)
+        finally:
+            if sim.poll() is None:
+                sim.kill()
+        assert sim.returncode == 0, err
+        summary = json.loads(out)
+        time.sleep(4)  # the last reports reach the database in the next group commit
+        status = json.loads(
+            subprocess.run(
+                [*FLEETCORE, "fleet", "--server", server.url, "--token", server.admin_token(),
+                 "status", "--json"],
+                capture_output=True, text=True, check=True,
+            ).stdout
+        )  # fmt: skip
+        rollouts = server.api("GET", "/v1/rollouts")["rollouts"]
+
+    assert summary["converged"] is True
+    assert summary["devices"] == summary["enrolled"] == status["total"] == 300
+    failed = summary["updates"]["failed"]
+    # About 10% of the 90 cameras fail health on the commit, roll back and stay off it.
+    assert 1 <= failed <= 25
+    assert summary["updates"]["rolled_back"] == failed
+    assert summary["updates"]["success"] == 300 - failed
+    assert summary["commits"] == {commit: 300 - failed}
+    server_commits = {c["commit"]: c["devices"] for c in status["commits"]}
+    assert server_commits == {commit: 300 - failed, "none": failed}
+    assert status["by_status"].get("failed") == failed
+    assert status["updates_last_hour"] == {"success": 300 - failed, "rollback": failed}
+    assert [(r["state"], r["step"]) for r in rollouts] == [("completed", 2)]
+    assert summary["events_received"] >= 300  # every device was woken, not left to its poll
+    assert summary["errors"] == {}
+    assert summary["reports"]["failed"] == 0
+    assert summary["latency_ms"]["p99"] is not None
