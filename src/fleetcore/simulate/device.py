@@ -17,16 +17,15 @@ import datetime as dt
 import logging
 import random
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Coroutine
+from typing import Any, Protocol
 
 from fleetcore import __version__
 from fleetcore.channels.interface import EVENT_NAMES
 from fleetcore.plugin.types import DeviceInfo
-from fleetcore.simulate.plan import SIMULATED_FAILURE, DeviceSpec, fails
-from fleetcore.simulate.wire import WireError, event_stream
-
-if TYPE_CHECKING:
-    from fleetcore.simulate.run import Simulation
+from fleetcore.rollout.select import RolloutStrategies
+from fleetcore.simulate.plan import SIMULATED_FAILURE, DeviceSpec, Plan, fails
+from fleetcore.simulate.wire import Endpoint, Pool, WireError, event_stream
 
 log = logging.getLogger("fleetcore.simulate")
 
@@ -38,8 +37,39 @@ def now_iso() -> str:
     return dt.datetime.now(dt.UTC).isoformat()
 
 
+class Counters(Protocol):
+    enrolled: int
+    reports_sent: int
+    reports_failed: int
+    polls: int
+    events_received: int
+    updates_success: int
+    updates_failed: int
+    updates_rolled_back: int
+
+
+class Fleet(Protocol):
+    """What a virtual device uses of the run it belongs to."""
+
+    plan: Plan
+    enrollment_token: str
+    endpoint: Endpoint
+    pool: Pool
+    strategies: RolloutStrategies
+    stopping: asyncio.Event
+
+    @property
+    def stats(self) -> Counters: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+    def count_error(self, reason: str, detail: object = None) -> None: ...
+
+    def listen(self, device: VirtualDevice) -> Coroutine[Any, Any, None] | None: ...
+
+
 class VirtualDevice:
-    def __init__(self, spec: DeviceSpec, sim: Simulation) -> None:
+    def __init__(self, spec: DeviceSpec, sim: Fleet) -> None:
         self.spec = spec
         self.sim = sim
         self.info = DeviceInfo(device_id=spec.device_id, role=spec.role, segment=spec.segment)
