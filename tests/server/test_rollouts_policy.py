@@ -128,6 +128,11 @@ def test_health_gate_halts_then_abort_returns_to_stable(
     assert "2 of 5 targeted devices failed" in ro["reason"]
     assert ro["decisions"][-1]["action"] == "halt"
     assert ro["progress"][0]["failed"] == 2 and ro["progress"][0]["failing"] == 2
+    # A halt means nobody else gets the commit: pi-4 had not updated yet and
+    # stays on the stable one; pi-1 runs the bad commit and is not moved by a halt.
+    d = server.desired("pi-4", creds["pi-4"])
+    assert (d["commit"], d["why"], d["rollout"]) == (first, "stable", None)
+    assert server.desired("pi-1", creds["pi-1"])["commit"] == bad
     # Halted: no promotion, whatever the clock says.
     clock.advance(3600)
     server.tick()

@@ -182,16 +182,23 @@ def compute(
     branch_head: Callable[[str], str | None],
     step: int | None = None,
     rollout: Rollout | None = None,
+    running: str | None = None,
 ) -> tuple[DesiredState, Rollout | None]:
-    """The device's desired state; ``step``/``rollout`` ask "what if" (progress)."""
+    """The device's desired state; ``step``/``rollout`` ask "what if" (progress).
+    ``running`` is the commit the device last reported."""
     active = rollout or snap.rollout_for(device.role)
     stable = snap.stable_for(device.role)
+    # A halt means exactly that: devices already on the commit keep it, nobody
+    # else gets it (a "what if" question about a step asks about the strategy).
+    halted = rollout is None and active is not None and active.state == "halted"
     if active is not None:
         options = active.options(step)
         rollout_policy = RolloutPolicy(strategy=active.strategy, stable=stable, options=options)
         head = active.commit
 
         def eligible(name: str, dev: DeviceInfo, commit: str) -> bool:
+            if halted and running != commit:
+                return False
             return strategies.get(name, options).eligible(dev, commit)
     else:
         # No rollout: every device of the role runs the last one that finished.
@@ -245,8 +252,11 @@ def desired_json(state: DesiredState, rollout: Rollout | None) -> dict[str, Any]
         "reason": state.reason,
         "branch": state.branch,
         "maintenance_window": window_json(state.maintenance_window),
+        # Only a running rollout: a halted one is not under way for anyone.
         "rollout": rollout.summary()
-        if rollout is not None and state.why in ("rollout", "stable", "hold")
+        if rollout is not None
+        and rollout.state == "running"
+        and state.why in ("rollout", "stable", "hold")
         else None,
     }
 

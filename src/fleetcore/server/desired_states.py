@@ -108,6 +108,7 @@ class DesiredStates:
             branch_head=lambda branch: self.mirror.branches().get(branch),
             step=step,
             rollout=rollout,
+            running=row.commit,
         )
 
     def desired(self, device_id: str) -> tuple[str, dict[str, Any]]:
