@@ -21,11 +21,10 @@ from collections.abc import Coroutine
 from typing import Any, Protocol
 
 from fleetcore import __version__
-from fleetcore.channels.interface import EVENT_NAMES
 from fleetcore.plugin.types import DeviceInfo
 from fleetcore.rollout.select import RolloutStrategies
 from fleetcore.simulate.plan import SIMULATED_FAILURE, DeviceSpec, Plan, fails
-from fleetcore.simulate.wire import Endpoint, Pool, WireError, event_stream
+from fleetcore.simulate.wire import Endpoint, Pool, WireError
 
 log = logging.getLogger("fleetcore.simulate")
 
@@ -65,7 +64,11 @@ class Fleet(Protocol):
 
     def count_error(self, reason: str, detail: object = None) -> None: ...
 
-    def listen(self, device: VirtualDevice) -> Coroutine[Any, Any, None] | None: ...
+    def listen(self, device: VirtualDevice) -> Coroutine[Any, Any, None] | None:
+        """How the device hears the server's events (None: it does not)."""
+
+    def presence(self, device: VirtualDevice) -> Coroutine[Any, Any, None] | None:
+        """When the device goes silent (None: it stays online)."""
 
 
 class VirtualDevice:
@@ -120,8 +123,9 @@ class VirtualDevice:
         if not await self._enroll():
             return
         tasks = [asyncio.create_task(self._converse())]
-        if self.spec.behaviour != "online":
-            tasks.append(asyncio.create_task(self._go_silent()))
+        presence = self.sim.presence(self)
+        if presence is not None:
+            tasks.append(asyncio.create_task(presence))
         listener = self.sim.listen(self)
         if listener is not None:
             tasks.append(asyncio.create_task(listener))
@@ -194,27 +198,13 @@ class VirtualDevice:
         self.wake.clear()
         return True
 
-    async def _go_silent(self) -> None:
-        plan = self.sim.plan
-        span = plan.duration or 600.0
-        if self.spec.behaviour == "offline":
-            await self.sim.sleep(self.rng.uniform(0, span / 2))
-            self.silent = True
-            return
-        while not self.sim.stopping.is_set():  # flap: come and go
-            await self.sim.sleep(self.rng.uniform(1, 3) * plan.report_interval)
-            self.silent = True
-            await self.sim.sleep(self.rng.uniform(1, 3) * plan.report_interval)
-            self.silent = False
-            self.wake.set()
-
     # -- the protocol ------------------------------------------------------------------
 
-    def _auth(self) -> dict[str, str]:
+    def auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.credential}"}
 
     async def poll(self, *, fresh: bool = False) -> None:
-        headers = self._auth()
+        headers = self.auth()
         if self.etag and not fresh:
             headers["If-None-Match"] = self.etag
         try:
@@ -325,7 +315,7 @@ class VirtualDevice:
         entries, self.history = self.history, []
         try:
             answer = await self.sim.pool.request(
-                "POST", f"{self.path}/history", headers=self._auth(), body={"entries": entries}
+                "POST", f"{self.path}/history", headers=self.auth(), body={"entries": entries}
             )
         except WireError as exc:
             self.history = entries + self.history
@@ -362,7 +352,7 @@ class VirtualDevice:
         stats = self.sim.stats
         try:
             answer = await self.sim.pool.request(
-                "POST", f"{self.path}/status", headers=self._auth(), body=self.status_report()
+                "POST", f"{self.path}/status", headers=self.auth(), body=self.status_report()
             )
         except WireError as exc:
             stats.reports_failed += 1
@@ -373,36 +363,3 @@ class VirtualDevice:
             self.sim.count_error(f"report: HTTP {answer.status}", answer.body)
         else:
             stats.reports_sent += 1
-
-    # -- events ------------------------------------------------------------------------
-
-    async def listen_sse(self) -> None:
-        """The device's server-sent event stream, reconnected when it drops."""
-        backoff = 1.0
-        while not self.sim.stopping.is_set():
-            if self.silent:
-                await self.sim.sleep(1.0)
-                continue
-            try:
-                async for event, _data in event_stream(
-                    self.sim.endpoint, f"{self.path}/events", self._auth()
-                ):
-                    backoff = 1.0
-                    if event in EVENT_NAMES:
-                        self.sim.stats.events_received += 1
-                        self.wake.set()
-                    if self.silent or self.sim.stopping.is_set():
-                        break
-                else:
-                    if not self.sim.stopping.is_set():
-                        self.sim.count_error("events: stream closed by the server")
-            except (WireError, OSError, asyncio.IncompleteReadError, ValueError) as exc:
-                self.sim.count_error("events: stream failed", exc)
-            await self.sim.sleep(backoff * self.rng.uniform(1, 2))
-            backoff = min(backoff * 2, 30.0)
-
-    def woken_by_channel(self, name: str) -> None:
-        """Called (in the event loop) when the event channel plugin wakes us."""
-        if name in EVENT_NAMES and not self.silent:
-            self.sim.stats.events_received += 1
-            self.wake.set()

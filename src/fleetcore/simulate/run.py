@@ -20,6 +20,7 @@ from fleetcore.plugin.manager import PluginManager
 from fleetcore.rollout.select import RolloutStrategies
 from fleetcore.simulate.device import VirtualDevice
 from fleetcore.simulate.plan import Plan, devices
+from fleetcore.simulate.presence import come_and_go, listen_sse, woken_by_channel
 from fleetcore.simulate.wire import Endpoint, Pool
 
 log = logging.getLogger("fleetcore.simulate")
@@ -93,18 +94,21 @@ class Simulation:
 
     def listen(self, device: VirtualDevice) -> Coroutine[Any, Any, None] | None:
         if self.events == "sse":
-            return device.listen_sse()
+            return listen_sse(device)
         if self._channel is not None:
             loop = asyncio.get_running_loop()
             record, options = self._channel
 
             def wake(name: str, device: VirtualDevice = device) -> None:
-                loop.call_soon_threadsafe(device.woken_by_channel, name)
+                loop.call_soon_threadsafe(woken_by_channel, device, name)
 
             subscriber = record.subscriber(options, device.spec.device_id, wake)
             subscriber.start()
             self._subscribers.append(subscriber)
         return None
+
+    def presence(self, device: VirtualDevice) -> Coroutine[Any, Any, None] | None:
+        return come_and_go(device) if device.spec.behaviour != "online" else None
 
     # -- the run -------------------------------------------------------------------------
 
