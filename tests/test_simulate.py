@@ -160,3 +160,42 @@ def test_a_simulated_fleet_takes_a_canary_rollout(tmp_path: Path) -> None:
     assert summary["errors"] == {}
     assert summary["reports"]["failed"] == 0
     assert summary["latency_ms"]["p99"] is not None
+
+
+def test_simulated_devices_woken_over_mqtt_take_a_release(tmp_path: Path, mqtt_broker) -> None:
+    """Devices that poll only every ten minutes learn of a rollout through the
+    MQTT channel (one wildcard subscription for the whole simulated fleet)."""
+    repo = FleetRepo.create(tmp_path / "repo")
+    commit = repo.commit({"roles/web/activate.sh": "#!/bin/sh\n"}, "v1")
+    devices = 200
+    with ServerProcess(tmp_path / "data", repo.path, extra=("--events", mqtt_broker.url)) as server:
+        sim = subprocess.Popen(
+            [*FLEETCORE, "simulate", "--server", server.url,
+             "--enrollment-token", server.enrollment_token(), "--devices", str(devices),
+             "--events", mqtt_broker.url, "--report-interval", "2s", "--poll-interval", "10m",
+             "--update-time", "0.1s", "--until-converged", "--duration", "90s", "--json"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 60
+            while server.api("GET", "/v1/fleet/status")["total"] < devices:
+                assert time.monotonic() < deadline, "the devices did not enroll"
+                time.sleep(0.5)
+            time.sleep(3)  # every device has made its first poll: the next is 10 min away
+            server.api(
+                "POST",
+                "/v1/rollouts",
+                {"commit": commit, "strategy": "percentage",
+                 "steps": [{"options": {"percent": 100}, "wait_seconds": 0}]},
+            )  # fmt: skip
+            out, err = sim.communicate(timeout=120)
+        finally:
+            if sim.poll() is None:
+                sim.kill()
+    assert sim.returncode == 0, err
+    summary = json.loads(out)
+    assert summary["converged"] is True
+    assert summary["commits"] == {commit: devices}
+    assert summary["events_received"] >= devices
+    # Every poll was a device's first or answered an event: none waited for its schedule.
+    assert summary["polls"] <= devices + summary["events_received"]

@@ -120,3 +120,37 @@ def test_payloads_keep_the_documented_contract() -> None:
     for bad in ("pi/1", "pi+", "#", ""):
         with pytest.raises(ValueError, match="cannot be part of an MQTT topic"):
             topic("fleetcore", bad)
+
+
+def test_a_fleet_subscriber_hears_every_device_on_one_connection(
+    mqtt_broker, channel: Channel, caplog
+) -> None:
+    from fleetcore_mqtt.plugin import fleet_subscriber
+
+    opts = options(mqtt_broker.url)
+    heard: list[tuple[str, str]] = []
+    sub = fleet_subscriber(opts, lambda device_id, name: heard.append((device_id, name)))
+    channel.opened.append(sub)
+    sub.start()
+    assert subscribed(caplog, "+")
+    publisher = channel.publisher(opts)
+    publisher.publish([event("pi-1"), event("pi-2", "policy-changed"), event("pi-3", "other")])
+    raw = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    raw.connect("127.0.0.1", opts.port)
+    raw.loop_start()
+    try:
+        # Not a device's event topic, or not an event: ignored.
+        raw.publish(
+            "fleetcore/devices/pi-9/other", encode("update-available", {}), qos=1
+        ).wait_for_publish()
+        raw.publish(topic("fleetcore", "pi-9"), b"not json", qos=1).wait_for_publish()
+        publisher.publish([event("pi-4")])
+        assert until(lambda: ("pi-4", "update-available") in heard)
+    finally:
+        raw.loop_stop()
+        raw.disconnect()
+    assert heard == [
+        ("pi-1", "update-available"),
+        ("pi-2", "policy-changed"),
+        ("pi-4", "update-available"),
+    ]

@@ -168,6 +168,12 @@ class EventChannel:
     parameters}`` (``--events NAME`` gives the query parameters alone).
     ``schemes`` are the URL schemes that select this channel (default: its
     name), e.g. ``("mqtt", "mqtts")``.
+
+    Optional: ``fleet_subscriber(options, wake)`` listens for the events of
+    every device at once and calls ``wake(device_id, name)``; one connection
+    instead of one per device, for whatever stands in for many devices (a
+    site gateway, ``fleetcore simulate``). Without it, such a program starts
+    one ``subscriber`` per device.
     """
 
     name: str = field(validator=_name)
@@ -176,6 +182,7 @@ class EventChannel:
     subscriber: Callable[[Any, str, Callable[[str], None]], EventSubscriber]
     config_type: type = NoOptions
     schemes: tuple[str, ...] = field(default=(), converter=_words)
+    fleet_subscriber: Callable[[Any, Callable[[str, str], None]], EventSubscriber] | None = None
 
 
 # -- checks ---------------------------------------------------------------------

@@ -77,6 +77,7 @@ class Simulation:
         self.interrupted = False
         self._channel: Any = None
         self._subscribers: list[Any] = []
+        self._by_id: dict[str, VirtualDevice] = {}
 
     # -- what devices use ---------------------------------------------------------------
 
@@ -95,7 +96,9 @@ class Simulation:
     def listen(self, device: VirtualDevice) -> Coroutine[Any, Any, None] | None:
         if self.events == "sse":
             return listen_sse(device)
-        if self._channel is not None:
+        if self._channel is not None and self._channel[0].fleet_subscriber is None:
+            # The channel has no way to listen for many devices at once: one
+            # subscriber per device, as each agent would run.
             loop = asyncio.get_running_loop()
             record, options = self._channel
 
@@ -106,6 +109,25 @@ class Simulation:
             subscriber.start()
             self._subscribers.append(subscriber)
         return None
+
+    def _listen_for_everyone(self, factory: Any, options: Any) -> None:
+        """One subscription for the whole simulated fleet (the channel's
+        ``fleet_subscriber``): events are handed to their device in the loop."""
+        loop = asyncio.get_running_loop()
+        by_id: dict[str, VirtualDevice] = {}
+
+        def deliver(device_id: str, name: str) -> None:
+            device = by_id.get(device_id)
+            if device is not None:
+                woken_by_channel(device, name)
+
+        def wake(device_id: str, name: str) -> None:
+            loop.call_soon_threadsafe(deliver, device_id, name)
+
+        self._by_id = by_id
+        subscriber = factory(options, wake)
+        subscriber.start()
+        self._subscribers.append(subscriber)
 
     def presence(self, device: VirtualDevice) -> Coroutine[Any, Any, None] | None:
         return come_and_go(device) if device.spec.behaviour != "online" else None
@@ -120,6 +142,8 @@ class Simulation:
 
             selected = server_channels(self.pm, [self.events])[0]
             self._channel = (selected.record, selected.options)
+            if selected.record.fleet_subscriber is not None:
+                self._listen_for_everyone(selected.record.fleet_subscriber, selected.options)
         streams = self.plan.devices if self.events == "sse" else 0
         _raise_fd_limit(streams + self.connections + 1024)
         loop = asyncio.get_running_loop()
@@ -128,6 +152,7 @@ class Simulation:
         cpu_start = time.process_time()
         start = time.monotonic()
         self.devices = [VirtualDevice(spec, self) for spec in devices(self.plan)]
+        self._by_id.update((d.spec.device_id, d) for d in self.devices)
         tasks = [asyncio.create_task(d.live()) for d in self.devices]
         watcher = asyncio.create_task(self._watch(start, progress))
         stop_waiter = asyncio.create_task(self.stopping.wait())
@@ -175,15 +200,17 @@ class Simulation:
                 progress(self.progress_line(now - start))
 
     def is_converged(self) -> bool:
-        """Every online device settled, no rollout under way, and the devices
-        that follow the fleet agree on one commit (those refusing a failed
-        commit, and those locked or overridden, aside)."""
+        """Every online device settled on a release, no rollout under way, and
+        the devices that follow the fleet agree on one commit (those refusing
+        a failed commit, and those locked or overridden, aside)."""
         fleet_commits: set[str | None] = set()
         for device in self.devices:
             if not device.active:
                 continue
             if device.credential is None or not device.settled:
                 return False
+            if device.commit is None and not device.failed_commits:
+                return False  # nothing to run yet is not converged, only idle
             desired = device.desired
             if desired.get("rollout"):
                 return False

@@ -115,6 +115,20 @@ def topic(prefix: str, device_id: str) -> str:
     return f"{prefix}/devices/{device_id}/events"
 
 
+def every_device_topic(prefix: str) -> str:
+    """The topic filter matching every device's events."""
+    return f"{prefix}/devices/+/events"
+
+
+def device_of(prefix: str, topic_name: str) -> str | None:
+    """The device id in a device's event topic; None for any other topic."""
+    head, tail = f"{prefix}/devices/", "/events"
+    if not (topic_name.startswith(head) and topic_name.endswith(tail)):
+        return None
+    device_id = topic_name[len(head) : -len(tail)]
+    return device_id if device_id and "/" not in device_id else None
+
+
 def encode(name: str, data: dict[str, Any]) -> bytes:
     return json.dumps({"event": name, "data": data}, separators=(",", ":")).encode()
 

@@ -26,6 +26,12 @@ def subscriber(options: MqttOptions, device_id: str, wake: Callable[[str], None]
     return MqttSubscriber(options, device_id, wake)
 
 
+def fleet_subscriber(options: MqttOptions, wake: Callable[[str, str], None]) -> Any:
+    from fleetcore_mqtt.subscriber import MqttFleetSubscriber
+
+    return MqttFleetSubscriber(options, wake)
+
+
 @hookimpl
 def fleetcore_register_event_channels() -> Iterator[EventChannel]:
     # Imported here: the update cycle loads every plugin and needs no channel.
@@ -38,4 +44,5 @@ def fleetcore_register_event_channels() -> Iterator[EventChannel]:
         config_type=MqttOptions,
         publisher=publisher,
         subscriber=subscriber,
+        fleet_subscriber=fleet_subscriber,
     )

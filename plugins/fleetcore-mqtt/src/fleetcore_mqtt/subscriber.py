@@ -8,7 +8,7 @@ from typing import Any
 
 from fleetcore.channels.interface import EVENT_NAMES
 from fleetcore_mqtt.connection import Connection, failed
-from fleetcore_mqtt.options import MqttOptions, decode, topic
+from fleetcore_mqtt.options import MqttOptions, decode, device_of, every_device_topic, topic
 
 log = logging.getLogger("fleetcore.mqtt")
 
@@ -56,3 +56,45 @@ class MqttSubscriber:
             return
         log.info("mqtt event %s %s", name, data.get("commit") or "")
         self.wake(name)
+
+
+class MqttFleetSubscriber:
+    """Every device's events over one connection (a wildcard subscription):
+    for programs that stand in for many devices, such as ``fleetcore simulate``
+    or a site gateway. Needs a broker login allowed to read every device's topic."""
+
+    def __init__(self, options: MqttOptions, wake: Callable[[str, str], None]) -> None:
+        self.options = options
+        self.filter = every_device_topic(options.topic_prefix)
+        self.wake = wake
+        self.connection = Connection(
+            options, "fleetcore-fleet-subscriber", "the fleet", self._subscribe
+        )
+        self.client = self.connection.client
+        self.client.on_subscribe = self._on_subscribe
+        self.client.on_message = self._on_message
+
+    def start(self) -> None:
+        self.connection.start()
+
+    def close(self) -> None:
+        self.connection.stop()
+
+    def _subscribe(self, client: Any) -> None:
+        client.subscribe(self.filter, qos=QOS)
+
+    def _on_subscribe(self, _c: Any, _u: Any, _mid: Any, reasons: Any, _props: Any) -> None:
+        if any(failed(r) for r in reasons):
+            log.warning("the MQTT broker %s refused %s", self.options.label, self.filter)
+        else:
+            log.info("subscribed to %s on %s", self.filter, self.options.label)
+
+    def _on_message(self, _c: Any, _u: Any, message: Any) -> None:
+        device_id = device_of(self.options.topic_prefix, message.topic)
+        event = decode(message.payload)
+        if device_id is None or event is None or self.connection.closing:
+            log.debug("ignoring a message on %s: %.200r", message.topic, message.payload)
+            return
+        name, _data = event
+        if name in EVENT_NAMES:
+            self.wake(device_id, name)
