@@ -211,6 +211,34 @@ class EventChannelKit:
         if "update-available" in other.names:
             fail(f"{record.name}: an event for {DEVICE.device_id} woke {OTHER_DEVICE.device_id}")
 
+    def test_a_fleet_subscriber_hears_each_device_by_its_id(
+        self, record: EventChannel, options: Mapping[str, Any], opened: _Opened
+    ) -> None:
+        if record.fleet_subscriber is None:
+            return  # optional: the channel listens one device at a time
+        structured = check_event_channel_record(record, options)
+        heard: list[tuple[str, str]] = []
+        everyone = record.fleet_subscriber(structured, lambda d, n: heard.append((d, n)))
+        opened.things.append(everyone)
+        everyone.start()
+        publisher = opened.publisher(structured)
+        deadline = time.monotonic() + self.timeout
+        wanted = {(DEVICE.device_id, "policy-changed"), (OTHER_DEVICE.device_id, "policy-changed")}
+        while not wanted <= set(heard):
+            if time.monotonic() > deadline:
+                fail(f"{record.name}: the fleet subscriber heard {sorted(set(heard))}")
+            with contextlib.suppress(Exception):  # until the publisher is connected
+                _publish(
+                    publisher,
+                    KitEvent(DEVICE.device_id, "policy-changed"),
+                    KitEvent(OTHER_DEVICE.device_id, "policy-changed"),
+                    KitEvent(DEVICE.device_id, "kit-not-an-event"),
+                )
+            time.sleep(0.2)
+        unknown = sorted({n for _, n in heard} - set(EVENT_NAMES))
+        if unknown:
+            fail(f"{record.name}: the fleet subscriber passed on {unknown}")
+
     def test_only_known_events_wake_the_agent(
         self, record: EventChannel, options: Mapping[str, Any], opened: _Opened
     ) -> None:
