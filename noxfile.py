@@ -31,10 +31,11 @@ def core(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff and mypy."""
-    session.install("ruff", "mypy", "-e", ".")
+    """ruff, the import-layer contracts and mypy."""
+    install_all(session)
     session.run("ruff", "check", "src", "plugins", "tests", "benchmarks")
     session.run("ruff", "format", "--check", "src", "plugins", "tests", "benchmarks")
+    session.run("lint-imports")
     session.run("mypy")
 
 
