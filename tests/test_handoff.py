@@ -28,10 +28,12 @@ def agent_run(dev) -> subprocess.Popen[str]:
 
 
 def wait_running(dev, marker: str, timeout: float = 30) -> None:
+    """Until the service's first update is done: ``marker`` runs and is in the history."""
     deadline = time.monotonic() + timeout
-    while dev.running() != marker and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert dev.running() == marker
+    while not (dev.running() == marker and (dev.state / "history.jsonl").exists()):
+        assert time.monotonic() < deadline, f"{marker} never ran"
+        time.sleep(0.05)
+    time.sleep(0.2)  # the cycle's tail: state, the newer-commit check
 
 
 def once(dev, *args: str) -> subprocess.CompletedProcess[str]:
@@ -114,9 +116,22 @@ def test_once_hands_off_to_the_running_service(device, fleet_repo: FleetRepo) ->
             "exit_code": 0,
         }
         assert len(history(dev)) == before + 1
+
+        # The hand-off imports none of the agent's libraries (nor the CLI's).
+        probe = (
+            "import sys; from fleetcore.cli.entry import handed_off; "
+            f"code = handed_off(['agent', 'once', '--config', {str(dev.config_path)!r}]); "
+            "print(code, [m for m in ('click', 'attrs', 'cattrs', 'pluggy', "
+            "'fleetcore.agent.agent') if m in sys.modules])"
+        )
+        light = subprocess.run(
+            [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60
+        )
+        assert light.stdout.splitlines()[-1] == "0 []", light.stdout + light.stderr
+        assert len(history(dev)) == before + 1
     finally:
         log = stop(proc)
-    assert log.count("woken by `fleetcore agent once`") == 2
+    assert log.count("woken by `fleetcore agent once`") == 3
     assert not (dev.state / "agent.sock").exists()  # removed on the way out
 
 

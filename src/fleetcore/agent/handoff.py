@@ -119,6 +119,18 @@ def ask(config_path: Path, timeout: float = TIMEOUT) -> dict[str, Any] | None:
     return reply if isinstance(reply, dict) and "exit_code" in reply else None
 
 
+def render(reply: dict[str, Any], as_json: bool) -> tuple[str, bool]:
+    """What ``agent once`` prints for a cycle's result, and whether it goes
+    to stderr (an error that ended the cycle)."""
+    if "error" in reply:
+        return f"error: {reply['error']}", True
+    if as_json:
+        data = {k: reply.get(k) for k in ("outcome", "message", "commit", "pending_commit")}
+        data["exit_code"] = int(reply["exit_code"])
+        return json.dumps(data, indent=2, default=str), False
+    return f"{reply['outcome']}: {reply['message']}", False
+
+
 class Listener:
     """The service's end: accepts requests, wakes the loop, and answers each
     with the result of the first cycle that starts after it arrived."""

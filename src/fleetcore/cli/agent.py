@@ -198,18 +198,11 @@ def _report(app: App, result: Any, as_json: bool) -> None:
 
 def _report_reply(app: App, reply: dict[str, Any], as_json: bool) -> None:
     """Print a cycle's result (this process's or the service's) and exit with its code."""
-    code = int(reply["exit_code"])
-    if "error" in reply:
-        # What an in-process cycle raising this error prints.
-        click.echo(f"error: {reply['error']}", err=True)
-    elif as_json:
-        app.print_json(
-            {k: reply.get(k) for k in ("outcome", "message", "commit", "pending_commit")}
-            | {"exit_code": code}
-        )
-    else:
-        click.echo(f"{reply['outcome']}: {reply['message']}")
-    raise click.exceptions.Exit(code)
+    from fleetcore.agent.handoff import render
+
+    text, to_stderr = render(reply, as_json)
+    click.echo(text, err=to_stderr)
+    raise click.exceptions.Exit(int(reply["exit_code"]))
 
 
 @agent.command()
