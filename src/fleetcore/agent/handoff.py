@@ -12,24 +12,23 @@ The protocol is one JSON line each way::
     <- {"outcome": ..., "message": ..., "commit": ..., "pending_commit": ...,
         "exit_code": ...}            or  {"error": ..., "exit_code": ...}
 
-The client side uses the standard library only: it runs before the agent,
-attrs, cattrs or any plugin is imported, so a hand-off costs little more
-than starting Python.
+The client side uses a few modules of the standard library only (not even
+pathlib or logging): it runs before the CLI, the agent, attrs, cattrs or any
+plugin is imported, so a hand-off costs little more than starting Python.
+The service's side imports what it needs when it starts listening.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import socket
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-log = logging.getLogger("fleetcore.agent")
+if TYPE_CHECKING:
+    import threading
+    from collections.abc import Callable
+    from pathlib import Path
 
 SOCKET_NAME = "agent.sock"
 TIMEOUT = 900.0
@@ -41,57 +40,55 @@ _MAX_ADDRESS = 100
 """sun_path holds 108 bytes; longer paths are reached through the folder's fd."""
 
 
-def socket_path(state_dir: Path) -> Path:
-    return state_dir / SOCKET_NAME
+def socket_path(state_dir: str | os.PathLike[str]) -> str:
+    return os.path.join(state_dir, SOCKET_NAME)
 
 
-def state_dir_of(config_path: Path) -> Path | None:
+def state_dir_of(config_path: str | os.PathLike[str]) -> str | None:
     """``state_dir`` of an agent.toml, read with tomllib alone (relative to
     the file, as the config loader does); None when it cannot be read."""
     import tomllib
 
     try:
-        with config_path.open("rb") as f:
+        with open(config_path, "rb") as f:
             value = tomllib.load(f).get("state_dir")
     except (OSError, ValueError):
         return None
     if not isinstance(value, str) or not value:
         return None
-    path = Path(value)
-    if not path.is_absolute():
-        path = (config_path.parent / path).resolve()
-    return path
+    if not os.path.isabs(value):
+        folder = os.path.dirname(os.path.abspath(config_path))
+        value = os.path.realpath(os.path.join(folder, value))
+    return value
 
 
-@contextmanager
-def _address(path: Path) -> Iterator[str]:
-    """A name to bind or connect ``path`` by, short enough for sun_path."""
-    name = str(path)
-    if len(os.fsencode(name)) < _MAX_ADDRESS:
-        yield name
+def _with_address(path: str, action: Callable[[str], None]) -> None:
+    """``action`` (bind or connect) on a name for ``path`` short enough for sun_path."""
+    if len(os.fsencode(path)) < _MAX_ADDRESS:
+        action(path)
         return
-    fd = os.open(path.parent, os.O_PATH | os.O_DIRECTORY)
+    folder, name = os.path.split(path)
+    fd = os.open(folder, os.O_PATH | os.O_DIRECTORY)
     try:
-        yield f"/proc/self/fd/{fd}/{path.name}"
+        action(f"/proc/self/fd/{fd}/{name}")
     finally:
         os.close(fd)
 
 
-def _connect(path: Path, timeout: float) -> socket.socket | None:
+def _connect(path: str, timeout: float) -> socket.socket | None:
     """A connection to the service listening on ``path``; None when nothing
     listens there (no socket file, a stale one, or no permission)."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
     try:
-        with _address(path) as address:
-            sock.connect(address)
+        _with_address(path, sock.connect)
     except OSError:
         sock.close()
         return None
     return sock
 
 
-def ask(config_path: Path, timeout: float = TIMEOUT) -> dict[str, Any] | None:
+def ask(config_path: str | os.PathLike[str], timeout: float = TIMEOUT) -> dict[str, Any] | None:
     """Ask the running service to run a cycle now and return its result;
     None when no service listens (then run the cycle in this process)."""
     state_dir = state_dir_of(config_path)
@@ -136,7 +133,10 @@ class Listener:
     with the result of the first cycle that starts after it arrived."""
 
     def __init__(self, state_dir: Path, wake: Callable[[], None]) -> None:
-        self.path = socket_path(state_dir)
+        import threading
+        from pathlib import Path
+
+        self.path = Path(socket_path(state_dir))
         self.wake = wake
         self._lock = threading.Lock()
         self._waiting: list[socket.socket] = []
@@ -146,9 +146,13 @@ class Listener:
 
     def start(self) -> bool:
         """Listen; False (logged) when the socket cannot be made."""
+        import logging
+        import threading
+
+        log = logging.getLogger("fleetcore.agent")
         path = self.path
         if path.exists() or path.is_symlink():
-            live = _connect(path, 1.0)
+            live = _connect(str(path), 1.0)
             if live is not None:
                 live.close()
                 log.error("another agent service listens on %s: `agent once` hands off to it", path)
@@ -159,8 +163,7 @@ class Listener:
         tmp.unlink(missing_ok=True)
         server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            with _address(tmp) as address:
-                server.bind(address)
+            _with_address(str(tmp), server.bind)
             os.chmod(tmp, 0o600)
             server.listen(8)
             # Published under its name only once it listens: a client that
@@ -223,6 +226,8 @@ class Listener:
     def close(self) -> None:
         """Stop listening; clients still waiting get no answer and run their
         cycle themselves."""
+        import contextlib
+
         if self._server is None:
             return
         try:
@@ -231,7 +236,7 @@ class Listener:
         except OSError:
             pass
         # shutdown() wakes the thread blocked in accept(); close() alone does not.
-        with suppress(OSError):
+        with contextlib.suppress(OSError):
             self._server.shutdown(socket.SHUT_RDWR)
         self._server.close()
         if self._thread is not None:

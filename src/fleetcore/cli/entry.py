@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 DEFAULT_CONFIG = "/etc/fleetcore/agent.toml"
 
@@ -49,7 +48,7 @@ def handed_off(args: list[str]) -> int | None:
         return None
     from fleetcore.agent.handoff import ask, render
 
-    reply = ask(Path(config))
+    reply = ask(config)
     if reply is None:
         return None
     text, to_stderr = render(reply, as_json)
