@@ -204,3 +204,23 @@ def test_no_handoff_runs_in_process_and_defers_while_the_service_works(
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.startswith(f"converged: running {v1[:12]}")
     assert "woken by" not in log
+
+
+def test_the_socket_works_past_the_length_of_a_socket_address(tmp_path) -> None:
+    from fleetcore.agent.handoff import Listener, ask
+
+    state = tmp_path / ("s" * 60) / ("t" * 60)  # too long for sun_path (108 bytes)
+    state.mkdir(parents=True)
+    config = tmp_path / "agent.toml"
+    config.write_text(f'state_dir = "{state.relative_to(tmp_path)}"\n')  # relative to the file
+    reply = {"outcome": "converged", "message": "m", "exit_code": 0}
+    listener = Listener(state, wake=lambda: Listener.answer(listener.take(), reply))
+    assert listener.start()
+    try:
+        sock = state / "agent.sock"
+        assert stat.S_IMODE(sock.lstat().st_mode) == 0o600
+        assert ask(config, timeout=10) == reply
+    finally:
+        listener.close()
+    assert not (state / "agent.sock").exists()
+    assert ask(config, timeout=10) is None  # nothing listens: run in-process

@@ -100,7 +100,8 @@ def ask(config_path: str | os.PathLike[str], timeout: float = TIMEOUT) -> dict[s
     with sock:
         try:
             sock.sendall(b'{"request": "once"}\n')
-            line = sock.makefile("rb").readline()
+            with sock.makefile("rb") as reader:
+                line = reader.readline()
         except TimeoutError:
             return {
                 "error": f"the agent service did not report its cycle within {timeout:.0f}s",
@@ -190,7 +191,8 @@ class Listener:
                 return  # closed
             try:
                 conn.settimeout(REQUEST_TIMEOUT)
-                request = json.loads(conn.makefile("rb").readline() or b"null")
+                with conn.makefile("rb") as reader:
+                    request = json.loads(reader.readline() or b"null")
                 conn.settimeout(None)
             except (OSError, ValueError):
                 conn.close()
