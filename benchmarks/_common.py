@@ -80,6 +80,37 @@ def compile_bytecode() -> None:
         compileall.compile_dir(folder, quiet=2)
 
 
+DEVICE_PLUGINS = (
+    "fleetcore-git",
+    "fleetcore-checks",
+    "fleetcore-docker",
+    "fleetcore-rollouts",
+    "fleetcore-age",
+)
+"""What ``pip install 'fleetcore[device]'`` brings besides the core."""
+
+
+def device_venv(folder: Path) -> Path:
+    """A virtual environment as a device has it: the core and the device
+    plugins installed from this checkout as ordinary (not editable) packages,
+    their bytecode compiled, and nothing else on the path (the development
+    venv has a .pth entry per editable package, and coverage's). Returns its
+    ``python``."""
+    import venv
+
+    venv.create(folder, with_pip=True)
+    python = folder / "bin" / "python"
+    packages = [str(ROOT), *(str(ROOT / "plugins" / name) for name in DEVICE_PLUGINS)]
+    pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *packages]
+    proc = subprocess.run(pip, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"could not make the device venv:\n{proc.stdout}{proc.stderr}")
+    # pip compiles what it installs; this makes sure of it (and of the standard library's
+    # modules a venv shares with its base, compiled once by whoever installed Python).
+    subprocess.run([str(python), "-m", "compileall", "-q", str(folder / "lib")], check=True)
+    return python
+
+
 def table(rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = [

@@ -1,3 +1,3 @@
-from fleetcore.cli.main import main
+from fleetcore.cli.entry import main
 
 main()

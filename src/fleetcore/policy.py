@@ -19,12 +19,15 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from attrs import frozen
 
-from fleetcore.config.fleet import DevicePolicy, FleetPolicy, MaintenanceWindow
 from fleetcore.model import DeviceInfo, percentage_bucket  # noqa: F401 - percentage_bucket re-exported
+
+if TYPE_CHECKING:
+    # Annotations only: a managed device, which reads no fleet policy, does not import it.
+    from fleetcore.config.fleet import DevicePolicy, FleetPolicy, MaintenanceWindow
 
 Why = Literal["maintenance", "lock", "pin", "override", "rollout", "stable", "hold"]
 

@@ -12,14 +12,13 @@ of them reaches back into this class.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fleetcore.agent import logs
 from fleetcore.agent.clock import Clock
 from fleetcore.agent.context import AgentContext
 from fleetcore.agent.cycle import Cycle
 from fleetcore.agent.desired import Desired
-from fleetcore.agent.drift import DriftResult, follow_up, run_drift
 from fleetcore.agent.health import recheck
 from fleetcore.agent.journal import Journal
 from fleetcore.agent.partitions import Partitions
@@ -34,6 +33,10 @@ from fleetcore.files import atomic_write, exclusive_lock
 from fleetcore.plugin.manager import PluginManager
 from fleetcore.plugin.types import DeviceInfo
 from fleetcore.rollout.select import RolloutStrategies
+
+if TYPE_CHECKING:
+    # Drift runs (`agent check`, the service's timers) import it: an update does not.
+    from fleetcore.agent.drift import DriftResult
 
 log = logging.getLogger("fleetcore.agent")
 
@@ -151,6 +154,8 @@ class Agent:
 
     def check(self, *, deep: bool, fix: bool) -> DriftResult:
         """A drift run under the agent's lock: find, fix, re-check, record."""
+        from fleetcore.agent.drift import follow_up, run_drift
+
         store = self.store
         store.ensure()
         with exclusive_lock(store.lock_file):
@@ -206,6 +211,8 @@ class Agent:
     def _after_outage(self, deep: bool) -> State:
         """After a long partition: a drift run (only the clock, or everything
         after an air gap), recorded like any other."""
+        from fleetcore.agent.drift import follow_up, run_drift
+
         result = run_drift(
             self.ctx, deep=deep, fix=self.config.drift.fix, only=None if deep else ("clock",)
         )

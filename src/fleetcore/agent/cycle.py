@@ -71,8 +71,13 @@ class Cycle:
                 commit=current_commit,
                 message=f"fleet repo unreachable: {exc}",
             )
-        state = self.partitions.reachable(state)
-        state = journal.desired_seen(state, desired, now)
+        if state.unreachable_since is None:
+            # The usual case, no outage to end: the answer and the desired
+            # state in one write.
+            state = journal.desired_seen(state, desired, now, contact=ctx.clock.now())
+        else:
+            state = self.partitions.reachable(state)
+            state = journal.desired_seen(state, desired, now)
         state, held = self._safe_mode(state, desired, current_commit)
         if held is not None:
             return held

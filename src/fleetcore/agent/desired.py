@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import attrs
 
 from fleetcore.agent.context import AgentContext
 from fleetcore.agent.retry import retry
-from fleetcore.config.fleet import FleetPolicy, parse_device_policy, parse_fleet_policy
 from fleetcore.config.role import RoleConfig, parse_role_config
 from fleetcore.plugin.types import DeviceInfo
 from fleetcore.policy import DesiredState, resolve
 from fleetcore.rollout.select import RolloutStrategies
+
+if TYPE_CHECKING:
+    from fleetcore.config.fleet import FleetPolicy
 
 log = logging.getLogger("fleetcore.agent")
 
@@ -46,6 +49,9 @@ class Desired:
                 ctx, "ask the server for the desired state", lambda: ctx.client.desired(fresh=fresh)
             )
             return self.double_check(desired), desired.commit or ""
+        # Git-only mode: imported here, managed devices never parse the fleet policy.
+        from fleetcore.config.fleet import parse_device_policy, parse_fleet_policy
+
         source = ctx.source()
         branch = ctx.config.source.branch if ctx.config.source else "main"
         head = retry(ctx, "resolve the branch head", lambda: source.head(branch))

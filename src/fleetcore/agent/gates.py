@@ -10,12 +10,15 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import TYPE_CHECKING
 
 from attrs import frozen
 
 from fleetcore.agent.state import State
 from fleetcore.config.agent import Throttle
-from fleetcore.config.fleet import MaintenanceWindow
+
+if TYPE_CHECKING:
+    from fleetcore.config.fleet import MaintenanceWindow
 
 HOUR = dt.timedelta(hours=1)
 

@@ -37,13 +37,24 @@ class Journal:
 
     # -- the desired state and the repo's answers ------------------------------------
 
-    def desired_seen(self, state: State, desired: DesiredState, now: dt.datetime) -> State:
+    def desired_seen(
+        self,
+        state: State,
+        desired: DesiredState,
+        now: dt.datetime,
+        *,
+        contact: dt.datetime | None = None,
+    ) -> State:
+        """The desired state was read at ``now``; with ``contact``, the repo's
+        answer is recorded in the same write (see :meth:`contact`)."""
+        answered = {} if contact is None else {"unreachable_since": None, "last_contact": contact}
         return self._change(
             state,
             last_check=now,
             desired_commit=desired.commit,
             desired_why=desired.why,
             desired_reason=desired.reason,
+            **answered,
         )
 
     def resume_seen(self, state: State, resume: int) -> State:
@@ -75,12 +86,20 @@ class Journal:
             pending_commit=None,
         )
 
-    def phase(self, state: State, phase: Phase) -> State:
+    def phase(self, state: State, phase: Phase, *, durable: bool = True) -> State:
+        """The update reaches ``phase``. Phases a crash recovers from the same
+        way as the one before (the steps before validation all drop the
+        half-made release) need not be written: ``durable=False`` keeps them
+        in memory, and the next write carries them."""
         assert state.in_flight is not None
-        return self._change(state, in_flight=attrs.evolve(state.in_flight, phase=phase))
+        flight = attrs.evolve(state.in_flight, phase=phase)
+        if not durable:
+            return attrs.evolve(state, in_flight=flight)
+        return self._change(state, in_flight=flight)
 
-    def deployed(self, state: State, activator: str) -> State:
-        """The update is done and healthy: ``activator`` runs it."""
+    def deployed(self, state: State, activator: str, entry: UpdateRecord) -> State:
+        """The update is done and healthy: ``activator`` runs it; ``entry``,
+        its history record (written after this), is the ``last_update``."""
         return self._change(
             state,
             in_flight=None,
@@ -89,6 +108,7 @@ class Journal:
             consecutive_failures=0,
             current_activator=activator,
             previous_activator=state.current_activator,
+            last_update=entry,
         )
 
     def abandoned(self, state: State, *, status: Status | None = None) -> State:
@@ -128,7 +148,22 @@ class Journal:
         event: str = "update",
     ) -> UpdateRecord:
         """A history entry; an update's also goes to ``fleetcore_update_finished``."""
-        entry = UpdateRecord(
+        entry = self.entry(from_commit, to_commit, result, duration, reason, event=event)
+        self.append(entry)
+        return entry
+
+    def entry(
+        self,
+        from_commit: str | None,
+        to_commit: str | None,
+        result: UpdateResult,
+        duration: float,
+        reason: str,
+        *,
+        event: str = "update",
+    ) -> UpdateRecord:
+        """A history entry, not written yet (see :meth:`append`)."""
+        return UpdateRecord(
             timestamp=self.ctx.clock.now(),
             device_id=self.ctx.device.device_id,
             role=self.ctx.device.role,
@@ -139,10 +174,12 @@ class Journal:
             duration_seconds=round(duration, 3),
             event=event,
         )
+
+    def append(self, entry: UpdateRecord) -> None:
+        """Write ``entry`` to the history; an update's goes to ``fleetcore_update_finished``."""
         self.store.record(entry)
-        if event == "update":
+        if entry.event == "update":
             self.ctx.pm.notify("fleetcore_update_finished", record=entry)
-        return entry
 
     def finished(
         self,

@@ -16,6 +16,10 @@ the server what to run, as a scheduled one does.
 Sleeping is a blocking wait, not polling: an idle agent uses no CPU. SIGHUP
 starts an update cycle at once (``systemctl reload fleetcore-agent``);
 SIGTERM and SIGINT finish what runs and exit.
+
+``fleetcore agent once`` run beside the service hands off to it (see
+:mod:`fleetcore.agent.handoff`): its request starts a cycle at once, like
+SIGHUP, and that cycle's result is sent back to it.
 """
 
 from __future__ import annotations
@@ -25,8 +29,10 @@ import random
 import signal
 from collections.abc import Callable
 from types import FrameType
+from typing import Any
 
 from fleetcore.agent.agent import Agent
+from fleetcore.agent.handoff import Listener
 from fleetcore.agent.releases import role_config_of
 from fleetcore.channels.interface import EventSubscriber
 from fleetcore.channels.select import SSE, agent_channel
@@ -36,6 +42,9 @@ from fleetcore.errors import FleetcoreError
 log = logging.getLogger("fleetcore.agent")
 SERVER_EVENT = -1
 """Marks a wake-up by the server's event stream among received signals."""
+HANDOFF = -2
+"""Marks a wake-up by ``fleetcore agent once`` handing off its cycle."""
+WHY = {SERVER_EVENT: "a server event", HANDOFF: "`fleetcore agent once`"}
 
 
 def interval(agent: Agent) -> float:
@@ -83,7 +92,12 @@ def run_forever(agent: Agent, *, max_cycles: int | None = None) -> None:
         received.append(SERVER_EVENT)
         agent.clock.wake()
 
+    def on_handoff() -> None:
+        received.append(HANDOFF)
+        agent.clock.wake()
+
     listener = _listen(agent, on_event)
+    handoff = _handoff(agent, on_handoff)
     server = agent.config.server
     drift = agent.config.drift
     clock = agent.clock
@@ -97,7 +111,10 @@ def run_forever(agent: Agent, *, max_cycles: int | None = None) -> None:
     while True:
         now = clock.monotonic()
         if now >= next_update:
-            _guarded(lambda: _cycle(agent))
+            waiting = handoff.take() if handoff is not None else []
+            reply = _cycle(agent)
+            if waiting:
+                Listener.answer(waiting, reply)
             cycles += 1
             next_update = clock.monotonic() + interval(agent)
         elif now >= next_deep:
@@ -123,13 +140,15 @@ def run_forever(agent: Agent, *, max_cycles: int | None = None) -> None:
         if _stopping(received):
             break
         if received:
-            why = "a server event" if SERVER_EVENT in received else "SIGHUP"
+            why = next((WHY[r] for r in received if r in WHY), "SIGHUP")
             log.info("woken by %s, checking for updates now", why)
             received.clear()
             agent.fresh_desired = True
             next_update = clock.monotonic()
     if listener is not None:
         listener.close()
+    if handoff is not None:
+        handoff.close()
     log.info("agent stopped")
 
 
@@ -161,9 +180,33 @@ def _listen(agent: Agent, wake: Callable[[str], None]) -> EventSubscriber | None
     return listener
 
 
-def _cycle(agent: Agent) -> None:
-    result = agent.once()
+def _handoff(agent: Agent, wake: Callable[[], None]) -> Listener | None:
+    """Listen for `fleetcore agent once` handing off its cycle."""
+    agent.store.ensure()
+    handoff = Listener(agent.config.state_dir, wake)
+    return handoff if handoff.start() else None
+
+
+def _cycle(agent: Agent) -> dict[str, Any]:
+    """One update cycle, never raising; its result as ``agent once`` reports it."""
+    try:
+        result = agent.once()
+    except FleetcoreError as exc:
+        # Bad config in the repo or a broken plugin must not kill the loop:
+        # the device keeps running what it runs, and tries again.
+        log.error("cycle failed: %s", exc)
+        return {"error": str(exc), "exit_code": exc.exit_code}
+    except Exception as exc:
+        log.exception("cycle crashed")
+        return {"error": f"cycle crashed: {type(exc).__name__}: {exc}", "exit_code": 1}
     log.info("%s: %s", result.outcome, result.message)
+    return {
+        "outcome": result.outcome,
+        "message": result.message,
+        "commit": result.commit,
+        "pending_commit": result.pending_commit,
+        "exit_code": result.exit_code,
+    }
 
 
 def _check(agent: Agent, *, deep: bool) -> None:

@@ -130,12 +130,14 @@ class Pipeline:
         except Exception as exc:
             reason = str(exc) if isinstance(exc, FleetcoreError) else f"{type(exc).__name__}: {exc}"
             return self.rollback.roll_back(state, reason, started, new_activator=activator_name)
-        state = self.journal.deployed(state, activator_name)
+        entry = self.journal.entry(
+            from_commit, commit, "success", ctx.clock.monotonic() - started, why
+        )
+        # One write ends the update: nothing is in flight, the entry is the last update.
+        state = self.journal.deployed(state, activator_name, entry)
         # The light drift check's baseline: the release as it stands, activated.
         write_snapshot(store.snapshot_file(name), release_dir)
-        self.journal.finished(
-            state, from_commit, commit, "success", ctx.clock.monotonic() - started, why
-        )
+        self.journal.append(entry)
         clean_releases(store)
         log.info("now running %s, healthy", commit[:12])
         return CycleResult(
@@ -173,7 +175,9 @@ class Pipeline:
                 f"the fetched release is {manifest.role}@{manifest.commit[:12]}, "
                 f"expected {ctx.device.role}@{commit[:12]}"
             )
-        state = self.journal.phase(state, "unpack")
+        # Until validation, a crash is undone the same way whatever the step
+        # (the half-made release is dropped): these phases are not written.
+        state = self.journal.phase(state, "unpack", durable=False)
         ensure_space(store, manifest.total_size, disk.reserve.bytes, "unpack")
         tree = staging / "tree"
         unpacked = unpack(
@@ -183,7 +187,7 @@ class Pipeline:
             max_bytes=disk.max_release_size.bytes,
             git_blobs=manifest.wants_git_blob,
         )
-        state = self.journal.phase(state, "verify")
+        state = self.journal.phase(state, "verify", durable=False)
         context = check_ctx(ctx, "verify", tree, commit, manifest, unpacked=unpacked)
         # Verify checks guard the device, not the role: a role cannot opt out.
         selected = runner.select(
@@ -209,7 +213,7 @@ class Pipeline:
         shutil.rmtree(staging, ignore_errors=True)
         if role_cfg is None:
             role_cfg = role_config_of(store, name, strict=True)
-        state = self.journal.phase(state, "secrets")
+        state = self.journal.phase(state, "secrets", durable=False)
         env = self.secrets(release_dir, commit, role_cfg)
         # A role script that prints a secret must not put it in the history.
         ctx.secret_values = frozenset(v for v in env.values() if len(v) >= 4)

@@ -29,7 +29,6 @@ from typing import Any, Literal
 import attrs
 from attrs import field, frozen
 
-from fleetcore.config.convert import make_converter
 from fleetcore.files import append_line, atomic_symlink, atomic_write_json, read_lines_json
 from fleetcore.plugin.types import UpdateRecord
 
@@ -98,7 +97,86 @@ class State:
     drift_reason: str = ""
 
 
-_conv = make_converter()
+# state.json and history.jsonl are the agent's own data: converted by hand,
+# without building a cattrs converter at every start of `agent once`.
+
+_STATE_FIELDS = tuple(a.name for a in attrs.fields(State))
+_STATE_TIMES = (
+    "mode_since",
+    "last_check",
+    "last_attempt",
+    "last_failure",
+    "network_since",
+    "unreachable_since",
+    "last_contact",
+    "last_light_check",
+    "last_deep_check",
+)
+_FLIGHT_FIELDS = tuple(a.name for a in attrs.fields(InFlight))
+_RECORD_FIELDS = tuple(a.name for a in attrs.fields(UpdateRecord))
+
+
+def _time_json(value: dt.datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _time(value: Any) -> dt.datetime:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a date and time, got {value!r}")
+    parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def _fields(data: Any, names: tuple[str, ...], what: str) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise TypeError(f"{what}: expected an object, got {type(data).__name__}")
+    extra = data.keys() - set(names)
+    if extra:
+        raise ValueError(f"{what}: unknown keys {sorted(extra)}")
+    return dict(data)
+
+
+def record_json(entry: UpdateRecord) -> dict[str, Any]:
+    data = {name: getattr(entry, name) for name in _RECORD_FIELDS}
+    data["timestamp"] = entry.timestamp.isoformat()
+    return data
+
+
+def record_of(data: Any) -> UpdateRecord:
+    values = _fields(data, _RECORD_FIELDS, "history entry")
+    values["timestamp"] = _time(values.get("timestamp"))
+    return UpdateRecord(**values)
+
+
+def _flight_json(flight: InFlight) -> dict[str, Any]:
+    data = {name: getattr(flight, name) for name in _FLIGHT_FIELDS}
+    data["started"] = flight.started.isoformat()
+    return data
+
+
+def state_json(state: State) -> dict[str, Any]:
+    data = {name: getattr(state, name) for name in _STATE_FIELDS}
+    for name in _STATE_TIMES:
+        data[name] = _time_json(data[name])
+    data["recent_attempts"] = [t.isoformat() for t in state.recent_attempts]
+    data["in_flight"] = None if state.in_flight is None else _flight_json(state.in_flight)
+    data["last_update"] = None if state.last_update is None else record_json(state.last_update)
+    return data
+
+
+def state_of(data: Any) -> State:
+    values = _fields(data, _STATE_FIELDS, "state")
+    for name in _STATE_TIMES:
+        if values.get(name) is not None:
+            values[name] = _time(values[name])
+    values["recent_attempts"] = tuple(_time(t) for t in values.get("recent_attempts", ()))
+    if values.get("in_flight") is not None:
+        flight = _fields(values["in_flight"], _FLIGHT_FIELDS, "in_flight")
+        flight["started"] = _time(flight.get("started"))
+        values["in_flight"] = InFlight(**flight)
+    if values.get("last_update") is not None:
+        values["last_update"] = record_of(values["last_update"])
+    return State(**values)
 
 
 class StateStore:
@@ -126,7 +204,7 @@ class StateStore:
             return State()
         try:
             data = json.loads(self.state_file.read_bytes())
-            return _conv.structure(data, State)
+            return state_of(data)
         except Exception as exc:
             # A corrupted state file must not stop the device: keep it for
             # inspection and start from what the links say.
@@ -142,7 +220,7 @@ class StateStore:
             return State(status="unknown", status_reason="state file was rebuilt")
 
     def save(self, state: State) -> None:
-        atomic_write_json(self.state_file, _conv.unstructure(state))
+        atomic_write_json(self.state_file, state_json(state))
 
     def update(self, state: State, **changes: Any) -> State:
         new = attrs.evolve(state, **changes)
@@ -205,13 +283,13 @@ class StateStore:
     # -- history -----------------------------------------------------------------
 
     def record(self, entry: UpdateRecord) -> None:
-        append_line(self.history_file, json.dumps(_conv.unstructure(entry), sort_keys=True))
+        append_line(self.history_file, json.dumps(record_json(entry), sort_keys=True))
 
     def history(self) -> list[UpdateRecord]:
         out = []
         for item in read_lines_json(self.history_file):
             try:
-                out.append(_conv.structure(item, UpdateRecord))
+                out.append(record_of(item))
             except Exception as exc:  # an entry from a newer or damaged agent
                 log.debug("skipping a history entry: %s", exc)
         return out
@@ -222,7 +300,7 @@ def release_name(role: str, commit: str) -> str:
 
 
 def history_json(entry: UpdateRecord) -> dict[str, Any]:
-    data = _conv.unstructure(entry)
+    data = record_json(entry)
     return {
         k: data[k]
         for k in (
@@ -237,10 +315,6 @@ def history_json(entry: UpdateRecord) -> dict[str, Any]:
             "event",
         )
     }
-
-
-def state_json(state: State) -> dict[str, Any]:
-    return _conv.unstructure(state)
 
 
 __all__ = ["InFlight", "State", "StateStore", "field", "history_json", "release_name"]

@@ -36,15 +36,30 @@ def _agent(app: App, config_path: Path) -> Any:
 @agent.command()
 @config_option
 @json_option
+@click.option(
+    "--no-handoff",
+    is_flag=True,
+    help="Run the cycle in this process even when the agent service runs.",
+)
 @click.pass_obj
-def once(app: App, config_path: Path, as_json: bool) -> None:
+def once(app: App, config_path: Path, as_json: bool, no_handoff: bool) -> None:
     """Run one update cycle and exit.
 
     Exit 0 when the device runs its desired release and it is healthy; 1 when
     an update failed or was rolled back; 3 when the update was deferred (lock
     held, throttled, maintenance window, newer commit pending); 4 in safe
     mode; 5 when the fleet repo is unreachable.
+
+    When `fleetcore agent run` runs as a service, the cycle is handed off to
+    it: the service runs it at once and this command reports its result.
     """
+    if not no_handoff:
+        # Before the agent and its libraries are imported: the standard library only.
+        from fleetcore.agent.handoff import ask
+
+        reply = ask(config_path)
+        if reply is not None:
+            _report_reply(app, reply, as_json)
     result = _agent(app, config_path).once()
     _report(app, result, as_json)
 
@@ -168,19 +183,26 @@ def resume(app: App, config_path: Path) -> None:
 
 
 def _report(app: App, result: Any, as_json: bool) -> None:
-    if as_json:
-        app.print_json(
-            {
-                "outcome": result.outcome,
-                "message": result.message,
-                "commit": result.commit,
-                "pending_commit": result.pending_commit,
-                "exit_code": result.exit_code,
-            }
-        )
-    else:
-        click.echo(f"{result.outcome}: {result.message}")
-    raise click.exceptions.Exit(result.exit_code)
+    _report_reply(
+        app,
+        {
+            "outcome": result.outcome,
+            "message": result.message,
+            "commit": result.commit,
+            "pending_commit": result.pending_commit,
+            "exit_code": result.exit_code,
+        },
+        as_json,
+    )
+
+
+def _report_reply(app: App, reply: dict[str, Any], as_json: bool) -> None:
+    """Print a cycle's result (this process's or the service's) and exit with its code."""
+    from fleetcore.agent.handoff import render
+
+    text, to_stderr = render(reply, as_json)
+    click.echo(text, err=to_stderr)
+    raise click.exceptions.Exit(int(reply["exit_code"]))
 
 
 @agent.command()

@@ -24,7 +24,6 @@ import logging
 import math
 
 from fleetcore.activate.interface import ActivationContext, project_name
-from fleetcore_docker import compose as cli
 from fleetcore_docker.options import ComposeOptions
 
 log = logging.getLogger(__name__)
@@ -41,6 +40,8 @@ class ComposeActivator:
         self.options = options or ComposeOptions()
 
     def _run(self, ctx: ActivationContext, *args: str, what: str, check: bool = True) -> None:
+        from fleetcore_docker import compose as cli
+
         compose = cli.resolve(self.options.command)
         argv = cli.command(compose, ctx.release_dir, *args, project=project_of(ctx))
         what = f"`{' '.join(compose.argv)} {what}` of project {project_of(ctx)}"

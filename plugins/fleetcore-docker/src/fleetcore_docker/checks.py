@@ -26,13 +26,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from fleetcore.activate.interface import project_name
 from fleetcore.errors import FleetcoreError
 from fleetcore.plugin.types import CheckContext, Finding
-from fleetcore_docker import compose as cli
-from fleetcore_docker.observe import ContainerState, Verdict, project_containers, verdict
+from fleetcore_docker.basics import has_compose_file
 from fleetcore_docker.options import ComposeConfigOptions, ContainersOptions
+
+if TYPE_CHECKING:
+    from fleetcore_docker.observe import ContainerState, Verdict
+
+# Compose and the Docker SDK are imported by the checks that run: the plugin
+# is loaded by every start of the agent, most of them running no compose role.
 
 POLL = 0.25
 """Seconds between looks at containers whose healthcheck is starting."""
@@ -40,11 +46,13 @@ POLL = 0.25
 
 def applies(ctx: CheckContext) -> bool:
     """Both checks look at releases that have a compose file."""
-    return cli.has_compose_file(ctx.release_dir)
+    return has_compose_file(ctx.release_dir)
 
 
 def compose_config(ctx: CheckContext) -> Iterator[Finding]:
     """The ``compose-config`` validate check."""
+    from fleetcore_docker import compose as cli
+
     options = ctx.options or ComposeConfigOptions()
     files = cli.compose_files(ctx.release_dir)
     if not files:
@@ -76,6 +84,9 @@ def compose_config(ctx: CheckContext) -> Iterator[Finding]:
 
 def containers(ctx: CheckContext) -> Iterator[Finding]:
     """The ``containers`` health check."""
+    from fleetcore_docker import compose as cli
+    from fleetcore_docker.observe import project_containers, verdict
+
     options = ctx.options or ContainersOptions()
     project = ctx.project or project_name(ctx.device)
     try:
@@ -125,6 +136,8 @@ def _wait_while_starting(
 ) -> dict[str, tuple[ContainerState, ...]]:
     """Look at the containers until no healthcheck is ``starting`` any more,
     or ``timeout`` seconds passed; the last look."""
+    from fleetcore_docker.observe import project_containers, verdict
+
     deadline = time.monotonic() + timeout
     while True:
         states = project_containers(project, services)

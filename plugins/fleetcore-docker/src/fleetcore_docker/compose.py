@@ -38,15 +38,20 @@ from attrs import frozen
 from fleetcore.activate.interface import ENV_FILE
 from fleetcore.errors import FleetcoreError
 
-log = logging.getLogger(__name__)
+# check_command and has_compose_file are re-exported: they were this module's.
+from fleetcore_docker.basics import (  # noqa: F401
+    AUTO,
+    COMPOSE_FILES,
+    check_command,
+    find_compose_file,
+    has_compose_file,
+)
 
-COMPOSE_FILES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
-"""Names a role's compose file may have, in the order Compose v2 looks for them."""
+log = logging.getLogger(__name__)
 
 ROLE_ENV_FILE = ".env"
 """The role's own env file, which Compose reads by default."""
 
-AUTO = "auto"
 AUTO_CANDIDATES: tuple[tuple[str, ...], ...] = (("docker", "compose"), ("docker-compose",))
 """What ``command = "auto"`` tries, in order: v2 first, as on most devices."""
 
@@ -92,18 +97,6 @@ def parse_version(text: str) -> tuple[int, int, int] | None:
     return int(major), int(minor), int(patch or 0)
 
 
-def check_command(_inst: object, attr: object, value: str) -> None:
-    """attrs validator for a ``command`` option: ``auto`` or a command line."""
-    try:
-        words = shlex.split(value)
-    except ValueError as exc:
-        raise ValueError(f"command is not a valid command line: {exc}") from None
-    if not words:
-        raise ValueError(
-            f'command must be "auto", "docker compose", "docker-compose" or a path, got {value!r}'
-        )
-
-
 def _probe(argv: tuple[str, ...]) -> tuple[Compose | None, str]:
     """Ask one candidate for its version: (compose, "") or (None, why not)."""
     try:
@@ -147,19 +140,6 @@ def resolve(command: str = AUTO) -> Compose:
 
 
 # -- files and command lines ------------------------------------------------------
-
-
-def find_compose_file(release_dir: Path) -> Path | None:
-    """The role's compose file, or None when the release has none."""
-    for name in COMPOSE_FILES:
-        path = release_dir / name
-        if path.is_file():
-            return path
-    return None
-
-
-def has_compose_file(release_dir: Path) -> bool:
-    return find_compose_file(release_dir) is not None
 
 
 def compose_files(release_dir: Path) -> tuple[Path, ...]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from attrs import field, frozen
 
 from fleetcore.plugin.options import Duration, checked
-from fleetcore_docker.compose import AUTO, check_command
+from fleetcore_docker.basics import AUTO, check_command
 
 
 def positive(_inst: object, attr: object, value: Duration) -> None:

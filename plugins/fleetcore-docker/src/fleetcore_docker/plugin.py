@@ -10,7 +10,7 @@ from fleetcore.plugin import hookimpl
 from fleetcore.plugin.types import Activator, Check, DriftFix
 from fleetcore_docker import checks
 from fleetcore_docker.activator import ComposeActivator
-from fleetcore_docker.compose import has_compose_file
+from fleetcore_docker.basics import has_compose_file
 from fleetcore_docker.options import ComposeConfigOptions, ComposeOptions, ContainersOptions
 
 PRIORITY = 100
