@@ -176,18 +176,46 @@ def _rollout_line(r: dict[str, Any]) -> None:
     )
 
 
+def _label_selector(_ctx: Any, _param: Any, values: tuple[str, ...]) -> tuple[str, ...]:
+    for value in values:
+        key, sep, _ = value.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected KEY=VALUE, got {value!r}")
+    return values
+
+
+def _labels_text(labels: dict[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items())) or "-"
+
+
 @fleet.command()
+@click.option(
+    "--label",
+    "labels",
+    multiple=True,
+    metavar="KEY=VALUE",
+    callback=_label_selector,
+    help="Only devices with this label (repeatable: all must match).",
+)
 @JSON_OPT
-def devices(as_json: bool) -> None:
-    """Every device with its status and commit."""
-    data = _client().call("GET", "/v1/devices")["devices"]
+def devices(labels: tuple[str, ...], as_json: bool) -> None:
+    """Every device with its status, commit and labels."""
+    from urllib.parse import urlencode
+
+    query = f"?{urlencode([('label', selector) for selector in labels])}" if labels else ""
+    data = _client().call("GET", f"/v1/devices{query}")["devices"]
     if as_json:
         App.print_json(data)
         return
+    click.echo(
+        f"{'DEVICE':<24} {'ROLE':<12} {'SEGMENT':<8} {'STATUS':<10} {'COMMIT':<12} "
+        f"{'LAST SEEN':<32} LABELS"
+    )
     for d in data:
         click.echo(
             f"{d['device_id']:<24} {d['role']:<12} {d['segment']:<8} {d['status']:<10} "
-            f"{_short(d['commit'])} {d['last_seen'] or 'never'}"
+            f"{_short(d['commit']):<12} {d['last_seen'] or 'never':<32} "
+            f"{_labels_text(d.get('labels') or {})}"
         )
 
 
@@ -202,6 +230,7 @@ def device(device_id: str, as_json: bool) -> None:
         return
     for key in ("device_id", "role", "segment", "status", "commit", "last_seen", "current_error"):
         click.echo(f"{key}: {d[key]}")
+    click.echo(f"labels: {_labels_text(d.get('labels') or {})}")
     desired = d["desired"]
     click.echo(f"desired: {_short(desired['commit'])} ({desired['why']}: {desired['reason']})")
     for h in d["history"][:10]:
