@@ -176,47 +176,25 @@ def _rollout_line(r: dict[str, Any]) -> None:
     )
 
 
-def _label_selector(_ctx: Any, _param: Any, values: tuple[str, ...]) -> tuple[str, ...]:
-    for value in values:
-        key, sep, _ = value.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"expected KEY=VALUE, got {value!r}")
-    return values
-
-
-def _labels_text(labels: dict[str, str]) -> str:
-    return ",".join(f"{k}={v}" for k, v in sorted(labels.items())) or "-"
-
-
 @fleet.command()
 @click.option(
     "--label",
     "labels",
     multiple=True,
     metavar="KEY=VALUE",
-    callback=_label_selector,
     help="Only devices with this label (repeatable: all must match).",
 )
 @JSON_OPT
 def devices(labels: tuple[str, ...], as_json: bool) -> None:
     """Every device with its status, commit and labels."""
-    from urllib.parse import urlencode
+    from fleetcore.cli.devices_table import device_rows, label_query
 
-    query = f"?{urlencode([('label', selector) for selector in labels])}" if labels else ""
-    data = _client().call("GET", f"/v1/devices{query}")["devices"]
+    data = _client().call("GET", f"/v1/devices{label_query(labels)}")["devices"]
     if as_json:
         App.print_json(data)
         return
-    click.echo(
-        f"{'DEVICE':<24} {'ROLE':<12} {'SEGMENT':<8} {'STATUS':<10} {'COMMIT':<12} "
-        f"{'LAST SEEN':<32} LABELS"
-    )
-    for d in data:
-        click.echo(
-            f"{d['device_id']:<24} {d['role']:<12} {d['segment']:<8} {d['status']:<10} "
-            f"{_short(d['commit']):<12} {d['last_seen'] or 'never':<32} "
-            f"{_labels_text(d.get('labels') or {})}"
-        )
+    for line in device_rows(data):
+        click.echo(line)
 
 
 @fleet.command()
@@ -224,13 +202,15 @@ def devices(labels: tuple[str, ...], as_json: bool) -> None:
 @JSON_OPT
 def device(device_id: str, as_json: bool) -> None:
     """One device: status, desired state, policy, history."""
+    from fleetcore.cli.devices_table import labels_text
+
     d = _client().call("GET", f"/v1/devices/{device_id}")
     if as_json:
         App.print_json(d)
         return
     for key in ("device_id", "role", "segment", "status", "commit", "last_seen", "current_error"):
         click.echo(f"{key}: {d[key]}")
-    click.echo(f"labels: {_labels_text(d.get('labels') or {})}")
+    click.echo(f"labels: {labels_text(d.get('labels'))}")
     desired = d["desired"]
     click.echo(f"desired: {_short(desired['commit'])} ({desired['why']}: {desired['reason']})")
     for h in d["history"][:10]:
