@@ -155,3 +155,35 @@ def test_server_events_errors_name_the_key(tmp_path: Path, line: str, problem: s
     with pytest.raises(ConfigError) as caught:
         load_agent_config(write(tmp_path, f"{MANAGED}{line}\n"))
     assert caught.value.problems == (problem,)
+
+
+def test_labels_are_a_table_of_strings(tmp_path: Path) -> None:
+    config = load_agent_config(
+        write(tmp_path, f'{MINIMAL}[labels]\nhardware = "pi4"\n"site.zone-1_a" = "eu west"\n')
+    )
+    assert config.labels == {"hardware": "pi4", "site.zone-1_a": "eu west"}
+    assert load_agent_config(write(tmp_path, MINIMAL)).labels == {}
+
+
+@pytest.mark.parametrize(
+    ("table", "problem"),
+    [
+        ("hardware = 4", "a label's value must be a string, got 4 @ labels.hardware"),
+        ('"has space" = "x"', "(at most 63), got 'has space' @ labels.has space"),
+        (f'{"k" * 64} = "x"', "(at most 63), got '" + "k" * 64 + "' @ labels." + "k" * 64),
+        (f'hardware = "{"x" * 201}"', "at most 200 characters, got 201 @ labels.hardware"),
+        ("\n".join(f'k{i} = "v"' for i in range(33)), "at most 32 labels, got 33 @ labels"),
+        ("[labels.hardware]\nmodel = 'pi4'", "got {'model': 'pi4'} @ labels.hardware"),
+    ],
+)
+def test_label_errors_name_the_key(tmp_path: Path, table: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_agent_config(write(tmp_path, f"{MINIMAL}[labels]\n{table}\n"))
+    (only,) = caught.value.problems
+    assert only.endswith(problem), only
+
+
+def test_labels_must_be_a_table(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_agent_config(write(tmp_path, f'labels = "hardware=pi4"\n{MINIMAL}'))
+    assert caught.value.problems == ("expected a table of strings, got 'hardware=pi4' @ labels",)

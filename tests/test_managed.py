@@ -516,6 +516,64 @@ def test_an_operator_lets_a_device_leave_safe_mode(server: ControlServer, tmp_pa
     assert any(a["action"] == "device.resume" and a["target"] == "pi-safe" for a in audit)
 
 
+def test_the_agent_sends_its_labels_and_operators_filter_on_them(
+    server: ControlServer, tmp_path: Path
+) -> None:
+    labels = '[labels]\nhardware = "pi4"\nnetwork = "site-a"\nenvironment = "prod"\n'
+    pi4 = ManagedDevice(tmp_path, server, "pi-l4", "general", extra=labels)
+    ManagedDevice(tmp_path, server, "pi-l3", "general", extra=labels.replace("pi4", "pi3"))
+    ManagedDevice(tmp_path, server, "pi-none", "general")
+
+    def labels_of(device_id: str) -> dict[str, str]:
+        return dict(server.api("GET", f"/v1/devices/{device_id}").json()["labels"])
+
+    # Sent with the enrollment.
+    assert labels_of("pi-l4") == {"hardware": "pi4", "network": "site-a", "environment": "prod"}
+    assert labels_of("pi-none") == {}
+
+    # And with every status report: an edited [labels] arrives without enrolling again.
+    pi4.config.write_text(pi4.config.read_text().replace('"site-a"', '"site-b"'))
+    everyone(server, server.repo.head())
+    assert pi4.once() == 0
+    assert labels_of("pi-l4") == {"hardware": "pi4", "network": "site-b", "environment": "prod"}
+
+    def fleet(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*FLEETCORE, "fleet", "--server", server.url, "--token", server.admin, *args],
+            capture_output=True,
+            text=True,
+        )
+
+    out = fleet("devices")
+    assert out.returncode == 0, out.stderr
+    header, *rows = out.stdout.splitlines()
+    assert header.split()[0] == "DEVICE" and header.split()[-1] == "LABELS"
+    assert {row.split()[0]: row.split()[-1] for row in rows} == {
+        "pi-l3": "environment=prod,hardware=pi3,network=site-a",
+        "pi-l4": "environment=prod,hardware=pi4,network=site-b",
+        "pi-none": "-",
+    }
+    out = fleet("devices", "--label", "hardware=pi3")
+    assert [row.split()[0] for row in out.stdout.splitlines()[1:]] == ["pi-l3"]
+    out = fleet("devices", "--label", "environment=prod", "--label", "network=site-b", "--json")
+    assert [(d["device_id"], d["labels"]["hardware"]) for d in json.loads(out.stdout)] == [
+        ("pi-l4", "pi4")
+    ]
+    out = fleet("devices", "--label", "hardware")
+    assert out.returncode == 2 and "expected KEY=VALUE" in out.stderr
+
+    # A label the server would refuse stops the agent at its configuration.
+    bad = tmp_path / "bad.toml"
+    bad.write_text(pi4.config.read_text().replace("environment =", '"has space" ='))
+    out = subprocess.run(
+        [*FLEETCORE, "agent", "enroll", "--config", str(bad), "--enrollment-token", "x"],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 2, out.stderr
+    assert "@ labels.has space" in out.stderr
+
+
 def test_the_agent_double_checks_what_the_server_says(tmp_path, fleet_repo: FleetRepo) -> None:
     """A stand-in for a server that is wrong (or compromised): it names a
     commit under a 0% rollout. The real server never does; the device must

@@ -112,6 +112,7 @@ def test_a_simulated_fleet_takes_a_canary_rollout(tmp_path: Path) -> None:
         sim = subprocess.Popen(
             [*FLEETCORE, "simulate", "--server", server.url, "--enrollment-token", token,
              "--devices", "300", "--role", "web=70%,camera=30%", "--report-interval", "3s",
+             "--label", "hardware=pi4:70%,pi3:30%", "--label", "network=site-a:100%",
              "--poll-interval", "20s", "--update-time", "0.2s",
              "--fail", f"{commit[:10]}:role=camera:10%",
              "--until-converged", "--duration", "150s", "--json"],
@@ -142,6 +143,8 @@ def test_a_simulated_fleet_takes_a_canary_rollout(tmp_path: Path) -> None:
             ).stdout
         )  # fmt: skip
         rollouts = server.api("GET", "/v1/rollouts")["rollouts"]
+        listed = server.api("GET", "/v1/devices")["devices"]
+        pi3 = server.api("GET", "/v1/devices?label=hardware%3Dpi3&label=network%3Dsite-a")
 
     assert summary["converged"] is True
     assert summary["devices"] == summary["enrolled"] == status["total"] == 300
@@ -160,6 +163,12 @@ def test_a_simulated_fleet_takes_a_canary_rollout(tmp_path: Path) -> None:
     assert summary["errors"] == {}
     assert summary["reports"]["failed"] == 0
     assert summary["latency_ms"]["p99"] is not None
+    # The simulated labels, as enrollments and reports carried them: exactly 30% pi3.
+    hardware = [d["labels"]["hardware"] for d in listed]
+    assert (hardware.count("pi4"), hardware.count("pi3")) == (210, 90)
+    assert {d["labels"]["network"] for d in listed} == {"site-a"}
+    assert len(pi3["devices"]) == 90
+    assert {d["labels"]["hardware"] for d in pi3["devices"]} == {"pi3"}
 
 
 def test_simulated_devices_woken_over_mqtt_take_a_release(tmp_path: Path, mqtt_broker) -> None:

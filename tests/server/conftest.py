@@ -106,20 +106,25 @@ class Server:
             headers["Authorization"] = f"Bearer {token}"
         return requests.request(method, self.url + path, headers=headers, timeout=30, **kw)
 
-    def enroll(self, device_id: str, role: str = "web", segment: str = "general") -> str:
+    def enroll(
+        self,
+        device_id: str,
+        role: str = "web",
+        segment: str = "general",
+        labels: dict[str, str] | None = None,
+    ) -> str:
         token = getattr(self, "_enroll_token", None) or self.enrollment_token()
         self._enroll_token = token
-        r = self.request(
-            "POST",
-            "/v1/enroll",
-            json={
-                "enrollment_token": token,
-                "device_id": device_id,
-                "role": role,
-                "segment": segment,
-                "hostname": f"{device_id}.local",
-            },
-        )
+        body: dict[str, Any] = {
+            "enrollment_token": token,
+            "device_id": device_id,
+            "role": role,
+            "segment": segment,
+            "hostname": f"{device_id}.local",
+        }
+        if labels is not None:
+            body["labels"] = labels
+        r = self.request("POST", "/v1/enroll", json=body)
         assert r.status_code == 201, r.text
         credential: str = r.json()["credential"]
         return credential

@@ -253,3 +253,38 @@ def test_an_admin_locks_and_unlocks_a_device_from_its_page(
     assert server.desired("web-1", cred)["why"] != "lock"
     assert page.locator("button:has-text('Lock to this commit')").is_visible()
     page.close()
+
+
+def test_labels_show_on_the_overview_and_the_device_page(
+    browser: Any, server: Any, repo: Any, tmp_path: Path
+) -> None:
+    head = repo.git("rev-parse", "HEAD")
+    many = {"hardware": "pi4", "network": "site-a", "environment": "prod", "rack": "r12-top"}
+    creds = {
+        "pi-1": server.enroll("pi-1", "web", labels=many),
+        "pi-2": server.enroll("pi-2", "web", labels={"hardware": "pi3", "note": "<b>x</b>"}),
+        "pi-3": server.enroll("pi-3", "cam"),
+    }
+    for name, cred in creds.items():
+        server.report(name, cred, status="healthy", commit=head)
+
+    page = _login(browser, server, server.token("viewer"))
+    rows = {
+        row.locator("td").first.inner_text(): row.locator("td.labels").inner_text().split()
+        for row in page.locator("#devices tr:has(td)").all()
+    }
+    assert rows == {
+        "pi-1": ["environment=prod", "hardware=pi4", "network=site-a", "rack=r12-top"],
+        "pi-2": ["hardware=pi3", "note=<b>x</b>"],  # escaped, not markup
+        "pi-3": [],
+    }
+    for width, height, name in ((1280, 900, "desktop"), (390, 844, "phone")):
+        page.set_viewport_size({"width": width, "height": height})
+        page.goto(server.url + "/")
+        page.screenshot(path=str(tmp_path / f"overview-{name}.png"), full_page=True)
+        page.goto(f"{server.url}/devices/pi-1")
+        assert page.inner_text("#labels").split() == ["labels", *rows["pi-1"]]
+        page.screenshot(path=str(tmp_path / f"device-{name}.png"), full_page=True)
+    page.goto(f"{server.url}/devices/pi-3")
+    assert page.inner_text("#labels").split() == ["labels", "none"]
+    page.close()

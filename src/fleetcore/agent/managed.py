@@ -133,6 +133,7 @@ class ServerClient:
                 "role": self.config.role,
                 "segment": self.config.segment,
                 "hostname": hostname,
+                "labels": dict(self.config.labels),
             },
         ) as response:
             answer = json.loads(response.read())
@@ -361,6 +362,8 @@ def status_report(agent: Any) -> dict[str, Any]:
         "network_kbps": _network_kbps(),
         "mode": report["mode"] if report["mode"] != "normal" else report["network"],
         "pending_commit": report["pending_commit"],
+        # Every report: an edited [labels] reaches the server without enrolling again.
+        "labels": dict(agent.config.labels),
     }
 
 

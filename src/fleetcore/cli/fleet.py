@@ -177,18 +177,24 @@ def _rollout_line(r: dict[str, Any]) -> None:
 
 
 @fleet.command()
+@click.option(
+    "--label",
+    "labels",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Only devices with this label (repeatable: all must match).",
+)
 @JSON_OPT
-def devices(as_json: bool) -> None:
-    """Every device with its status and commit."""
-    data = _client().call("GET", "/v1/devices")["devices"]
+def devices(labels: tuple[str, ...], as_json: bool) -> None:
+    """Every device with its status, commit and labels."""
+    from fleetcore.cli.devices_table import device_rows, label_query
+
+    data = _client().call("GET", f"/v1/devices{label_query(labels)}")["devices"]
     if as_json:
         App.print_json(data)
         return
-    for d in data:
-        click.echo(
-            f"{d['device_id']:<24} {d['role']:<12} {d['segment']:<8} {d['status']:<10} "
-            f"{_short(d['commit'])} {d['last_seen'] or 'never'}"
-        )
+    for line in device_rows(data):
+        click.echo(line)
 
 
 @fleet.command()
@@ -196,12 +202,15 @@ def devices(as_json: bool) -> None:
 @JSON_OPT
 def device(device_id: str, as_json: bool) -> None:
     """One device: status, desired state, policy, history."""
+    from fleetcore.cli.devices_table import labels_text
+
     d = _client().call("GET", f"/v1/devices/{device_id}")
     if as_json:
         App.print_json(d)
         return
     for key in ("device_id", "role", "segment", "status", "commit", "last_seen", "current_error"):
         click.echo(f"{key}: {d[key]}")
+    click.echo(f"labels: {labels_text(d.get('labels'))}")
     desired = d["desired"]
     click.echo(f"desired: {_short(desired['commit'])} ({desired['why']}: {desired['reason']})")
     for h in d["history"][:10]:

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 from attrs import field, frozen
 
-from fleetcore.config.convert import checked, load_toml, not_empty, one_of, split_table, structure
+from fleetcore.config.convert import (
+    KeyedValueError,
+    checked,
+    load_toml,
+    not_empty,
+    one_of,
+    split_table,
+    structure,
+)
 from fleetcore.config.units import Duration, Size
 from fleetcore.model import SEGMENTS
 
@@ -16,6 +26,32 @@ SOURCE_CORE_KEYS = ("repo", "branch", "fetcher")
 # The seed's defaults: battery nodes wake every 15-60 minutes, mains-powered
 # gear every 30-120 seconds.
 DEFAULT_UPDATE_INTERVAL = {"mains": Duration(60.0), "battery": Duration(30 * 60.0)}
+
+LABEL_KEY_RE = re.compile(r"^[A-Za-z0-9._-]{1,63}$")
+MAX_LABELS = 32
+MAX_LABEL_VALUE = 200
+
+
+def valid_labels(_inst: Any, attr: Any, value: Mapping[str, Any] | None) -> None:
+    """``[labels]`` (agent.toml) and the ``labels`` the server takes: string
+    keys of letters, digits, '.', '_' and '-' (at most 63), string values of
+    at most 200 characters, at most 32 labels. An error names the key."""
+    if value is None:
+        return
+    if len(value) > MAX_LABELS:
+        raise ValueError(f"at most {MAX_LABELS} {attr.name}, got {len(value)}")
+    for key, text in value.items():
+        if not isinstance(key, str) or not LABEL_KEY_RE.match(key):
+            raise KeyedValueError(
+                str(key),
+                f"a label's key must be letters, digits, '.', '_' or '-' (at most 63), got {key!r}",
+            )
+        if not isinstance(text, str):
+            raise KeyedValueError(key, f"a label's value must be a string, got {text!r}")
+        if len(text) > MAX_LABEL_VALUE:
+            raise KeyedValueError(
+                key, f"a label's value is at most {MAX_LABEL_VALUE} characters, got {len(text)}"
+            )
 
 
 @frozen(kw_only=True)
@@ -137,6 +173,9 @@ class AgentConfig:
     events: dict[str, dict[str, Any]] = field(factory=dict)
     """``[events.NAME]`` tables: the options of event channels (the one
     ``[server] events`` selects is used)."""
+    labels: dict[str, str] = field(factory=dict, validator=checked(valid_labels))
+    """``[labels]``: what the device is (``hardware = "pi4"``), sent to the
+    server with the enrollment and every status report."""
     path: Path | None = None
     """Where this config was read from (not a key)."""
 

@@ -25,6 +25,15 @@ class UserValueError(ValueError):
     """A value error whose message is already written for the user."""
 
 
+class KeyedValueError(ValueError):
+    """A validator's error about one key of a table: the error's path names
+    that key under the attribute (``labels.hardware``)."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
 def checked(*validators: Validator) -> Validator:
     """Wrap attrs validators so cattrs keeps the attribute's path in errors.
 
@@ -38,10 +47,11 @@ def checked(*validators: Validator) -> Validator:
                 validator(inst, attr, value)
         except (ValueError, TypeError) as exc:
             err = UserValueError(str(exc))
+            name = f"{attr.name}.{exc.key}" if isinstance(exc, KeyedValueError) else attr.name
             err.add_note(
                 AttributeValidationNote(
-                    f"Structuring class {type(inst).__name__} @ attribute {attr.name}",
-                    attr.name,
+                    f"Structuring class {type(inst).__name__} @ attribute {name}",
+                    name,
                     attr.type,
                 )
             )
@@ -125,6 +135,14 @@ def _structure_bool(value: Any, _type: type) -> bool:
     return value
 
 
+def _structure_str_table(value: Any, _type: Any) -> dict[str, str]:
+    # The values are checked by the field's validator, which names the key
+    # (``labels.hardware``) where cattrs would say ``labels['hardware']``.
+    if not isinstance(value, dict):
+        raise UserValueError(f"expected a table of strings, got {value!r}")
+    return dict(value)
+
+
 def _user(fn: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
     """Mark a hook's ValueErrors as written for the user, whatever type
     (optional, union) cattrs reports them under."""
@@ -187,6 +205,7 @@ def make_converter() -> cattrs.Converter:
     conv.register_structure_hook(str, _structure_str)
     conv.register_structure_hook(int, _structure_int)
     conv.register_structure_hook(bool, _structure_bool)
+    conv.register_structure_hook_func(lambda t: t == dict[str, str], _structure_str_table)
     # A string where a list is meant would be split into characters.
     conv.register_structure_hook_func(_is_sequence, _structure_sequence(conv))
     conv.register_unstructure_hook(Duration, str)

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import cattrs
 from attrs import field, frozen
 
-from fleetcore.config.agent import SEGMENTS
+from fleetcore.config.agent import SEGMENTS, valid_labels
 from fleetcore.config.convert import (
     UserValueError,
     between,
@@ -91,6 +91,7 @@ class EnrollRequest:
     role: str = field(validator=checked(_identifier))
     segment: str = field(default="general", validator=checked(one_of(*SEGMENTS)))
     hostname: str = field(default="", validator=checked(_short(255)))
+    labels: dict[str, str] | None = field(default=None, validator=checked(valid_labels))
 
 
 @frozen(kw_only=True)
@@ -111,6 +112,8 @@ class StatusReport:
     network_kbps: float | None = None
     mode: str | None = field(default=None, validator=checked(_short(50)))
     pending_commit: str | None = field(default=None, validator=checked(_short(64)))
+    labels: dict[str, str] | None = field(default=None, validator=checked(valid_labels))
+    """Replaces the device's labels; left out (or null), they stay as they are."""
 
 
 @frozen(kw_only=True)

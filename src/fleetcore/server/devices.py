@@ -7,6 +7,7 @@ one connection each (a poll that hits its ETag often neither).
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import sqlalchemy as sa
@@ -35,6 +36,15 @@ DEVICE_FIELDS = (
     "mode",
     "pending_commit",
 )
+
+
+def labels_text(labels: dict[str, str]) -> str:
+    """A device's labels as its ``labels`` column holds them: a JSON object."""
+    return json.dumps(labels, sort_keys=True, separators=(",", ":"))
+
+
+def labels_of(text: str | None) -> dict[str, str]:
+    return dict(json.loads(text)) if text else {}
 
 
 class Devices:
@@ -94,6 +104,8 @@ class Devices:
                     continue
                 # The checked values (numbers as floats), of the keys reported.
                 values = {k: getattr(req, k) for k in DEVICE_FIELDS if k in raw}
+                if req.labels is not None:  # left out: the labels stay as they are
+                    values["labels"] = labels_text(req.labels)
                 values["status"] = req.status
                 values["last_seen"] = now
                 groups.setdefault(tuple(sorted(values)), {})[device_id] = values
@@ -166,6 +178,8 @@ class Devices:
                 "credential_hash": hash_secret(credential),
                 "revoked_at": None,
             }
+            if req.labels is not None:
+                values["labels"] = labels_text(req.labels)
             existing = conn.execute(
                 sa.select(t.devices.c.device_id).where(t.devices.c.device_id == req.device_id)
             ).first()
@@ -184,12 +198,10 @@ class Devices:
                     .values(**values)
                 )
                 action = "device.reenroll"
-            ch.audit(
-                action,
-                actor=f"enrollment:{tok.name}",
-                target=req.device_id,
-                detail={"role": req.role, "segment": req.segment},
-            )
+            detail: dict[str, Any] = {"role": req.role, "segment": req.segment}
+            if req.labels is not None:
+                detail["labels"] = req.labels
+            ch.audit(action, actor=f"enrollment:{tok.name}", target=req.device_id, detail=detail)
         self.auth.forget()  # a re-enrollment revokes the old credential
         return {"device_id": req.device_id, "credential": credential}
 

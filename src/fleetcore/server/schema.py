@@ -49,6 +49,8 @@ devices = sa.Table(
     sa.Column("pending_commit", sa.String(64)),
     # Set when an admin revoked the credential; enrolling again clears it.
     sa.Column("revoked_at", sa.Float),
+    # JSON object of the device's labels ({"hardware": "pi4"}); NULL: none sent yet.
+    sa.Column("labels", sa.Text),
 )
 
 device_policies = sa.Table(
@@ -227,6 +229,11 @@ def _migration_7(conn: Connection) -> None:
         conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN {column} {kind}"))
 
 
+def _migration_8(conn: Connection) -> None:
+    # Device labels, sent with the enrollment and the status reports.
+    conn.execute(sa.text("ALTER TABLE devices ADD COLUMN labels TEXT"))
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _migration_1,
     _migration_2,
@@ -235,6 +242,7 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     _migration_5,
     _migration_6,
     _migration_7,
+    _migration_8,
 ]
 """Ordered; version N is ``MIGRATIONS[N-1]``. Append, never edit one that
 shipped; the table definitions above are always the newest schema."""

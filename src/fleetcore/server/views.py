@@ -10,9 +10,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from fleetcore.server import schema as t
+from fleetcore.server.bodies import ApiError
 from fleetcore.server.context import Context
 from fleetcore.server.desired import Rollout, device_policy, iso, load_snapshot
-from fleetcore.server.devices import DEVICE_FIELDS
+from fleetcore.server.devices import DEVICE_FIELDS, labels_of
 from fleetcore.server.progress import get_rollout, progress, rollout_json
 from fleetcore.server.store import device_row, policy_row
 
@@ -22,7 +23,19 @@ def device_json(row: Any) -> dict[str, Any]:
     data["last_seen"] = iso(row.last_seen)
     data["enrolled_at"] = iso(row.enrolled_at)
     data["revoked_at"] = iso(row.revoked_at)
+    data["labels"] = labels_of(row.labels)
     return data
+
+
+def label_filter(selectors: list[str]) -> list[tuple[str, str]]:
+    """``?label=KEY=VALUE`` (repeatable) -> the labels a device must all have."""
+    wanted = []
+    for selector in selectors:
+        key, sep, value = selector.partition("=")
+        if not sep or not key:
+            raise ApiError(400, f"label must be KEY=VALUE, got {selector!r}", "label")
+        wanted.append((key, value))
+    return wanted
 
 
 def _pinned_by(conn: Connection, commit: str) -> str | None:
@@ -42,10 +55,14 @@ class Views:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
 
-    def devices(self) -> list[dict[str, Any]]:
+    def devices(self, labels: list[tuple[str, str]] | None = None) -> list[dict[str, Any]]:
+        """Every device, or those with all of ``labels`` (key, value)."""
         with self.ctx.store.connect() as conn:
             rows = conn.execute(sa.select(t.devices).order_by(t.devices.c.device_id))
-            return [device_json(r) for r in rows]
+            found = [device_json(r) for r in rows]
+        if labels:
+            found = [d for d in found if all(d["labels"].get(k) == v for k, v in labels)]
+        return found
 
     def device(self, device_id: str) -> dict[str, Any]:
         with self.ctx.store.connect() as conn:

@@ -10,6 +10,7 @@ from starlette.routing import Route
 from fleetcore.server import bodies as b
 from fleetcore.server.rollouts import ACTIONS
 from fleetcore.server.routes import Api, call, guarded, numeric
+from fleetcore.server.views import label_filter
 
 
 def operator_routes(api: Api) -> list[Route]:
@@ -25,7 +26,8 @@ def operator_routes(api: Api) -> list[Route]:
     @guarded
     async def list_devices(request: Request) -> Response:
         await api.operator(request)
-        return JSONResponse({"devices": await call(ctl.devices)})
+        labels = label_filter(request.query_params.getlist("label"))
+        return JSONResponse({"devices": await call(ctl.devices, labels)})
 
     @guarded
     async def get_device(request: Request) -> Response:
