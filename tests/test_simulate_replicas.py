@@ -22,14 +22,15 @@ def test_a_rollout_completes_when_a_replica_dies(
     repo = FleetRepo.create(tmp_path / "repo")
     commit = repo.commit({"roles/web/activate.sh": "#!/bin/sh\n"}, "v1")
     url = postgres.create_database("replicas_sim")
-    replicas = [
-        ServerProcess(tmp_path / f"data{i}", repo.path, db_url=url).start() for i in range(3)
-    ]
-    lb = HAProxy.start([r.port for r in replicas])
-    assert lb is not None
-    survivor = replicas[0]
+    replicas = [ServerProcess(tmp_path / f"data{i}", repo.path, db_url=url) for i in range(3)]
+    lb = None
     sim = None
     try:
+        for replica in replicas:
+            replica.start()
+        lb = HAProxy.start([r.port for r in replicas])
+        assert lb is not None
+        survivor = replicas[0]
         sim = subprocess.Popen(
             [*FLEETCORE, "simulate", "--server", lb.url,
              "--enrollment-token", survivor.enrollment_token(), "--devices", str(DEVICES),
@@ -59,7 +60,8 @@ def test_a_rollout_completes_when_a_replica_dies(
     finally:
         if sim is not None and sim.poll() is None:
             sim.kill()
-        lb.stop()
+        if lb is not None:
+            lb.stop()
         for replica in replicas:
             replica.stop()
 
