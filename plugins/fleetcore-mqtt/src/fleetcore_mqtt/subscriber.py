@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Callable
 from typing import Any
 
@@ -15,16 +16,14 @@ log = logging.getLogger("fleetcore.mqtt")
 QOS = 1
 
 
-class MqttSubscriber:
-    def __init__(self, options: MqttOptions, device_id: str, wake: Callable[[str], None]) -> None:
+class _Listener:
+    """One connection subscribed to ``topic_filter``, resubscribing on every
+    connect (a clean session forgets subscriptions)."""
+
+    def __init__(self, options: MqttOptions, topic_filter: str, client_id: str, who: str) -> None:
         self.options = options
-        self.topic = topic(options.topic_prefix, device_id)
-        self.wake = wake
-        # The device id in the client id lets a broker's logs (and ACLs on
-        # client ids) tell devices apart.
-        self.connection = Connection(
-            options, f"fleetcore-device-{device_id}", "this device", self._subscribe
-        )
+        self.topic = topic_filter
+        self.connection = Connection(options, client_id, who, self._subscribe)
         self.client = self.connection.client
         self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
@@ -36,7 +35,6 @@ class MqttSubscriber:
         self.connection.stop()
 
     def _subscribe(self, client: Any) -> None:
-        # A clean session forgets subscriptions: subscribe on every connect.
         client.subscribe(self.topic, qos=QOS)
 
     def _on_subscribe(self, _c: Any, _u: Any, _mid: Any, reasons: Any, _props: Any) -> None:
@@ -44,6 +42,22 @@ class MqttSubscriber:
             log.warning("the MQTT broker %s refused %s", self.options.label, self.topic)
         else:
             log.info("subscribed to %s on %s", self.topic, self.options.label)
+
+    def _on_message(self, _c: Any, _u: Any, message: Any) -> None:
+        raise NotImplementedError
+
+
+class MqttSubscriber(_Listener):
+    def __init__(self, options: MqttOptions, device_id: str, wake: Callable[[str], None]) -> None:
+        # The device id in the client id lets a broker's logs (and ACLs on
+        # client ids) tell devices apart.
+        super().__init__(
+            options,
+            topic(options.topic_prefix, device_id),
+            f"fleetcore-device-{device_id}",
+            "this device",
+        )
+        self.wake = wake
 
     def _on_message(self, _c: Any, _u: Any, message: Any) -> None:
         event = decode(message.payload)
@@ -58,36 +72,21 @@ class MqttSubscriber:
         self.wake(name)
 
 
-class MqttFleetSubscriber:
+class MqttFleetSubscriber(_Listener):
     """Every device's events over one connection (a wildcard subscription):
     for programs that stand in for many devices, such as ``fleetcore simulate``
     or a site gateway. Needs a broker login allowed to read every device's topic."""
 
     def __init__(self, options: MqttOptions, wake: Callable[[str, str], None]) -> None:
-        self.options = options
-        self.filter = every_device_topic(options.topic_prefix)
-        self.wake = wake
-        self.connection = Connection(
-            options, "fleetcore-fleet-subscriber", "the fleet", self._subscribe
+        # A client id of its own: two of these on one broker must not take
+        # each other's session.
+        super().__init__(
+            options,
+            every_device_topic(options.topic_prefix),
+            f"fleetcore-fleet-{secrets.token_hex(4)}",
+            "the fleet",
         )
-        self.client = self.connection.client
-        self.client.on_subscribe = self._on_subscribe
-        self.client.on_message = self._on_message
-
-    def start(self) -> None:
-        self.connection.start()
-
-    def close(self) -> None:
-        self.connection.stop()
-
-    def _subscribe(self, client: Any) -> None:
-        client.subscribe(self.filter, qos=QOS)
-
-    def _on_subscribe(self, _c: Any, _u: Any, _mid: Any, reasons: Any, _props: Any) -> None:
-        if any(failed(r) for r in reasons):
-            log.warning("the MQTT broker %s refused %s", self.options.label, self.filter)
-        else:
-            log.info("subscribed to %s on %s", self.filter, self.options.label)
+        self.wake = wake
 
     def _on_message(self, _c: Any, _u: Any, message: Any) -> None:
         device_id = device_of(self.options.topic_prefix, message.topic)
