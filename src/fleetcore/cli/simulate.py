@@ -231,6 +231,8 @@ def simulate(
     else:
         render(summary)
     if summary["enrolled"] == 0:
+        reasons = ", ".join(f"{why} ({n})" for why, n in summary["errors"].items()) or "stopped"
+        click.echo(f"error: no device could enroll at {server}: {reasons}", err=True)
         sys.exit(1)
     if until_converged and not summary["converged"] and not summary["interrupted"]:
         sys.exit(3)
