@@ -200,3 +200,22 @@ def test_replicas_refuse_a_revoked_device_within_the_credential_ttl(
     r = there.request("POST", "/v1/devices/pi-1/status", cred, json={"status": "healthy"})
     assert r.status_code == 401
     assert there.request("GET", "/v1/devices/pi-1/desired", cred).status_code == 401
+
+
+def test_a_lone_server_keeps_credentials_past_a_report_interval(server: Any, clock: Any) -> None:
+    """Without replicas every change that invalidates a credential happens on
+    this server, so credentials stay in memory longer than devices take to
+    report again; enrolling another device does not make anyone look up again."""
+    assert server.ctl.relay is None
+    cred = server.enroll("pi-1")
+    server.report("pi-1", cred, status="healthy")
+    header = f"Bearer {cred}"
+    clock.advance(90)  # longer than a report interval, and than CREDENTIAL_TTL
+    assert server.ctl.auth.remembered(header) == "pi-1"
+    server.enroll("pi-2")
+    assert server.ctl.auth.remembered(header) == "pi-1"
+    # Enrolling pi-1 again forgets its old credential at once.
+    server.enroll("pi-1")
+    assert server.ctl.auth.remembered(header) is None
+    r = server.request("POST", "/v1/devices/pi-1/status", cred, json={"status": "healthy"})
+    assert r.status_code == 401

@@ -16,9 +16,14 @@ from fleetcore.server.store import device_row, hash_secret
 ROLE_RANK = {"viewer": 0, "operator": 1, "admin": 2}
 
 CREDENTIAL_TTL = 30.0
-"""Seconds a device credential stays in the status path's memory: a
-credential revoked or replaced through another replica sharing the database
-may still be accepted here for that long."""
+"""Seconds a device credential stays in memory on a server with replicas
+(PostgreSQL): a credential revoked or replaced through another replica may
+still be accepted here for that long."""
+CREDENTIAL_TTL_ALONE = 600.0
+"""The same on a server without replicas (SQLite): every change that
+invalidates a credential happens here and drops it from memory at once, so
+the time only bounds memory. It is longer than the report interval: a fleet
+that reports every minute must not miss the cache on every request."""
 
 
 @frozen
@@ -56,6 +61,9 @@ class Auth:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self._credentials: dict[str, tuple[str, float]] = {}
+        self._digests: dict[str, set[str]] = {}
+        """Each device's remembered credential digests, to forget one device fast."""
+        self._ttl = CREDENTIAL_TTL if ctx.relay is not None else CREDENTIAL_TTL_ALONE
         self._epoch = 0
         """Grows whenever credentials are revoked or replaced here: a lookup
         that began before then must not put what it read into memory."""
@@ -115,9 +123,10 @@ class Auth:
 
     def device_caller(self, header: str | None, conn: Connection) -> Caller:
         """Devices report every minute: their credential is looked up in memory
-        first. An entry lives at most ``CREDENTIAL_TTL`` seconds, and every
-        enrollment here clears them all, so a replaced credential stops
-        working at once on this server and within the TTL on its replicas."""
+        first. An entry lives at most ``CREDENTIAL_TTL`` seconds with replicas
+        (``CREDENTIAL_TTL_ALONE`` without), and enrolling or revoking a device
+        here forgets its credentials, so a replaced credential stops working at
+        once on this server and within the TTL on its replicas."""
         device_id = self.remembered(header)
         if device_id is not None:
             return DeviceCaller(device_id)
@@ -125,9 +134,11 @@ class Auth:
         caller = self.authenticate(header, conn)
         digest = _digest(header)
         if isinstance(caller, DeviceCaller) and digest and epoch == self._epoch:
-            if len(self._credentials) > 100_000:
+            if len(self._credentials) > 200_000:
                 self._credentials.clear()
-            self._credentials[digest] = (caller.device_id, self.ctx.ts() + CREDENTIAL_TTL)
+                self._digests.clear()
+            self._credentials[digest] = (caller.device_id, self.ctx.ts() + self._ttl)
+            self._digests.setdefault(caller.device_id, set()).add(digest)
         return caller
 
     def forget(self, device_id: str | None = None) -> None:
@@ -136,7 +147,7 @@ class Auth:
         self._epoch += 1
         if device_id is None:
             self._credentials.clear()
+            self._digests.clear()
             return
-        for digest, (owner, _) in list(self._credentials.items()):
-            if owner == device_id:
-                self._credentials.pop(digest, None)
+        for digest in self._digests.pop(device_id, ()):
+            self._credentials.pop(digest, None)

@@ -202,7 +202,9 @@ class Devices:
             if req.labels is not None:
                 detail["labels"] = req.labels
             ch.audit(action, actor=f"enrollment:{tok.name}", target=req.device_id, detail=detail)
-        self.auth.forget()  # a re-enrollment revokes the old credential
+        # A re-enrollment replaces the device's credential: forget its old one
+        # (only its own: an enrollment storm must not empty everyone's).
+        self.auth.forget(req.device_id)
         return {"device_id": req.device_id, "credential": credential}
 
     def revoke_device(self, op: Operator, device_id: str, req: b.ActionRequest) -> None:
