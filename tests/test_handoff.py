@@ -92,6 +92,8 @@ def test_once_hands_off_to_the_running_service(device, fleet_repo: FleetRepo) ->
     try:
         wait_running(dev, f"v1 {v1}")
         wait_listening(dev)
+        # The service's own first cycle is over once a hand-off has answered.
+        assert once(dev).stdout.startswith(f"converged: running {v1[:12]}")
         sock = dev.state / "agent.sock"
         assert stat.S_ISSOCK(sock.lstat().st_mode)
         assert stat.S_IMODE(sock.lstat().st_mode) == 0o600
@@ -131,7 +133,8 @@ def test_once_hands_off_to_the_running_service(device, fleet_repo: FleetRepo) ->
         assert len(history(dev)) == before + 1
     finally:
         log = stop(proc)
-    assert log.count("woken by `fleetcore agent once`") == 3
+    # Four hand-offs: the first only waited for the service's own first cycle.
+    assert log.count("woken by `fleetcore agent once`") == 4
     assert not (dev.state / "agent.sock").exists()  # removed on the way out
 
 
@@ -179,6 +182,11 @@ def test_a_stale_socket_is_ignored_by_once_and_replaced_by_the_service(
     proc = agent_run(dev)
     try:
         wait_answering(dev)
+        # Once this hand-off has answered, the service's own first cycle is
+        # over too: the next commit can only reach it through the hand-off.
+        first = once(dev)
+        assert first.returncode == 0, first.stdout + first.stderr
+        assert first.stdout.startswith(f"converged: running {v1[:12]}")
         v2 = fleet_repo.commit(script_role("v2"), "v2")
         handed = once(dev)
     finally:
