@@ -15,7 +15,7 @@ import hashlib
 import json
 from typing import Any, Literal
 
-from attrs import frozen
+from attrs import field, frozen
 
 SEGMENTS = ("canary", "early", "general")
 """The rollout segments a device can be in (``segment`` in ``agent.toml``)."""
@@ -73,3 +73,22 @@ class Event:
     def encode(self) -> bytes:
         """The event as a Server-Sent Events message."""
         return f"event: {self.name}\ndata: {json.dumps(self.data)}\n\n".encode()
+
+
+@frozen
+class Alert:
+    """Something an operator must hear about, sent through the alert
+    channels (a webhook, Alertmanager, ...). ``name`` says what happened
+    (``incident-warning``, ``device-safe-mode``, ``rollout-halted``, ...),
+    ``severity`` is ``info``, ``warning``, ``critical`` or ``emergency``;
+    ``labels`` identify it (``role``, ``commit``, ``device``, ``incident``)
+    and ``at`` is when it happened (UNIX seconds). ``resolved`` is true when
+    the condition is over (an incident closed, a device back)."""
+
+    name: str
+    severity: str
+    summary: str
+    labels: dict[str, str] = field(factory=dict)
+    detail: dict[str, Any] = field(factory=dict)
+    at: float = 0.0
+    resolved: bool = False

@@ -22,6 +22,7 @@ from attrs import frozen
 from sqlalchemy.engine import Connection
 
 from fleetcore.errors import FetchError
+from fleetcore.model import Alert
 from fleetcore.plugin.manager import PluginManager
 from fleetcore.rollout.select import RolloutStrategies
 from fleetcore.server import bodies as b
@@ -107,8 +108,19 @@ class Context:
         self.hub = hub or EventHub()
         self.channels = tuple(channels)
         self.relay: PgRelay | None = None
+        # Where alerts go: set by the app to the alert channels it was
+        # started with; by default they are only logged.
+        self.alert_sink: Callable[[Alert], None] = _log_alert
         if not store.sqlite:
             self.relay = PgRelay(store.engine, self.hub)
+
+    def alert(self, alert: Alert) -> None:
+        """Hand an alert to the alert channels. Never blocks and never
+        raises: alerting must not stand in the way of the change it reports."""
+        try:
+            self.alert_sink(alert)
+        except Exception:
+            log.exception("could not hand over alert %s", alert.name)
 
     def ts(self) -> float:
         return self.now().timestamp()
@@ -193,3 +205,7 @@ class Context:
                 self.relay.publish(events)
             except Exception:
                 log.exception("could not relay events to the other servers")
+
+
+def _log_alert(alert: Alert) -> None:
+    log.warning("alert %s (%s): %s", alert.name, alert.severity, alert.summary)
