@@ -144,7 +144,7 @@ def token_create(data_dir: Path, role: str, name: str, db_url: str | None) -> No
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def token_list(data_dir: Path, db_url: str | None, as_json: bool) -> None:
     """Every operator and enrollment token (never the tokens themselves)."""
-    from fleetcore.cli.fleet import token_line
+    from fleetcore.cli.fleet.access import token_line
     from fleetcore.server.store import Store, database_url
 
     store = Store(database_url(data_dir, db_url))

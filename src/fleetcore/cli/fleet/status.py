@@ -1,0 +1,75 @@
+"""``fleetcore fleet status | devices | device``: what the fleet runs."""
+
+from __future__ import annotations
+
+import click
+
+from fleetcore.cli.app import App
+from fleetcore.cli.fleet.common import JSON_OPT, client, rollout_line, short
+from fleetcore.cli.fleet.group import fleet
+
+
+@fleet.command()
+@JSON_OPT
+def status(as_json: bool) -> None:
+    """Devices by status and commit, the pin, active rollouts."""
+    data = client().call("GET", "/v1/fleet/status")
+    if as_json:
+        App.print_json(data)
+        return
+    click.echo(f"devices: {data['total']} ({data['online']} online)")
+    for name, count in sorted(data["by_status"].items()):
+        click.echo(f"  {name}: {count}")
+    for c in data["commits"]:
+        click.echo(f"commit {short(c['commit'])}: {c['devices']} ({c['share']:.0%})")
+    if data["pin"]:
+        pin = data["pin"]
+        by = f" by {pin['by']}" if pin.get("by") else ""
+        until = f" until {pin['expires']}" if pin.get("expires") else ""
+        click.echo(f"PINNED to {short(pin['commit'])}{by}{until}: {pin['reason']}")
+    for r in data["rollouts"]:
+        rollout_line(r)
+
+
+@fleet.command()
+@click.option(
+    "--label",
+    "labels",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Only devices with this label (repeatable: all must match).",
+)
+@JSON_OPT
+def devices(labels: tuple[str, ...], as_json: bool) -> None:
+    """Every device with its status, commit and labels."""
+    from fleetcore.cli.devices_table import device_rows, label_query
+
+    data = client().call("GET", f"/v1/devices{label_query(labels)}")["devices"]
+    if as_json:
+        App.print_json(data)
+        return
+    for line in device_rows(data):
+        click.echo(line)
+
+
+@fleet.command()
+@click.argument("device_id")
+@JSON_OPT
+def device(device_id: str, as_json: bool) -> None:
+    """One device: status, desired state, policy, history."""
+    from fleetcore.cli.devices_table import labels_text
+
+    d = client().call("GET", f"/v1/devices/{device_id}")
+    if as_json:
+        App.print_json(d)
+        return
+    for key in ("device_id", "role", "segment", "status", "commit", "last_seen", "current_error"):
+        click.echo(f"{key}: {d[key]}")
+    click.echo(f"labels: {labels_text(d.get('labels'))}")
+    desired = d["desired"]
+    click.echo(f"desired: {short(desired['commit'])} ({desired['why']}: {desired['reason']})")
+    for h in d["history"][:10]:
+        click.echo(
+            f"  {h['timestamp']} {short(h['from_commit'])} -> {short(h['to_commit'])} "
+            f"{h['result']} {h['reason']}"
+        )
