@@ -8,7 +8,6 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from fleetcore.server.auth import CREDENTIAL_TTL
 from fleetcore.server.store import hash_secret
 
 
@@ -176,7 +175,16 @@ def test_a_revoked_device_is_refused_at_once_and_can_enroll_again(
     assert (entry["actor"], entry["target"], entry["reason"]) == ("test-admin", "pi-1", "stolen")
 
 
-def test_replicas_refuse_a_revoked_device_within_the_credential_ttl(
+def _until(condition: Any, within: float = 10.0) -> bool:
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_replicas_refuse_a_revoked_device_at_once(
     make_server: Any, postgres: Any, clock: Any
 ) -> None:
     url = postgres.create_database(f"revoke_{uuid.uuid4().hex[:8]}")
@@ -186,6 +194,7 @@ def test_replicas_refuse_a_revoked_device_within_the_credential_ttl(
     admin = here.token("admin")
     cred = here.enroll("pi-1")
     there.report("pi-1", cred, status="healthy")  # the replica remembers the credential
+    assert there.ctl.auth.remembered(f"Bearer {cred}") == "pi-1"
     stream = there.request("GET", "/v1/devices/pi-1/events", cred, stream=True)
     lines = stream.iter_lines()
     assert next(lines) == b": connected"
@@ -194,12 +203,56 @@ def test_replicas_refuse_a_revoked_device_within_the_credential_ttl(
     assert r.status_code == 200
     r = here.request("POST", "/v1/devices/pi-1/status", cred, json={"status": "healthy"})
     assert r.status_code == 401
-    # The replica's stream ends through the relay; what it remembers lapses.
+    # The replica's stream ends and it forgets the credential, both through
+    # the relay, with no time passing on the server's clock.
     assert _ends_quietly(lines)
-    clock.advance(CREDENTIAL_TTL + 1)
+    assert _until(lambda: there.ctl.auth.remembered(f"Bearer {cred}") is None)
     r = there.request("POST", "/v1/devices/pi-1/status", cred, json={"status": "healthy"})
     assert r.status_code == 401
     assert there.request("GET", "/v1/devices/pi-1/desired", cred).status_code == 401
+    # Re-enrolling through one replica retires the old credential on the other too.
+    cred2 = here.enroll("pi-2")
+    there.report("pi-2", cred2, status="healthy")
+    here.enroll("pi-2")
+    assert _until(lambda: there.ctl.auth.remembered(f"Bearer {cred2}") is None)
+    r = there.request("POST", "/v1/devices/pi-2/status", cred2, json={"status": "healthy"})
+    assert r.status_code == 401
+
+
+def test_a_replica_that_lost_the_relay_forgets_every_credential(
+    make_server: Any, postgres: Any, clock: Any
+) -> None:
+    """While its listening connection is down a replica may miss a note to
+    forget a credential, so on reconnecting it forgets them all."""
+    import sqlalchemy as sa
+
+    url = postgres.create_database(f"relay_{uuid.uuid4().hex[:8]}")
+    here = make_server(url, name="here")
+    there = make_server(url, name="there")
+    assert there.ctl.relay is not None and there.ctl.relay.ready.wait(10)
+    cred = here.enroll("pi-1")
+    there.report("pi-1", cred, status="healthy")
+    assert there.ctl.auth.remembered(f"Bearer {cred}") == "pi-1"
+
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            killed = conn.execute(
+                sa.text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE query LIKE 'LISTEN%' AND pid <> pg_backend_pid()"
+                )
+            ).all()
+    finally:
+        engine.dispose()
+    assert killed  # both replicas' listeners
+    assert _until(lambda: not there.ctl.relay.ready.is_set(), within=15)
+    assert there.ctl.relay.ready.wait(15)
+    assert there.ctl.auth.remembered(f"Bearer {cred}") is None
+    # The device itself goes on working: its credential is looked up again.
+    r = there.request("POST", "/v1/devices/pi-1/status", cred, json={"status": "healthy"})
+    assert r.status_code == 204
+    assert there.ctl.auth.remembered(f"Bearer {cred}") == "pi-1"
 
 
 def test_a_lone_server_keeps_credentials_past_a_report_interval(server: Any, clock: Any) -> None:
@@ -210,7 +263,7 @@ def test_a_lone_server_keeps_credentials_past_a_report_interval(server: Any, clo
     cred = server.enroll("pi-1")
     server.report("pi-1", cred, status="healthy")
     header = f"Bearer {cred}"
-    clock.advance(90)  # longer than a report interval, and than CREDENTIAL_TTL
+    clock.advance(90)  # longer than a report interval
     assert server.ctl.auth.remembered(header) == "pi-1"
     server.enroll("pi-2")
     assert server.ctl.auth.remembered(header) == "pi-1"

@@ -4,6 +4,8 @@ and what each may touch."""
 
 from __future__ import annotations
 
+import logging
+
 import sqlalchemy as sa
 from attrs import frozen
 from sqlalchemy.engine import Connection
@@ -11,19 +13,22 @@ from sqlalchemy.engine import Connection
 from fleetcore.server import bodies as b
 from fleetcore.server import schema as t
 from fleetcore.server.context import Context
+from fleetcore.server.events import Event
 from fleetcore.server.store import device_row, hash_secret
+
+log = logging.getLogger("fleetcore.server.auth")
 
 ROLE_RANK = {"viewer": 0, "operator": 1, "admin": 2}
 
-CREDENTIAL_TTL = 30.0
-"""Seconds a device credential stays in memory on a server with replicas
-(PostgreSQL): a credential revoked or replaced through another replica may
-still be accepted here for that long."""
-CREDENTIAL_TTL_ALONE = 600.0
-"""The same on a server without replicas (SQLite): every change that
-invalidates a credential happens here and drops it from memory at once, so
-the time only bounds memory. It is longer than the report interval: a fleet
-that reports every minute must not miss the cache on every request."""
+CREDENTIAL_TTL = 600.0
+"""Seconds a device credential stays in memory. Every change that
+invalidates one drops it at once: on this server directly, on its replicas
+through the relay (and a replica that lost the relay forgets every
+credential when it reconnects), so the time only bounds memory and what a
+lost note could cost. It is longer than the report interval: a fleet that
+reports every minute must not miss the cache on every request."""
+FORGET_CREDENTIAL = "server:forget-credential"
+"""The relayed note that tells the other replicas to forget a device's credentials."""
 
 
 @frozen
@@ -63,7 +68,10 @@ class Auth:
         self._credentials: dict[str, tuple[str, float]] = {}
         self._digests: dict[str, set[str]] = {}
         """Each device's remembered credential digests, to forget one device fast."""
-        self._ttl = CREDENTIAL_TTL if ctx.relay is not None else CREDENTIAL_TTL_ALONE
+        self._ttl = CREDENTIAL_TTL
+        if ctx.relay is not None:
+            ctx.relay.subscribe(FORGET_CREDENTIAL, lambda device_id, _data: self._forget(device_id))
+            ctx.relay.on_connect(self._forget)
         self._epoch = 0
         """Grows whenever credentials are revoked or replaced here: a lookup
         that began before then must not put what it read into memory."""
@@ -123,10 +131,9 @@ class Auth:
 
     def device_caller(self, header: str | None, conn: Connection) -> Caller:
         """Devices report every minute: their credential is looked up in memory
-        first. An entry lives at most ``CREDENTIAL_TTL`` seconds with replicas
-        (``CREDENTIAL_TTL_ALONE`` without), and enrolling or revoking a device
-        here forgets its credentials, so a replaced credential stops working at
-        once on this server and within the TTL on its replicas."""
+        first. An entry lives at most ``CREDENTIAL_TTL`` seconds, and enrolling
+        or revoking a device forgets its credentials here and on the replicas,
+        so a replaced credential stops working at once everywhere."""
         device_id = self.remembered(header)
         if device_id is not None:
             return DeviceCaller(device_id)
@@ -141,9 +148,19 @@ class Auth:
             self._digests.setdefault(caller.device_id, set()).add(digest)
         return caller
 
-    def forget(self, device_id: str | None = None) -> None:
-        """Drop remembered credentials (of one device, or all), after the
-        change that invalidates them is committed."""
+    def forget(self, device_id: str) -> None:
+        """Drop a device's remembered credentials, here and on the replicas,
+        after the change that invalidates them is committed."""
+        self._forget(device_id)
+        if self.ctx.relay is not None:
+            try:
+                self.ctx.relay.publish([Event(device_id, FORGET_CREDENTIAL, {})])
+            except Exception:
+                # The change is committed; the replicas' entries lapse by themselves.
+                log.exception("could not tell the replicas to forget %s's credential", device_id)
+
+    def _forget(self, device_id: str | None = None) -> None:
+        """Drop remembered credentials here (of one device, or all)."""
         self._epoch += 1
         if device_id is None:
             self._credentials.clear()
