@@ -1,8 +1,8 @@
 """The control server carrying a simulated fleet, measured.
 
     python benchmarks/fleet.py [--devices 10000,30000] [--db sqlite,postgresql]
-                               [--minutes 3] [--interval 60] [--events sse|none]
-                               [--rollout]
+                               [--minutes 3] [--interval 60] [--events sse|none|mqtt]
+                               [--replicas N] [--rollout]
 
 For each database and fleet size: a fresh ``fleetcore server run`` process,
 then ``fleetcore simulate`` (its own process) with every device reporting
@@ -18,6 +18,12 @@ passed (the start-up storm), over a window of ``--minutes``:
   the upper bound of its bucket);
 - the server's CPU share and resident memory, and the simulator's CPU share
   (both share this machine).
+
+``--events mqtt`` starts a mosquitto broker and gives it to the server and
+the simulator as their event channel (the simulator then holds one
+subscription for the whole fleet instead of a stream per device).
+``--replicas N`` (PostgreSQL only) runs N server processes on one database
+behind HAProxy; their latencies, CPU and memory are summed.
 
 With ``--rollout``, a canary rollout (30 s between steps, automatic
 promotion) follows the window: the time from its start to the last device
@@ -41,6 +47,8 @@ from pathlib import Path
 from typing import Any
 
 from fleetcore.testing.gitrepo import FleetRepo
+from fleetcore.testing.haproxy import HAProxy
+from fleetcore.testing.mosquitto import Mosquitto
 from fleetcore.testing.postgres import Postgres
 from fleetcore.testing.serverproc import FLEETCORE, ServerProcess
 
@@ -87,7 +95,7 @@ def percentiles(before: dict[str, float], after: dict[str, float]) -> dict[str, 
     return result
 
 
-def fleet_status(server: ServerProcess) -> dict[str, Any]:
+def fleet_status(server: Any) -> dict[str, Any]:
     status: dict[str, Any] = server.api("GET", "/v1/fleet/status")
     return status
 
@@ -101,14 +109,72 @@ def wait_until(what: str, check: Any, timeout: float, every: float = 2.0) -> flo
     return time.monotonic() - start
 
 
+class Servers:
+    """One server, or replicas behind HAProxy: one address, summed figures."""
+
+    def __init__(self, root: Path, repo: Path, db_url: str | None, replicas: int,
+                 extra: tuple[str, ...]) -> None:  # fmt: skip
+        self.replicas = [
+            ServerProcess(root / f"data{i}", repo, db_url=db_url, extra=extra)
+            for i in range(replicas)
+        ]
+        self.lb: HAProxy | None = None
+
+    def start(self) -> Servers:
+        for replica in self.replicas:
+            replica.start()
+        if len(self.replicas) > 1:
+            self.lb = HAProxy.start([r.port for r in self.replicas])
+            if self.lb is None:
+                raise SystemExit("HAProxy is not installed")
+        return self
+
+    @property
+    def url(self) -> str:
+        return self.lb.url if self.lb is not None else self.replicas[0].url
+
+    def api(self, method: str, path: str, body: Any = None) -> Any:
+        return self.replicas[0].api(method, path, body)
+
+    def cpu_seconds(self) -> float:
+        return sum(r.cpu_seconds() for r in self.replicas)
+
+    def rss_mib(self) -> float:
+        return sum(r.rss_mib() for r in self.replicas)
+
+    def histograms(self) -> dict[tuple[str, str], dict[str, float]]:
+        total: dict[tuple[str, str], dict[str, float]] = defaultdict(lambda: defaultdict(float))
+        for replica in self.replicas:
+            for key, buckets in histograms(replica.url).items():
+                for bound, count in buckets.items():
+                    total[key][bound] += count
+        return total
+
+    def stop(self) -> None:
+        if self.lb is not None:
+            self.lb.stop()
+        for replica in self.replicas:
+            replica.stop()
+
+
 def bench(
     db: str, db_url: str | None, devices: int, minutes: float, interval: int, events: str,
-    rollout: bool, root: Path,
+    rollout: bool, root: Path, replicas: int = 1,
 ) -> dict[str, Any]:  # fmt: skip
     repo = FleetRepo.create(root / f"repo-{db}-{devices}")
     v1 = repo.commit({"roles/web/activate.sh": "#!/bin/sh\n"}, "v1")
-    server = ServerProcess(root / f"data-{db}-{devices}", repo.path, db_url=db_url).start()
-    result: dict[str, Any] = {"db": db, "devices": devices, "interval_s": interval}
+    broker = None
+    if events == "mqtt":
+        broker = Mosquitto.start()
+        if broker is None:
+            raise SystemExit("mosquitto is not installed")
+        events = broker.url
+    extra = ("--events", events) if broker is not None else ()
+    server = Servers(root / f"data-{db}-{devices}", repo.path, db_url, replicas, extra).start()
+    result: dict[str, Any] = {
+        "db": db, "devices": devices, "interval_s": interval, "replicas": replicas,
+        "events": "mqtt" if broker is not None else events,
+    }  # fmt: skip
     sim = None
     try:
         # Everyone on v1 first, so the rollout below moves a settled fleet.
@@ -118,7 +184,7 @@ def bench(
         sim_log = root / f"simulate-{db}-{devices}.json"
         sim = subprocess.Popen(
             [*FLEETCORE, "--log-level", "ERROR", "simulate", "--server", server.url,
-             "--enrollment-token", server.enrollment_token(), "--devices", str(devices),
+             "--enrollment-token", server.replicas[0].enrollment_token(), "--devices", str(devices),
              "--report-interval", f"{interval}s", "--poll-interval", f"{interval}s",
              "--events", events, "--update-time", "1s", "--duration", f"{duration:.0f}s",
              "--connections", "64", "--json"],
@@ -131,11 +197,11 @@ def bench(
         result["enroll_per_s"] = round(devices / max(result["enroll_s"], 0.001))
         time.sleep(interval)  # the start-up storm settles
         cpu0, sim_cpu0, h0, wall0 = (
-            server.cpu_seconds(), _cpu(sim.pid), histograms(server.url), time.monotonic(),
+            server.cpu_seconds(), _cpu(sim.pid), server.histograms(), time.monotonic(),
         )  # fmt: skip
         time.sleep(minutes * 60)
         cpu1, sim_cpu1, h1, wall1 = (
-            server.cpu_seconds(), _cpu(sim.pid), histograms(server.url), time.monotonic(),
+            server.cpu_seconds(), _cpu(sim.pid), server.histograms(), time.monotonic(),
         )  # fmt: skip
         wall = wall1 - wall0
         for name, key in ROUTES.items():
@@ -177,6 +243,8 @@ def bench(
             except subprocess.TimeoutExpired:
                 sim.kill()
         server.stop()
+        if broker is not None:
+            broker.stop()
     try:
         summary = json.loads(sim_log.read_text())
         keep = ("enrolled", "reports", "errors", "latency_ms")
@@ -200,6 +268,7 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=3.0)
     parser.add_argument("--interval", type=int, default=60)
     parser.add_argument("--events", default="sse")
+    parser.add_argument("--replicas", type=int, default=1)
     parser.add_argument("--rollout", action="store_true")
     args = parser.parse_args()
     raise_fd_limit()
@@ -216,8 +285,10 @@ def main() -> int:
                         if pg is None:
                             raise SystemExit("PostgreSQL is not installed")
                         url = pg.create_database(f"fleet{n}")
+                    if args.replicas > 1 and db != "postgresql":
+                        raise SystemExit("--replicas needs --db postgresql")
                     r = bench(db, url, n, args.minutes, args.interval, args.events,
-                              args.rollout, root)  # fmt: skip
+                              args.rollout, root, args.replicas)  # fmt: skip
                     print(json.dumps(r), flush=True)
                     results.append(r)
         finally:
