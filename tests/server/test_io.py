@@ -280,3 +280,64 @@ def test_events_reach_streams_held_by_another_replica(
         assert answer["why"] == "pin" and answer["commit"] == head
     finally:
         stream.close()
+
+
+def test_past_its_stream_limit_the_server_tells_devices_to_poll(make_server: Any) -> None:
+    """Each event stream holds a socket: past ``--max-streams`` a device is
+    refused a stream (503, Retry-After) while its polls and reports go on."""
+    server = make_server(max_streams=2)
+    creds = {d: server.enroll(d, "web") for d in ("pi-1", "pi-2", "pi-3")}
+
+    def stream(device: str) -> requests.Response:
+        return requests.get(
+            f"{server.url}/v1/devices/{device}/events",
+            headers={"Authorization": f"Bearer {creds[device]}"},
+            stream=True,
+            timeout=10,
+        )
+
+    first = stream("pi-1")
+    second = stream("pi-2")
+    assert first.status_code == second.status_code == 200
+    # Kept: a dropped line iterator closes its connection.
+    lines = [first.iter_lines(), second.iter_lines()]
+    assert [next(it) for it in lines] == [b": connected", b": connected"]
+
+    assert (server.ctl.hub.max_streams, server.ctl.hub.connected) == (2, 2)
+    third = stream("pi-3")
+    assert third.status_code == 503
+    assert third.headers["retry-after"] == "60"
+    assert "most event streams (2)" in third.json()["error"]
+    assert server.request("GET", "/v1/devices/pi-3/desired", creds["pi-3"]).status_code == 200
+    r = server.request("POST", "/v1/devices/pi-3/status", creds["pi-3"], json={"status": "healthy"})
+    assert r.status_code == 204
+
+    first.close()  # a stream ends: its place is free again
+    deadline = time.monotonic() + 10
+    while server.ctl.hub.connected > 1:
+        assert time.monotonic() < deadline, "the closed stream was not noticed"
+        time.sleep(0.05)
+    again = stream("pi-3")
+    assert again.status_code == 200
+    again.close()
+    second.close()
+
+
+def test_the_server_raises_its_file_descriptor_limit_and_leaves_a_reserve() -> None:
+    """A service manager's soft limit of 1,024 would cap a server at a few
+    hundred streams: ``server run`` raises it to the hard limit first."""
+    import subprocess
+    import sys
+
+    code = (
+        "import resource\n"
+        "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))\n"
+        "from fleetcore.server.app import FD_RESERVE, raise_fd_limit, stream_room\n"
+        "limit = raise_fd_limit()\n"
+        "assert limit == hard == resource.getrlimit(resource.RLIMIT_NOFILE)[0], limit\n"
+        "assert stream_room() == hard - FD_RESERVE, stream_room()\n"
+        "print(limit)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert int(out.stdout) > 1024

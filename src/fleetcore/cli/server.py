@@ -71,6 +71,13 @@ def _listen(value: str) -> tuple[str, int]:
     "(repeatable; an installed channel's URL or name; SSE is always served) "
     "[env FLEETCORE_SERVER_EVENTS, space-separated].",
 )
+@click.option(
+    "--max-streams",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Hold at most this many device event streams; devices past it are told "
+    "to poll (503) [default 0: what the file-descriptor limit allows, less 1,024].",
+)
 @click.pass_obj
 def run(
     app: App,
@@ -81,6 +88,7 @@ def run(
     offline_after: str,
     fetch_interval: str,
     events: tuple[str, ...],
+    max_streams: int,
 ) -> None:
     """Serve the device API, the operator API, /metrics and the dashboard."""
     from fleetcore.channels.select import server_channels
@@ -109,6 +117,7 @@ def run(
         offline_after=offline,
         fetch_interval=fetch,
         events=events,
+        max_streams=max_streams,
     )
     serve(config, host, port, pm)
 

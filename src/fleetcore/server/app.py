@@ -11,6 +11,7 @@ import contextlib
 import datetime as dt
 import gc
 import logging
+import resource
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -57,6 +58,9 @@ class ServerConfig:
     now: Callable[[], dt.datetime] | None = None
     events: tuple[str, ...] = ()
     """Event channels besides SSE (``--events``): URLs or channel names."""
+    max_streams: int = 0
+    """Event streams held at most (``--max-streams``); 0: what the process's
+    file-descriptor limit leaves after a reserve for everything else."""
 
 
 class Timing:
@@ -104,7 +108,7 @@ def build(config: ServerConfig, pm: PluginManager | None = None) -> tuple[Starle
         mirror.fetch()
     except FetchError as exc:
         log.warning("fleet repo not reachable yet: %s", exc)
-    hub = EventHub(keepalive=config.keepalive)
+    hub = EventHub(keepalive=config.keepalive, max_streams=config.max_streams or stream_room())
     pm = pm or PluginManager()
     channels = [
         ChannelPump(s.label, s.record.publisher(s.options))
@@ -179,8 +183,40 @@ async def _fetch_loop(mirror: Mirror, interval: float, stop: asyncio.Event) -> N
             log.warning("fetching the fleet repo failed: %s", exc)
 
 
+FD_RESERVE = 1024
+"""File descriptors kept for everything but event streams: status reports
+and polls in flight, database connections, the repo mirror's git, logs."""
+
+
+def raise_fd_limit() -> int:
+    """Raise this process's file-descriptor limit to what it may (the hard
+    limit: systemd's default soft limit of 1,024 would cap a server at a few
+    hundred event streams), and return it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        hard = 1 << 20
+    if soft != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError) as exc:
+            log.warning("could not raise the file-descriptor limit to %d: %s", hard, exc)
+    return hard if soft == resource.RLIM_INFINITY else soft
+
+
+def stream_room() -> int:
+    """Event streams that fit under the current file-descriptor limit."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return 0
+    return max(soft - FD_RESERVE, soft // 2)
+
+
 def serve(config: ServerConfig, host: str, port: int, pm: PluginManager | None = None) -> None:
     import uvicorn
+
+    limit = raise_fd_limit()
+    log.info("file-descriptor limit %d: at most %d event streams", limit, stream_room())
 
     app, _ = build(config, pm)
     # Everything built so far lives as long as the server process: keep it

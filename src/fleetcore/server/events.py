@@ -46,8 +46,12 @@ class _Stream:
 
 
 class EventHub:
-    def __init__(self, keepalive: float = 15.0) -> None:
+    def __init__(self, keepalive: float = 15.0, max_streams: int = 0) -> None:
         self.keepalive = keepalive
+        self.max_streams = max_streams
+        """Streams this server holds at most (0: no limit of its own). Each
+        is a socket, and a process has only so many file descriptors: past
+        them the server could not even accept a status report."""
         self.loop: asyncio.AbstractEventLoop | None = None
         self._streams: dict[str, set[_Stream]] = defaultdict(set)
         self._lock = threading.Lock()
@@ -60,6 +64,9 @@ class EventHub:
     def connected(self) -> int:
         with self._lock:
             return sum(len(q) for q in self._streams.values())
+
+    def has_room(self) -> bool:
+        return not self.max_streams or self.connected < self.max_streams
 
     def publish(self, events: Iterable[Event]) -> None:
         """Thread-safe; drops events for devices that are not connected."""

@@ -86,6 +86,15 @@ def device_routes(api: Api, reports: GroupCommit) -> list[Route]:
 
         async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
             refusal = await may_listen(Request(scope))
+            if refusal is open_stream and not ctl.hub.has_room():
+                # Better a device that polls than a server out of sockets:
+                # it keeps its scheduled polls and tries the stream again later.
+                refusal = JSONResponse(
+                    {"error": f"this server holds its most event streams "
+                              f"({ctl.hub.max_streams}); poll, and try again later"},
+                    status_code=503,
+                    headers={"Retry-After": "60"},
+                )  # fmt: skip
             if refusal is not open_stream:
                 await refusal(scope, receive, send)
                 return
