@@ -18,6 +18,8 @@ if [ "${1:-}" = "--tests" ]; then
   command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || want+=(mosquitto)
   command -v promtool >/dev/null || want+=(prometheus)   # checks a real /metrics scrape
   command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || want+=(haproxy)
+  # receives the server's alerts in the alert-channel tests
+  command -v prometheus-alertmanager >/dev/null || want+=(prometheus-alertmanager)
 fi
 [ ${#want[@]} -eq 0 ] && exit 0
 
