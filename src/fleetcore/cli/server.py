@@ -78,6 +78,18 @@ def _listen(value: str) -> tuple[str, int]:
     help="Hold at most this many device event streams; devices past it are told "
     "to poll (503) [default 0: what the file-descriptor limit allows, less 1,024].",
 )
+@click.option(
+    "--alerts",
+    "alerts",
+    multiple=True,
+    envvar="FLEETCORE_SERVER_ALERTS",
+    metavar="URL",
+    help="Send alerts (incidents, devices in safe mode or offline, halted rollouts) "
+    "to this alert channel: https://HOST/PATH posts JSON (webhook), "
+    "alertmanager://HOST:9093 (or alertmanager+https://) feeds Alertmanager "
+    "(repeatable; an installed channel's URL or name) "
+    "[env FLEETCORE_SERVER_ALERTS, space-separated].",
+)
 @click.pass_obj
 def run(
     app: App,
@@ -89,8 +101,10 @@ def run(
     fetch_interval: str,
     events: tuple[str, ...],
     max_streams: int,
+    alerts: tuple[str, ...],
 ) -> None:
     """Serve the device API, the operator API, /metrics and the dashboard."""
+    from fleetcore.alerts.select import server_alert_channels
     from fleetcore.channels.select import server_channels
     from fleetcore.config.units import Duration
     from fleetcore.errors import ConfigError
@@ -110,6 +124,10 @@ def run(
         server_channels(pm, events)
     except ConfigError as exc:
         raise click.BadParameter("; ".join(exc.problems), param_hint="--events") from None
+    try:
+        server_alert_channels(pm, alerts)
+    except ConfigError as exc:
+        raise click.BadParameter("; ".join(exc.problems), param_hint="--alerts") from None
     config = ServerConfig(
         data_dir=data_dir,
         repo=repo,
@@ -118,6 +136,7 @@ def run(
         fetch_interval=fetch,
         events=events,
         max_streams=max_streams,
+        alerts=alerts,
     )
     serve(config, host, port, pm)
 

@@ -21,13 +21,22 @@ exports the same names.
 import pluggy
 
 from fleetcore.files import atomic_write
-from fleetcore.model import SEGMENTS, CheckKind, DeviceInfo, Event, Finding, percentage_bucket
+from fleetcore.model import (
+    SEGMENTS,
+    Alert,
+    CheckKind,
+    DeviceInfo,
+    Event,
+    Finding,
+    percentage_bucket,
+)
 from fleetcore.plugin.hookspecs import PROJECT_NAME
 from fleetcore.plugin.protocols import (
     ENV_FILE,
     EVENT_NAMES,
     ActivationContext,
     ActivatorImpl,
+    AlertSender,
     CommandApp,
     ControlServerSecrets,
     EventPublisher,
@@ -42,6 +51,7 @@ from fleetcore.plugin.protocols import (
 )
 from fleetcore.plugin.types import (
     Activator,
+    AlertChannel,
     Check,
     CheckContext,
     CliCommand,
@@ -69,6 +79,9 @@ __all__ = [
     "ActivationContext",
     "Activator",
     "ActivatorImpl",
+    "Alert",
+    "AlertChannel",
+    "AlertSender",
     "Check",
     "CheckContext",
     "CheckKind",

@@ -37,6 +37,7 @@ import pluggy
 if TYPE_CHECKING:
     from fleetcore.plugin.types import (
         Activator,
+        AlertChannel,
         Check,
         CliCommand,
         DriftFix,
@@ -165,6 +166,38 @@ def fleetcore_register_event_channels() -> Iterable[EventChannel]:
     The objects the factories return implement
     :class:`fleetcore.channels.interface.EventPublisher` and
     :class:`fleetcore.channels.interface.EventSubscriber`.
+    """
+
+
+@hookspec
+def fleetcore_register_alert_channels() -> Iterable[AlertChannel]:
+    """Register ways of telling operators what needs them (alerts).
+
+    Called by ``fleetcore server run`` when ``--alerts`` is given, and by
+    ``fleetcore plugins``. Return or yield
+    :class:`~fleetcore.plugin.types.AlertChannel` records. The server
+    selects channels by URL scheme or name (``--alerts https://hooks.example/x``,
+    ``--alerts alertmanager://am:9093``) and hands each selected channel's
+    sender every :class:`~fleetcore.model.Alert` it raises (an incident's
+    level, a device in safe mode or offline, a rollout halted), in batches,
+    from a thread of the channel's own. A ``send`` that raises is retried
+    with back-off, so a sender need not retry by itself; it must give up
+    within its own timeout rather than hang.
+
+    Example::
+
+        @hookimpl
+        def fleetcore_register_alert_channels():
+            yield AlertChannel(
+                name="ntfy",
+                summary="Alerts as ntfy.sh push notifications",
+                schemes=("ntfy",),
+                config_type=NtfyOptions,   # url, topic, token
+                sender=lambda options: NtfySender(options),
+            )
+
+    The object ``sender`` returns implements
+    :class:`fleetcore.alerts.interface.AlertSender`.
     """
 
 
@@ -319,6 +352,7 @@ REGISTER_HOOKS = {
     "secrets provider": "fleetcore_register_secrets_providers",
     "rollout strategy": "fleetcore_register_rollout_strategies",
     "event channel": "fleetcore_register_event_channels",
+    "alert channel": "fleetcore_register_alert_channels",
     "command": "fleetcore_register_commands",
     "verify check": "fleetcore_register_verify_checks",
     "validate check": "fleetcore_register_validate_checks",

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from fleetcore.model import CheckKind
     from fleetcore.plugin.types import (
         Activator,
+        AlertChannel,
         Check,
         DriftFix,
         EventChannel,
@@ -47,6 +48,7 @@ RecordKind = Literal[
     "secrets provider",
     "rollout strategy",
     "event channel",
+    "alert channel",
     "verify check",
     "validate check",
     "health check",
@@ -209,6 +211,9 @@ class PluginManager:
 
     def event_channels(self) -> Registry[EventChannel]:
         return self.registry("event channel")
+
+    def alert_channels(self) -> Registry[AlertChannel]:
+        return self.registry("alert channel")
 
     def checks(self, kind: CheckKind) -> Registry[Check]:
         """The ``verify``, ``validate``, ``health`` or ``drift`` checks."""

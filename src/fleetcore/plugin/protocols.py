@@ -5,7 +5,8 @@ so that a record can name the type its factory returns without an import
 cycle. Each kind's tutorial lives in its interface module, which re-exports
 the names here: :mod:`fleetcore.fetch.interface`,
 :mod:`fleetcore.activate.interface`, :mod:`fleetcore.secrets.interface`,
-:mod:`fleetcore.rollout.interface`, :mod:`fleetcore.channels.interface`.
+:mod:`fleetcore.rollout.interface`, :mod:`fleetcore.channels.interface`,
+:mod:`fleetcore.alerts.interface`.
 
 Where the core hands a plugin one of its own objects (the agent's repair
 tools, the device's server client), the plugin sees it through a narrow
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 from attrs import field, frozen
 
-from fleetcore.model import DeviceInfo, Event
+from fleetcore.model import Alert, DeviceInfo, Event
 
 if TYPE_CHECKING:
     from fleetcore.release import Manifest
@@ -209,6 +210,21 @@ class EventSubscriber(Protocol):
 
     def close(self) -> None:
         """The agent is stopping: stop listening. ``wake`` must not be called after."""
+
+
+# -- alert channels ----------------------------------------------------------------
+
+
+class AlertSender(Protocol):
+    """The server's sender of alerts (``AlertChannel.sender(options)``)."""
+
+    def send(self, alerts: Sequence[Alert]) -> None:
+        """Deliver a batch of alerts (one or more). Raise when they could not
+        be delivered: the server retries the same batch with back-off. Give
+        up within your own timeout rather than hang."""
+
+    def close(self) -> None:
+        """The server is stopping: let go of connections and threads."""
 
 
 # -- drift fixes --------------------------------------------------------------------

@@ -18,6 +18,7 @@ from attrs import field, frozen
 from fleetcore.model import CheckKind, DeviceInfo, Finding
 from fleetcore.plugin.protocols import (
     ActivatorImpl,
+    AlertSender,
     EventPublisher,
     EventSubscriber,
     RepairKit,
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Activator",
+    "AlertChannel",
     "Check",
     "CheckContext",
     "CheckKind",
@@ -183,6 +185,26 @@ class EventChannel:
     config_type: type = NoOptions
     schemes: tuple[str, ...] = field(default=(), converter=_words)
     fleet_subscriber: Callable[[Any, Callable[[str, str], None]], EventSubscriber] | None = None
+
+
+@frozen(kw_only=True)
+class AlertChannel:
+    """A way to tell operators what needs them: a webhook, Alertmanager, a
+    pager, a chat room.
+
+    ``sender(options)`` runs in the server and returns a
+    :class:`fleetcore.alerts.interface.AlertSender`; ``options`` are of
+    ``config_type``, from ``--alerts URL`` as ``{"url": URL without its
+    query, **query parameters}`` (``--alerts NAME?key=value`` gives the
+    query parameters alone). ``schemes`` are the URL schemes that select
+    this channel (default: its name), e.g. ``("http", "https")``.
+    """
+
+    name: str = field(validator=_name)
+    summary: str
+    sender: Callable[[Any], AlertSender]
+    config_type: type = NoOptions
+    schemes: tuple[str, ...] = field(default=(), converter=_words)
 
 
 # -- checks ---------------------------------------------------------------------

@@ -23,9 +23,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from fleetcore.alerts.select import server_alert_channels
 from fleetcore.channels.select import server_channels
 from fleetcore.errors import FetchError
 from fleetcore.plugin.manager import PluginManager
+from fleetcore.server.alerts import AlertPump, sink
 from fleetcore.server.channels import ChannelPump
 from fleetcore.server.events import EventHub
 from fleetcore.server.groupcommit import GroupCommit
@@ -61,6 +63,8 @@ class ServerConfig:
     max_streams: int = 0
     """Event streams held at most (``--max-streams``); 0: what the process's
     file-descriptor limit leaves after a reserve for everything else."""
+    alerts: tuple[str, ...] = ()
+    """Alert channels (``--alerts``): URLs or channel names."""
 
 
 class Timing:
@@ -125,6 +129,14 @@ def build(config: ServerConfig, pm: PluginManager | None = None) -> tuple[Starle
         hub=hub,
         channels=channels,
     )
+    alert_pumps = [
+        AlertPump(s.label, s.record.sender(s.options))
+        for s in server_alert_channels(pm, config.alerts)
+    ]
+    for pump in alert_pumps:
+        log.info("sending alerts to %s", pump.label)
+    if alert_pumps:
+        ctl.alert_sink = sink(alert_pumps)
     secrets = RoleSecrets(ctl, load_key(config.data_dir))
     reports = GroupCommit(ctl.report_status_batch, name="status-writer")
     latencies = Latencies()
@@ -157,6 +169,8 @@ def build(config: ServerConfig, pm: PluginManager | None = None) -> tuple[Starle
                 await asyncio.to_thread(ctl.relay.stop)
             for channel in ctl.channels:
                 await asyncio.to_thread(channel.close)
+            for pump in alert_pumps:
+                await asyncio.to_thread(pump.close)
             await asyncio.to_thread(reports.close)
 
     async def not_found(request: Request, exc: Exception) -> Response:

@@ -58,13 +58,18 @@ class Everyone:
 
 class Change:
     """One change in the making: its connection (inside the transaction),
-    its time, and the audit entries it records."""
+    its time, the audit entries it records and the alerts it raises."""
 
     def __init__(self, conn: Connection, actor: str, at: float) -> None:
         self.conn = conn
         self.actor = actor
         self.at = at
         self.entries = 0
+        self.alerts: list[Alert] = []
+
+    def alert(self, alert: Alert) -> None:
+        """Raise ``alert`` once the change commits (never if it rolls back)."""
+        self.alerts.append(alert)
 
     def audit(
         self,
@@ -144,8 +149,9 @@ class Context:
         """One change: a transaction whose block writes through ``ch.conn``
         and records what it did with ``ch.audit(...)``. On leaving the block
         the generation is bumped (when ``bump`` and anything was recorded)
-        and the transaction commits; then the devices are told (``tell``).
-        An exception rolls it all back and tells nobody."""
+        and the transaction commits; then the devices are told (``tell``)
+        and the alerts raised with ``ch.alert`` go out. An exception rolls it
+        all back and tells nobody."""
         before = None
         if isinstance(tell, Moved):
             with self.store.connect() as conn:
@@ -160,6 +166,8 @@ class Context:
             self._tell_moved(tell, before)
         elif isinstance(tell, Everyone):
             self._tell_everyone(tell)
+        for alert in ch.alerts:
+            self.alert(alert)
 
     def _tell_moved(self, tell: Moved, before: dict[str, tuple[str | None, str]]) -> None:
         with self.store.connect() as conn:

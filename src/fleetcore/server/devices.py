@@ -11,7 +11,9 @@ import json
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
+from fleetcore.server import alerts as al
 from fleetcore.server import bodies as b
 from fleetcore.server import schema as t
 from fleetcore.server.auth import Auth, DeviceCaller, Operator
@@ -110,9 +112,38 @@ class Devices:
                 values["last_seen"] = now
                 groups.setdefault(tuple(sorted(values)), {})[device_id] = values
                 outcomes.append(None)
+            before = _watched(conn, groups)
             for keys, rows in groups.items():
                 update_devices(conn, keys, rows)
+        self._status_alerts(before, groups, now)
         return outcomes
+
+    def _status_alerts(
+        self,
+        before: dict[str, Any],
+        groups: dict[tuple[str, ...], dict[str, dict[str, Any]]],
+        now: float,
+    ) -> None:
+        """Alerts for devices that entered or left safe mode, or came back
+        from offline, with this batch."""
+        for rows in groups.values():
+            for device_id, values in rows.items():
+                old = before.get(device_id)
+                if old is None:
+                    continue
+                status = values["status"]
+                commit = values.get("pending_commit") or values.get("commit") or old.pending_commit
+                commit = commit or old.commit or ""
+                if status == "safe_mode" and old.status != "safe_mode":
+                    error = values.get("current_error") or old.current_error
+                    self.ctx.alert(al.device_safe_mode(device_id, old.role, commit, error, now))
+                elif old.status == "safe_mode" and status != "safe_mode":
+                    self.ctx.alert(
+                        al.device_safe_mode(device_id, old.role, commit, None, now, resolved=True)
+                    )
+                if old.status == "offline" and status != "offline":
+                    silent = now - (old.last_seen or now)
+                    self.ctx.alert(al.device_offline(old, silent, now, resolved=True))
 
     def add_history(self, device_id: str, req: b.HistoryBody) -> int:
         now = self.ctx.ts()
@@ -228,3 +259,23 @@ class Devices:
         self.auth.forget(device_id)
         # Its open event streams end, here and on the replicas.
         self.ctx.publish([Event(device_id, CLOSE_STREAM, {})])
+
+
+def _watched(
+    conn: Connection, groups: dict[tuple[str, ...], dict[str, dict[str, Any]]]
+) -> dict[str, Any]:
+    """The rows, before the batch, of reporting devices whose report may
+    change what operators are alerted to: those offline or in safe mode, and
+    those now reporting safe mode. One indexed read per batch."""
+    reporting = [d for rows in groups.values() for d in rows]
+    safe = [d for rows in groups.values() for d, v in rows.items() if v["status"] == "safe_mode"]
+    if not reporting:
+        return {}
+    c = t.devices.c
+    query = sa.select(
+        c.device_id, c.role, c.status, c.commit, c.pending_commit, c.current_error, c.last_seen
+    ).where(
+        c.device_id.in_(reporting),
+        sa.or_(c.status.in_(("offline", "safe_mode")), c.device_id.in_(safe or [""])),
+    )
+    return {row.device_id: row for row in conn.execute(query)}

@@ -33,6 +33,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from fleetcore.errors import ConfigError
+from fleetcore.server import alerts as al
 from fleetcore.server import bodies as b
 from fleetcore.server import schema as t
 from fleetcore.server.auth import Operator
@@ -216,7 +217,9 @@ def apply_action(ch: Change, ro: Rollout, action: str, reason: str) -> None:
     if action == "halt":
         if ro.state == "halted":
             raise b.ApiError(409, f"rollout {ro.id} is already halted", "id")
-        _set(conn, ro, state="halted", reason=f"halted by {actor}: {reason}".rstrip(": "))
+        why = f"halted by {actor}: {reason}".rstrip(": ")
+        _set(conn, ro, state="halted", reason=why)
+        ch.alert(al.rollout_halted(ro, why, ch.at, by_operator=True))
     elif action == "resume":
         if ro.state == "running":
             raise b.ApiError(409, f"rollout {ro.id} is running", "id")
@@ -232,6 +235,9 @@ def apply_action(ch: Change, ro: Rollout, action: str, reason: str) -> None:
         )
     else:
         raise b.ApiError(404, f"unknown action {action!r}")
+    if ro.state == "halted" and action in ("resume", "abort"):
+        by_operator = ro.reason.startswith("halted by ")
+        ch.alert(al.rollout_resumed(ro, ch.at, halted_by_operator=by_operator))
     _decide(ch, ro.id, action, ro.step, f"{actor}: {reason}".rstrip(": "))
     ch.audit(
         f"rollout.{action}",
@@ -245,24 +251,39 @@ def _halt(ch: Change, ro: Rollout, why: str, step: dict[str, Any]) -> None:
     _set(ch.conn, ro, state="halted", reason=why)
     _decide(ch, ro.id, "halt", ro.step, f"{ch.actor}: {why}")
     ch.audit("rollout.halt", target=str(ro.id), reason=why, detail=step)
+    ch.alert(al.rollout_halted(ro, why, ch.at, by_operator=False))
     log.warning("rollout %s halted: %s", ro.id, why)
 
 
-def mark_offline(ctx: Context, conn: Connection) -> int:
+def mark_offline(ctx: Context, conn: Connection) -> list[Any]:
+    """Devices silent longer than ``offline_after`` become offline; the rows
+    of those that just did (for their alerts)."""
     limit = ctx.ts() - ctx.offline_after
-    return int(
+    d = t.devices.c
+    return list(
         conn.execute(
             t.devices.update()
             .where(
-                t.devices.c.status != "offline",
+                d.status != "offline",
                 sa.or_(
-                    t.devices.c.last_seen < limit,
-                    sa.and_(t.devices.c.last_seen.is_(None), t.devices.c.enrolled_at < limit),
+                    d.last_seen < limit,
+                    sa.and_(d.last_seen.is_(None), d.enrolled_at < limit),
                 ),
             )
             .values(status="offline")
-        ).rowcount
+            .returning(d.device_id, d.role, d.commit, d.last_seen, d.enrolled_at, d.revoked_at)
+        )
     )
+
+
+def _offline_alerts(ctx: Context, gone: list[Any]) -> None:
+    now = ctx.ts()
+    gone = [row for row in gone if row.revoked_at is None]  # silent on purpose
+    if len(gone) > al.OFFLINE_ONE_BY_ONE:
+        ctx.alert(al.devices_offline(gone, now))
+        return
+    for row in gone:
+        ctx.alert(al.device_offline(row, now - (row.last_seen or row.enrolled_at), now))
 
 
 def _pin_lapsed(ctx: Context, conn: Connection) -> dict[str, Any] | None:
@@ -307,7 +328,8 @@ def tick(ctx: Context) -> None:
     """One pass of the engine: offline marking, lapsed pins and locks, then
     each running rollout's health gate and promotion."""
     with ctx.store.begin() as conn:
-        mark_offline(ctx, conn)
+        gone = mark_offline(ctx, conn)
+    _offline_alerts(ctx, gone)
     # Telling devices costs two desired-state passes over the fleet: only
     # when something is due, which a cheap read decides first.
     with ctx.store.connect() as conn:

@@ -1,0 +1,1 @@
+"""Alert channels: telling operators what needs them (``--alerts``)."""
