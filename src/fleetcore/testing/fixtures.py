@@ -89,6 +89,36 @@ def mqtt_broker() -> Iterator[object]:
     broker.stop()
 
 
+@pytest.fixture
+def alertmanager() -> Iterator[object]:
+    """A real Prometheus Alertmanager (``prometheus-alertmanager``) on a free
+    loopback port, fresh for each test: ``alertmanager.channel_url`` is for
+    ``--alerts``, ``alertmanager.wait_for(match)`` finds an active alert."""
+    from fleetcore.testing.alertmanager import Alertmanager
+
+    try:
+        am = Alertmanager.start()
+    except Exception as exc:  # pragma: no cover - depends on the machine
+        missing(f"Alertmanager: {exc}")
+        raise
+    if am is None:
+        missing("Alertmanager (prometheus-alertmanager)")
+        raise AssertionError("unreachable")
+    yield am
+    am.stop()
+
+
+@pytest.fixture
+def webhook_receiver() -> Iterator[object]:
+    """A real HTTP receiver on a loopback port that records the JSON POSTed
+    to ``webhook_receiver.url``; ``fail_next(n)`` and ``hang`` make it fail."""
+    from fleetcore.testing.webhook import WebhookReceiver
+
+    receiver = WebhookReceiver.start()
+    yield receiver
+    receiver.stop()
+
+
 @pytest.fixture(scope="session")
 def haproxy_binary() -> str:
     """The path of a real HAProxy (Debian's ``haproxy``); fails in CI when missing."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -38,11 +39,14 @@ def postable(alert: Alert, ends_after: float) -> dict[str, Any]:
     labels = {label_name(k): str(v) for k, v in alert.labels.items() if v not in ("", None)}
     labels.update(alertname=alert.name, severity=alert.severity)
     description = "\n".join(f"{k}={v}" for k, v in sorted(alert.detail.items()))
+    # A resolved alert ends now at the latest: Alertmanager keeps an alert
+    # whose end is still ahead active (a server clock running ahead).
+    ends = min(alert.at, time.time()) if alert.resolved else alert.at + ends_after
     return {
         "labels": labels,
         "annotations": {"summary": alert.summary, "description": description},
-        "startsAt": _iso(alert.at),
-        "endsAt": _iso(alert.at if alert.resolved else alert.at + ends_after),
+        "startsAt": _iso(min(alert.at, ends)),
+        "endsAt": _iso(ends),
     }
 
 

@@ -35,6 +35,7 @@ drift fix                      :mod:`.drift`                    ``DriftFixKit``
 secrets provider               :mod:`.secrets`                  ``SecretsProviderKit``
 rollout strategy               :mod:`.rollout`                  ``RolloutStrategyKit``
 event channel                  :mod:`.channels`                 ``EventChannelKit``
+alert channel                  :mod:`.alerts`                   ``AlertChannelKit``
 =============================  ===============================  ==========================
 
 The kits check the contract (what the agent and the server rely on), never
