@@ -15,18 +15,17 @@ arrived through the API. Clustering is off, so it opens no other port.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import signal
 import subprocess
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from fleetcore.http import Client, RequestError
 from fleetcore.testing.services import free_port, wait_for_port
 
 CONFIG = """\
@@ -57,6 +56,7 @@ class Alertmanager:
         self.log = root / "alertmanager.log"
         self.config.write_text(CONFIG)
         self.proc: subprocess.Popen[bytes] | None = None
+        self._client = Client(self.url, timeout=5, proxies=False)
 
     @classmethod
     def start(cls) -> Alertmanager | None:
@@ -82,24 +82,23 @@ class Alertmanager:
                 stderr=subprocess.STDOUT,
             )
         if not wait_for_port(self.port, 30) or not self._ready(30):
+            log = self.log.read_text()[-2000:]
             self.stop()
-            raise RuntimeError(f"Alertmanager did not start: {self.log.read_text()[-2000:]}")
+            raise RuntimeError(f"Alertmanager did not start: {log}")
 
     def _ready(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as r:
-                    if r.status == 200:
-                        return True
+            with contextlib.suppress(RequestError):
+                with self._client.request("GET", "/-/ready", timeout=2):
+                    return True
             time.sleep(0.1)
         return False
 
     def alerts(self, active_only: bool = True) -> list[dict[str, Any]]:
         """The alerts Alertmanager holds (``GET /api/v2/alerts``)."""
         query = "" if active_only else "?active=true&unprocessed=true&inhibited=true"
-        with urllib.request.urlopen(f"{self.url}/api/v2/alerts{query}", timeout=5) as r:
-            found: list[dict[str, Any]] = json.load(r)
+        found: list[dict[str, Any]] = self._client.get_json(f"/api/v2/alerts{query}")
         return found
 
     def wait_for(
