@@ -415,6 +415,54 @@ def test_channel_kit_fails_a_channel_that_wakes_everybody(pytester: pytest.Pytes
     )
 
 
+# -- alert channels -------------------------------------------------------------------------
+
+ALERT_CHANNEL = """
+    import pytest
+    from fleetcore.plugin import AlertChannel
+    from fleetcore.testing.conformance.alerts import AlertChannelKit
+
+    RECEIVED = []
+
+    class Sender:
+        def __init__(self, options):
+            pass
+
+        def send(self, alerts):
+            RECEIVED.extend(KEEP)
+
+        def close(self):
+            pass
+
+    class TestInMemory(AlertChannelKit):
+        timeout = 2.0
+
+        @pytest.fixture
+        def record(self):
+            return AlertChannel(name="memory", summary="In memory", sender=Sender)
+
+        @pytest.fixture
+        def options(self):
+            return {}
+
+        @pytest.fixture
+        def arrived(self):
+            return lambda alert: any(a.labels["kit"] == alert.labels["kit"] for a in RECEIVED)
+"""
+
+
+def test_alert_kit_passes_a_good_channel(pytester: pytest.Pytester) -> None:
+    good = ALERT_CHANNEL.replace("KEEP", "alerts")
+    # Without unreachable_options the "receiver down" check is skipped.
+    run_kit(pytester, good).assert_outcomes(passed=5, skipped=1)
+
+
+def test_alert_kit_fails_a_channel_that_loses_a_batch(pytester: pytest.Pytester) -> None:
+    result = run_kit(pytester, ALERT_CHANNEL.replace("KEEP", "alerts[:1]"))
+    result.assert_outcomes(passed=4, failed=1, skipped=1)
+    result.stdout.fnmatch_lines(["*memory: alert kit-rollout-halted (kit-*) never arrived*"])
+
+
 # -- records --------------------------------------------------------------------------------------
 
 

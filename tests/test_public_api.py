@@ -61,6 +61,7 @@ OLD_PATHS = {
     "fleetcore.secrets.interface": ["SecretsContext", "SecretsProviderImpl", "DeviceInfo"],
     "fleetcore.rollout.interface": ["Strategy", "DeviceInfo"],
     "fleetcore.channels.interface": ["EVENT_NAMES", "EventPublisher", "EventSubscriber"],
+    "fleetcore.alerts.interface": ["Alert", "AlertChannel", "AlertSender"],
     "fleetcore.server.events": ["Event", "EventHub"],
     "fleetcore.policy": ["percentage_bucket", "resolve"],
     "fleetcore.config.agent": ["SEGMENTS"],
@@ -87,6 +88,7 @@ def test_one_object_under_every_name() -> None:
                     "fleetcore.secrets",
                     "fleetcore.rollout",
                     "fleetcore.channels",
+                    "fleetcore.alerts",
                 )
             ):
                 continue
@@ -112,6 +114,7 @@ def test_public_modules_export_what_they_list() -> None:
         "fleetcore.secrets.interface",
         "fleetcore.rollout.interface",
         "fleetcore.channels.interface",
+        "fleetcore.alerts.interface",
     ):
         mod = importlib.import_module(module)
         for name in mod.__all__:
@@ -188,6 +191,7 @@ def test_typed_registries_are_the_registries_by_kind() -> None:
     assert pm.activators() is pm.registry("activator")
     assert pm.secrets_providers() is pm.registry("secrets provider")
     assert pm.event_channels() is pm.registry("event channel")
+    assert pm.alert_channels() is pm.registry("alert channel")
     assert pm.checks("health") is pm.registry("health check")
     assert pm.drift_fixes() is pm.registry("drift fix")
     assert [r.name for r in pm.fetchers()] == ["f"]
@@ -204,6 +208,7 @@ CONTRACT = [
     "fleetcore.secrets.interface",
     "fleetcore.rollout.interface",
     "fleetcore.channels.interface",
+    "fleetcore.alerts.interface",
 ]
 
 

@@ -178,7 +178,10 @@ def test_server_run_sends_alerts_to_alertmanager(
 @pytest.mark.parametrize(
     ("value", "problem"),
     [
-        ("ftp://hooks.example/x", "unknown alert channel 'ftp://'; installed: webhook (http://, https://)"),
+        (
+            "ftp://hooks.example/x",
+            "unknown alert channel 'ftp://'; installed: webhook (http://, https://)",
+        ),
         ("pager", "unknown alert channel 'pager'"),
         ("https://hooks.example/x?tiemout=5s", "tiemout"),
         ("alertmanager://am:9093?timeout=0s", "timeout must be between 1s and 5m"),

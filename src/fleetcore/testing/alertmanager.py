@@ -89,9 +89,11 @@ class Alertmanager:
     def _ready(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            with contextlib.suppress(RequestError):
-                with self._client.request("GET", "/-/ready", timeout=2):
-                    return True
+            with (
+                contextlib.suppress(RequestError),
+                self._client.request("GET", "/-/ready", timeout=2),
+            ):
+                return True
             time.sleep(0.1)
         return False
 
