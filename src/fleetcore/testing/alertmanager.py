@@ -82,9 +82,9 @@ class Alertmanager:
                 stderr=subprocess.STDOUT,
             )
         if not wait_for_port(self.port, 30) or not self._ready(30):
-            log = self.log.read_text()[-2000:]
+            tail = self.log.read_text()[-2000:]
             self.stop()
-            raise RuntimeError(f"Alertmanager did not start: {log}")
+            raise RuntimeError(f"Alertmanager did not start: {tail}")
 
     def _ready(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
