@@ -77,6 +77,13 @@ def test_a_health_gate_halt_and_a_device_in_safe_mode_reach_alertmanager(
         lambda b: any(a["name"] == "rollout-halted" for a in b["alerts"])
     )
     assert body is not None
+    hook = next(p for p in server.ctl.alert_pumps if p.label.startswith("http://"))
+    deadline = time.monotonic() + 10  # counted once the receiver has answered
+    while hook.sent < 2:
+        assert time.monotonic() < deadline, hook.sent
+        time.sleep(0.05)
+    metrics = server.request("GET", "/metrics").text
+    assert f'fleetcore_alerts_total{{channel="{hook.label}",result="sent"}}' in metrics
 
     # Reporting safe mode again is no news; leaving it resolves the alert.
     server.report("pi-1", creds["pi-1"], status="safe_mode", commit=bad)

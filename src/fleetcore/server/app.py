@@ -137,6 +137,7 @@ def build(config: ServerConfig, pm: PluginManager | None = None) -> tuple[Starle
         log.info("sending alerts to %s", pump.label)
     if alert_pumps:
         ctl.alert_sink = sink(alert_pumps)
+        ctl.alert_pumps = tuple(alert_pumps)
     secrets = RoleSecrets(ctl, load_key(config.data_dir))
     reports = GroupCommit(ctl.report_status_batch, name="status-writer")
     latencies = Latencies()

@@ -27,6 +27,7 @@ from fleetcore.plugin.manager import PluginManager
 from fleetcore.rollout.select import RolloutStrategies
 from fleetcore.server import bodies as b
 from fleetcore.server import schema as t
+from fleetcore.server.alerts import AlertPump
 from fleetcore.server.channels import ChannelPump
 from fleetcore.server.desired_states import DesiredStates
 from fleetcore.server.events import EVERY_DEVICE, Event, EventHub
@@ -116,6 +117,7 @@ class Context:
         # Where alerts go: set by the app to the alert channels it was
         # started with; by default they are only logged.
         self.alert_sink: Callable[[Alert], None] = _log_alert
+        self.alert_pumps: tuple[AlertPump, ...] = ()
         if not store.sqlite:
             self.relay = PgRelay(store.engine, self.hub)
 

@@ -138,6 +138,16 @@ class FleetCollector(Collector):
                 events.add_metric([ch.label, "sent"], ch.sent)
                 events.add_metric([ch.label, "dropped"], ch.dropped)
             yield events
+        if ctl.alert_pumps:
+            alerts = CounterMetricFamily(
+                "fleetcore_alerts",
+                "Alerts handed to each --alerts channel: sent, or dropped after retrying.",
+                labels=["channel", "result"],
+            )
+            for pump in ctl.alert_pumps:
+                alerts.add_metric([pump.label, "sent"], pump.sent)
+                alerts.add_metric([pump.label, "dropped"], pump.dropped)
+            yield alerts
 
 
 class _WithoutCreated(Collector):
