@@ -51,7 +51,8 @@ class AlertPump:
         self.first_retry = first_retry
         self.max_retry = max_retry
         self.give_up_after = give_up_after
-        self._queue: queue.Queue[Alert] = queue.Queue(QUEUE_ALERTS)
+        # None wakes the thread to stop; no polling while nothing happens.
+        self._queue: queue.Queue[Alert | None] = queue.Queue(QUEUE_ALERTS)
         self._stop = threading.Event()
         self._dropping = False
         self.sent = 0
@@ -71,59 +72,64 @@ class AlertPump:
                 self._dropping = True
                 log.warning("alerts to %s fall behind: dropping new ones", self.label)
 
-    def _take(self, batch: list[Alert], wait: float | None) -> None:
-        """Add what is queued to ``batch``, waiting up to ``wait`` for the first."""
+    def _take(self, batch: list[Alert], block: bool) -> None:
+        """Add what is queued to ``batch``; with ``block``, wait for the first."""
         with contextlib.suppress(queue.Empty):
-            if wait is not None and not batch:
-                batch.append(self._queue.get(timeout=wait))
             while len(batch) < BATCH_ALERTS:
-                batch.append(self._queue.get_nowait())
+                item = self._queue.get() if block and not batch else self._queue.get_nowait()
+                if item is None:
+                    return  # close() was called; _stop says so
+                batch.append(item)
 
     def _run(self) -> None:
-        batch: list[Alert] = []
-        while not (self._stop.is_set() and self._queue.empty() and not batch):
-            self._take(batch, 0.2)
+        while True:
+            batch: list[Alert] = []
+            self._take(batch, block=not self._stop.is_set())
             if not batch:
+                if self._stop.is_set():
+                    return
                 continue
-            started, delay = time.monotonic(), self.first_retry
-            while True:
-                try:
-                    self.sender.send(list(batch))
-                except Exception as exc:
-                    self.failures += 1
-                    waited = time.monotonic() - started
-                    if waited + delay > self.give_up_after or self._stop.is_set():
-                        self.dropped += len(batch)
-                        log.warning(
-                            "cannot send %d alert(s) to %s, dropped after %.0fs: %s",
-                            len(batch),
-                            self.label,
-                            waited,
-                            exc,
-                        )
-                        break
-                    if self.failures == 1 or delay >= self.max_retry:
-                        log.warning(
-                            "cannot send alerts to %s (retrying in %.0fs): %s",
-                            self.label,
-                            delay,
-                            exc,
-                        )
-                    self._stop.wait(delay)
-                    delay = min(delay * 2, self.max_retry)
-                    self._take(batch, None)  # raised meanwhile: in the same retry
-                    continue
-                self.sent += len(batch)
-                if self.failures:
-                    log.info("alerts to %s delivered again", self.label)
-                    self.failures = 0
-                break
-            batch = []
+            self._deliver(batch)
+
+    def _deliver(self, batch: list[Alert]) -> None:
+        """Send ``batch`` until it goes through or its time is up."""
+        started, delay = time.monotonic(), self.first_retry
+        while True:
+            try:
+                self.sender.send(list(batch))
+            except Exception as exc:
+                self.failures += 1
+                waited = time.monotonic() - started
+                if waited + delay > self.give_up_after or self._stop.is_set():
+                    self.dropped += len(batch)
+                    log.warning(
+                        "cannot send %d alert(s) to %s, dropped after %.0fs: %s",
+                        len(batch),
+                        self.label,
+                        waited,
+                        exc,
+                    )
+                    return
+                if self.failures == 1 or delay >= self.max_retry:
+                    log.warning(
+                        "cannot send alerts to %s (retrying in %.0fs): %s", self.label, delay, exc
+                    )
+                self._stop.wait(delay)
+                delay = min(delay * 2, self.max_retry)
+                self._take(batch, block=False)  # raised meanwhile: in the same retry
+                continue
+            self.sent += len(batch)
+            if self.failures:
+                log.info("alerts to %s delivered again", self.label)
+                self.failures = 0
+            return
 
     def close(self, timeout: float = 5.0) -> None:
         """Send what is queued (one try each, for at most ``timeout``), then
         close the channel."""
         self._stop.set()
+        with contextlib.suppress(queue.Full):
+            self._queue.put(None, timeout=timeout)
         self._thread.join(timeout)
         try:
             self.sender.close()
