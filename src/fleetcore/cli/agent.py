@@ -225,13 +225,17 @@ def enroll(
     app: App, config_path: Path, server_url: str | None, enrollment_token: str, as_json: bool
 ) -> None:
     """Enroll this device with a control server: it gets its own credential,
-    stored with mode 0600 (the server keeps only a hash)."""
+    stored with mode 0600 (the server keeps only a hash), and the device
+    becomes managed: `[server] url` is written into the config (comments
+    and layout kept), or the command refuses before enrolling and prints the
+    lines to add."""
     import socket
 
     import attrs
 
     from fleetcore.agent.managed import ServerClient, credential_path
     from fleetcore.config.agent import Server
+    from fleetcore.config.edit import plan_server_url, write_config
     from fleetcore.errors import ConfigError
 
     config = app.agent_config(config_path)
@@ -243,13 +247,26 @@ def enroll(
         raise ConfigError(
             str(config_path), [f"--server {url} is not the configured [server] url {configured}"]
         )
+    # Checked before enrolling: a device enrolled but left in git-only mode
+    # would never take the server's rollouts, and nothing would say so.
+    new_config = plan_server_url(config_path, url) if configured is None else None
     if config.server is None:
         config = attrs.evolve(config, server=Server(url=url))
     ServerClient(config).enroll(enrollment_token, hostname=socket.gethostname())
+    if new_config is not None:
+        write_config(config_path, new_config)
     path = credential_path(config)
     if as_json:
-        app.print_json({"device_id": config.device_id, "server": url, "credential_file": str(path)})
+        app.print_json(
+            {
+                "device_id": config.device_id,
+                "server": url,
+                "credential_file": str(path),
+                "config_updated": new_config is not None,
+                "mode": "managed",
+            }
+        )
     else:
         click.echo(f"enrolled {config.device_id} with {url}; credential in {path}")
-        if configured is None:
-            click.echo(f'add to {config_path}:\n[server]\nurl = "{url}"')
+        if new_config is not None:
+            click.echo(f"{config_path}: [server] url = {url} written; the device is managed")

@@ -78,6 +78,14 @@ def _listen(value: str) -> tuple[str, int]:
     help="Hold at most this many device event streams; devices past it are told "
     "to poll (503) [default 0: what the file-descriptor limit allows, less 1,024].",
 )
+@click.option(
+    "--initial-release",
+    metavar="BRANCH_OR_COMMIT",
+    envvar="FLEETCORE_SERVER_INITIAL_RELEASE",
+    help="Roles with no finished rollout take this release at once (a new fleet "
+    "installs without a first rollout); roles that have one are left alone "
+    "[env FLEETCORE_SERVER_INITIAL_RELEASE].",
+)
 @click.pass_obj
 def run(
     app: App,
@@ -89,8 +97,13 @@ def run(
     fetch_interval: str,
     events: tuple[str, ...],
     max_streams: int,
+    initial_release: str | None,
 ) -> None:
-    """Serve the device API, the operator API, /metrics and the dashboard."""
+    """Serve the device API, the operator API, /metrics and the dashboard.
+
+    Devices of a role install nothing until a rollout has finished for it:
+    start one with `fleetcore fleet rollout start`, or give --initial-release.
+    """
     from fleetcore.channels.select import server_channels
     from fleetcore.config.units import Duration
     from fleetcore.errors import ConfigError
@@ -118,6 +131,7 @@ def run(
         fetch_interval=fetch,
         events=events,
         max_streams=max_streams,
+        initial_release=initial_release,
     )
     serve(config, host, port, pm)
 

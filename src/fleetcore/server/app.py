@@ -24,10 +24,12 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fleetcore.channels.select import server_channels
-from fleetcore.errors import FetchError
+from fleetcore.errors import ConfigError, FetchError
 from fleetcore.plugin.manager import PluginManager
+from fleetcore.server.bodies import ApiError
 from fleetcore.server.channels import ChannelPump
 from fleetcore.server.events import EventHub
+from fleetcore.server.first_release import initial_release
 from fleetcore.server.groupcommit import GroupCommit
 from fleetcore.server.metrics import Latencies
 from fleetcore.server.mirror import Mirror
@@ -61,6 +63,9 @@ class ServerConfig:
     max_streams: int = 0
     """Event streams held at most (``--max-streams``); 0: what the process's
     file-descriptor limit leaves after a reserve for everything else."""
+    initial_release: str | None = None
+    """``--initial-release``: a branch or commit recorded as the finished
+    release of every role that has none (see first_release.py)."""
 
 
 class Timing:
@@ -125,6 +130,11 @@ def build(config: ServerConfig, pm: PluginManager | None = None) -> tuple[Starle
         hub=hub,
         channels=channels,
     )
+    if config.initial_release:
+        try:
+            initial_release(ctl, config.initial_release)
+        except ApiError as exc:
+            raise ConfigError("--initial-release", [exc.message]) from None
     secrets = RoleSecrets(ctl, load_key(config.data_dir))
     reports = GroupCommit(ctl.report_status_batch, name="status-writer")
     latencies = Latencies()
