@@ -62,7 +62,7 @@ def test_from_nothing_to_a_managed_device_on_its_first_release(tmp_path: Path) -
     repo = tmp_path / "fleet"
     first = head(repo)
     with ServerProcess(tmp_path / "data", repo, extra=("--initial-release", "main")) as server:
-        token = server.enrollment_token()
+        token, first_url = server.enrollment_token(), server.url
         out = fleetcore(
             "init", "agent", "--device-id", "pi-001", "--role", "web", "--repo", str(repo),
             "--state-dir", "state", "--config", "agent.toml", cwd=tmp_path,
@@ -93,8 +93,7 @@ def test_from_nothing_to_a_managed_device_on_its_first_release(tmp_path: Path) -
         try:
             wait_for(
                 "the device to run the initial release",
-                lambda: (s := agent_status(config))["commit"] == first
-                and s["status"] == "healthy",
+                lambda: (s := agent_status(config))["commit"] == first and s["status"] == "healthy",
             )
             device = server.api("GET", "/v1/devices/pi-001")
             assert device["desired"]["commit"] == first
@@ -110,6 +109,15 @@ def test_from_nothing_to_a_managed_device_on_its_first_release(tmp_path: Path) -
     # The flag may stay in a service definition: a fleet with releases is left alone.
     with ServerProcess(tmp_path / "data", repo, extra=("--initial-release", "main")) as server:
         assert len(server.api("GET", "/v1/rollouts")["rollouts"]) == 1
+
+    # Enrolling with another server moves the device: its url, in place.
+    with ServerProcess(tmp_path / "data2", repo) as other:
+        out = fleetcore(
+            "agent", "enroll", "--config", "agent.toml", "--server", other.url,
+            "--enrollment-token", other.enrollment_token(), cwd=tmp_path,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        assert config.read_text() == edited.replace(first_url, other.url)
 
 
 def test_init_refuses_to_overwrite_and_writes_what_config_check_accepts(tmp_path: Path) -> None:
@@ -138,8 +146,9 @@ def test_init_refuses_to_overwrite_and_writes_what_config_check_accepts(tmp_path
 def _managed_device(tmp_path: Path, server: ServerProcess, device_id: str) -> Path:
     config = tmp_path / f"{device_id}.toml"
     out = fleetcore(
-        "init", "agent", "--device-id", device_id, "--role", "web", "--repo", str(tmp_path / "fleet"),
-        "--server", server.url, "--state-dir", f"state-{device_id}", "--config", config.name,
+        "init", "agent", "--device-id", device_id, "--role", "web",
+        "--repo", str(tmp_path / "fleet"), "--server", server.url,
+        "--state-dir", f"state-{device_id}", "--config", config.name,
         cwd=tmp_path,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
@@ -192,7 +201,9 @@ def test_a_new_fleet_says_what_to_do_first_and_watch_follows_rollouts(tmp_path: 
 
         # To a halt: a release whose health check fails; the health gate halts it.
         (repo / "roles/web/health.sh").write_text("#!/bin/sh\nexit 1\n")
-        subprocess.run(["git", "-C", str(repo), "commit", "-qam", "web: broken"], env=ENV, check=True)
+        subprocess.run(
+            ["git", "-C", str(repo), "commit", "-qam", "web: broken"], env=ENV, check=True
+        )
         start = fleetcore(
             "fleet", "rollout", "start", head(repo), "--role", "web", "--strategy", "percentage",
             "--steps", "100", "--wait", "0s", "--json", cwd=tmp_path, **ops,

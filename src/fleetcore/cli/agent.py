@@ -226,9 +226,10 @@ def enroll(
 ) -> None:
     """Enroll this device with a control server: it gets its own credential,
     stored with mode 0600 (the server keeps only a hash), and the device
-    becomes managed: `[server] url` is written into the config (comments
-    and layout kept), or the command refuses before enrolling and prints the
-    lines to add."""
+    becomes managed: `[server] url` is written into the config, or updated
+    when --server names another server (comments and layout kept). When the
+    file cannot be edited safely the command refuses before enrolling
+    (exit 1) and prints the lines to add."""
     import socket
 
     import attrs
@@ -243,15 +244,14 @@ def enroll(
     url = (server_url or configured or "").rstrip("/")
     if not url:
         raise ConfigError(str(config_path), ["give --server or [server] url"])
-    if configured and url != configured:
-        raise ConfigError(
-            str(config_path), [f"--server {url} is not the configured [server] url {configured}"]
-        )
-    # Checked before enrolling: a device enrolled but left in git-only mode
-    # would never take the server's rollouts, and nothing would say so.
-    new_config = plan_server_url(config_path, url) if configured is None else None
+    # Planned before enrolling: a device enrolled but left in git-only mode
+    # (or pointing at its old server) would never take this server's
+    # rollouts, and nothing would say so. Written only once enrolled.
+    new_config = plan_server_url(config_path, url) if url != configured else None
     if config.server is None:
         config = attrs.evolve(config, server=Server(url=url))
+    elif url != configured:
+        config = attrs.evolve(config, server=attrs.evolve(config.server, url=url))
     ServerClient(config).enroll(enrollment_token, hostname=socket.gethostname())
     if new_config is not None:
         write_config(config_path, new_config)
@@ -270,3 +270,5 @@ def enroll(
         click.echo(f"enrolled {config.device_id} with {url}; credential in {path}")
         if new_config is not None:
             click.echo(f"{config_path}: [server] url = {url} written; the device is managed")
+        if configured and url != configured:
+            click.echo(f"(it was managed by {configured} before)")

@@ -15,7 +15,7 @@ SHELLS = ("bash", "zsh", "fish")
 
 INSTALL = {
     "bash": "fleetcore completion bash > ~/.local/share/bash-completion/completions/fleetcore",
-    "zsh": "fleetcore completion zsh > \"${fpath[1]}/_fleetcore\"",
+    "zsh": 'fleetcore completion zsh > "${fpath[1]}/_fleetcore"',
     "fish": "fleetcore completion fish > ~/.config/fish/completions/fleetcore.fish",
 }
 

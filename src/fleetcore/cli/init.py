@@ -101,7 +101,9 @@ def _git_commit(directory: Path) -> str | None:
     git("add", "-A")
     done = git("commit", "-q", "-m", "fleet: a first role, from fleetcore init")
     if done.returncode != 0:
-        click.echo(f"git commit failed ({done.stderr.strip()}): commit the files yourself", err=True)
+        click.echo(
+            f"git commit failed ({done.stderr.strip()}): commit the files yourself", err=True
+        )
         return None
     return git("rev-parse", "HEAD").stdout.strip()
 
@@ -174,8 +176,6 @@ def init_agent(
     mode = "managed" if server_url else "git-only"
     click.echo(f"{config_path} written ({mode})")
     if server_url:
-        click.echo(
-            f"next: fleetcore agent enroll --config {config_path} --enrollment-token TOKEN"
-        )
+        click.echo(f"next: fleetcore agent enroll --config {config_path} --enrollment-token TOKEN")
     else:
         click.echo(f"next: fleetcore agent run --config {config_path}")

@@ -62,9 +62,7 @@ def initial_release(ctx: Context, ref: str) -> int | None:
         for role in waiting:
             ch.conn.execute(sa.delete(t.stables).where(t.stables.c.role == role))
             ch.conn.execute(
-                t.stables.insert().values(
-                    role=role, commit=commit, rollout_id=rollout_id, at=ch.at
-                )
+                t.stables.insert().values(role=role, commit=commit, rollout_id=rollout_id, at=ch.at)
             )
         detail = f"{ACTOR}: {ref} for role(s) {', '.join(waiting)}"
         ch.conn.execute(

@@ -9,8 +9,8 @@ from typing import Any
 import click
 
 from fleetcore.cli.app import App
-from fleetcore.cli.fleet.complete import complete_devices, complete_roles
 from fleetcore.cli.fleet.common import JSON_OPT, abort, client, when
+from fleetcore.cli.fleet.complete import complete_devices, complete_roles
 from fleetcore.cli.fleet.group import fleet
 
 

@@ -50,7 +50,9 @@ def _matching(values: list[tuple[str, str]], incomplete: str) -> list[Completion
     return [CompletionItem(v, help=h or None) for v, h in values if v.startswith(incomplete)]
 
 
-def complete_devices(ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[CompletionItem]:
+def complete_devices(
+    ctx: click.Context, _param: click.Parameter, incomplete: str
+) -> list[CompletionItem]:
     data = _get(ctx, "/v1/devices")
     devices = data.get("devices", []) if isinstance(data, dict) else []
     return _matching(
@@ -59,7 +61,9 @@ def complete_devices(ctx: click.Context, _param: click.Parameter, incomplete: st
     )
 
 
-def complete_roles(ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[CompletionItem]:
+def complete_roles(
+    ctx: click.Context, _param: click.Parameter, incomplete: str
+) -> list[CompletionItem]:
     data = _get(ctx, "/v1/fleet/status")
     by_role = data.get("by_role", {}) if isinstance(data, dict) else {}
     stable = data.get("stable", {}) if isinstance(data, dict) else {}

@@ -8,8 +8,8 @@ from typing import Any
 
 import click
 
-from fleetcore.cli.fleet.complete import complete_devices
 from fleetcore.cli.fleet.common import client, short, when, window
+from fleetcore.cli.fleet.complete import complete_devices
 from fleetcore.cli.fleet.group import fleet
 
 

@@ -8,8 +8,8 @@ from typing import Any
 import click
 
 from fleetcore.cli.app import App
-from fleetcore.cli.fleet.complete import complete_roles, complete_rollouts
 from fleetcore.cli.fleet.common import JSON_OPT, client, rollout_line
+from fleetcore.cli.fleet.complete import complete_roles, complete_rollouts
 from fleetcore.cli.fleet.group import fleet
 
 
@@ -35,9 +35,7 @@ def _steps(strategy: str, text: str, wait: float) -> list[dict[str, Any]]:
 @rollout.command("start")
 @click.argument("commit")
 @click.option("--strategy", required=True, help="A rollout-strategy plugin: canary, percentage...")
-@click.option(
-    "--role", shell_complete=complete_roles, help="Only this role [default: every role]."
-)
+@click.option("--role", shell_complete=complete_roles, help="Only this role [default: every role].")
 @click.option("--steps", help="percentage: 1,5,25,100; canary: canary,early,general.")
 @click.option("--wait", default="5m", show_default=True, help="Wait at each step before promotion.")
 @click.option(

@@ -5,8 +5,8 @@ from __future__ import annotations
 import click
 
 from fleetcore.cli.app import App
-from fleetcore.cli.fleet.complete import complete_devices
 from fleetcore.cli.fleet.common import JSON_OPT, client, rollout_line, short
+from fleetcore.cli.fleet.complete import complete_devices
 from fleetcore.cli.fleet.group import fleet
 
 
