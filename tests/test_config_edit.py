@@ -58,7 +58,7 @@ def test_the_same_url_changes_nothing() -> None:
 @pytest.mark.parametrize(
     ("text", "why"),
     [
-        (AGENT.replace("[source]", f'server = {{ url = "x" }}\n\n[source]'), "not written as one"),
+        (AGENT.replace("[source]", 'server = { url = "x" }\n\n[source]'), "not written as one"),
         ('server.url = "http://old"\n' + AGENT, "not written as one"),
         (AGENT + '\n[server]\nurl = """\nhttp://old"""\n', "not a one-line string"),
         (AGENT + "\n[source\n", "not valid TOML"),
