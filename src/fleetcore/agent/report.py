@@ -59,9 +59,8 @@ def management(config: AgentConfig) -> dict[str, str]:
             "fleet policy at the branch head; `fleetcore agent enroll --server URL` makes "
             "the device managed",
         }
-    from fleetcore.agent.managed import credential_path
-
-    credential = credential_path(config)
+    # Where managed.credential_path() puts it (managed.py imports this module).
+    credential = config.server.credential_file or config.state_dir / "credential"
     if not credential.exists():
         return {
             "management": "managed",
