@@ -26,11 +26,21 @@ def agent() -> None:
     """Run and inspect the agent of this device."""
 
 
-def _agent(app: App, config_path: Path) -> Any:
+def _agent(app: App, config_path: Path, progress: bool = False) -> Any:
+    """The agent; with ``progress``, long steps draw meters when stderr is a
+    terminal (never in services, pipes or logs)."""
     from fleetcore.agent.agent import Agent
 
     config = app.agent_config(config_path)
-    return Agent(config, pm=app.plugins(config.plugins.disable))
+    the_agent = Agent(config, pm=app.plugins(config.plugins.disable))
+    if progress:
+        from fleetcore.cli.progress import progress_factory
+
+        factory = progress_factory()
+        the_agent.ctx.progress = factory
+        if the_agent.ctx.client is not None:
+            the_agent.ctx.client.progress = factory
+    return the_agent
 
 
 @agent.command()
@@ -60,7 +70,7 @@ def once(app: App, config_path: Path, as_json: bool, no_handoff: bool) -> None:
         reply = ask(config_path)
         if reply is not None:
             _report_reply(app, reply, as_json)
-    result = _agent(app, config_path).once()
+    result = _agent(app, config_path, progress=not as_json).once()
     _report(app, result, as_json)
 
 
@@ -93,7 +103,7 @@ def apply(app: App, config_path: Path, bundle_path: Path, as_json: bool) -> None
     activate and health-check it like any update."""
     from fleetcore.bundle import open_bundle
 
-    the_agent = _agent(app, config_path)
+    the_agent = _agent(app, config_path, progress=not as_json)
     result = the_agent.apply(open_bundle(bundle_path))
     _report(app, result, as_json)
 

@@ -37,6 +37,7 @@ def create(
     import tempfile
 
     from fleetcore import bundle as bundles
+    from fleetcore.cli.progress import progress_factory
     from fleetcore.plugin.types import SourceSettings
 
     app.setup_logging()
@@ -51,7 +52,9 @@ def create(
             pm.options(record, None, where="--fetcher", source="command line"),
         )
         commit = _resolve(source, local, ref)
-        manifest = bundles.create(source, commit, role, output)
+        manifest = bundles.create(
+            source, commit, role, output, progress=progress_factory(enabled=not as_json)
+        )
     summary = {
         "bundle": str(output),
         "commit": manifest.commit,
