@@ -18,6 +18,8 @@ if [ "${1:-}" = "--tests" ]; then
   command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || want+=(mosquitto)
   command -v promtool >/dev/null || want+=(prometheus)   # checks a real /metrics scrape
   command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || want+=(haproxy)
+  command -v zsh >/dev/null || want+=(zsh)     # completion scripts load in each shell
+  command -v fish >/dev/null || want+=(fish)
 fi
 [ ${#want[@]} -eq 0 ] && exit 0
 

@@ -239,11 +239,6 @@ def _complete_in_bash(tmp_path: Path, line: str, **env: str) -> list[str]:
     one being completed, empty after a trailing space), printing COMPREPLY."""
     script = tmp_path / "fleetcore.bash"
     script.write_text(fleetcore("completion", "bash", cwd=tmp_path).stdout)
-    # The script calls `fleetcore` back: the one of this environment.
-    shim = tmp_path / "bin" / "fleetcore"
-    shim.parent.mkdir(exist_ok=True)
-    shim.write_text(f'#!/bin/sh\nexec {" ".join(FLEETCORE)} "$@"\n')
-    shim.chmod(0o755)
     words = line.split(" ")
     program = (
         f"source {script}\n"
@@ -255,17 +250,52 @@ def _complete_in_bash(tmp_path: Path, line: str, **env: str) -> list[str]:
         "_fleetcore_completion fleetcore\n"
         'printf "%s\\n" "${COMPREPLY[@]}"\n'
     )
-    path = f"{shim.parent}:{os.environ['PATH']}"
     out = subprocess.run(
         ["bash", "-c", program],
         capture_output=True,
         text=True,
-        env={**ENV, "PATH": path, **env},
+        env={**ENV, "PATH": _shim(tmp_path), **env},
         timeout=60,
     )
     assert out.returncode == 0, out.stderr
     assert out.stderr == ""
     return out.stdout.split()
+
+
+def _shim(tmp_path: Path) -> str:
+    """A PATH whose `fleetcore` is the one of this environment (the scripts call it back)."""
+    shim = tmp_path / "bin" / "fleetcore"
+    shim.parent.mkdir(exist_ok=True)
+    shim.write_text(f'#!/bin/sh\nexec {" ".join(FLEETCORE)} "$@"\n')
+    shim.chmod(0o755)
+    return f"{shim.parent}:{os.environ['PATH']}"
+
+
+def test_fish_loads_the_script_and_completes_subcommands(tmp_path: Path) -> None:
+    script = tmp_path / "fleetcore.fish"
+    script.write_text(fleetcore("completion", "fish", cwd=tmp_path).stdout)
+    out = subprocess.run(
+        ["fish", "--no-config", "-c", f"source {script}; complete -C 'fleetcore agent en'"],
+        capture_output=True, text=True, env={**ENV, "PATH": _shim(tmp_path)}, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert [line.split("\t")[0] for line in out.stdout.splitlines()] == ["enroll"]
+
+
+def test_zsh_registers_the_script_and_answers_its_protocol(tmp_path: Path) -> None:
+    script = tmp_path / "_fleetcore"
+    script.write_text(fleetcore("completion", "zsh", cwd=tmp_path).stdout)
+    program = f"autoload -U compinit; compinit -u -D; source {script}; print $_comps[fleetcore]"
+    out = subprocess.run(
+        ["zsh", "-f", "-c", program],
+        capture_output=True, text=True, env={**ENV, "HOME": str(tmp_path)}, timeout=60,
+    )  # fmt: skip
+    assert out.stdout.strip() == "_fleetcore_completion", out.stderr
+    # What the function asks `fleetcore` (outside zsh's line editor, which needs a terminal).
+    answer = fleetcore(
+        cwd=tmp_path, COMP_WORDS="fleetcore ag", COMP_CWORD="1", _FLEETCORE_COMPLETE="zsh_complete"
+    )
+    assert answer.stdout.splitlines()[:2] == ["plain", "agent"]
 
 
 def test_bash_loads_the_script_and_completes_subcommands(tmp_path: Path) -> None:
