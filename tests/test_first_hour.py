@@ -120,6 +120,32 @@ def test_from_nothing_to_a_managed_device_on_its_first_release(tmp_path: Path) -
         assert config.read_text() == edited.replace(first_url, other.url)
 
 
+def test_init_fleet_and_init_agent_converge_in_git_only_mode(tmp_path: Path) -> None:
+    assert fleetcore("init", "fleet", "fleet", cwd=tmp_path).returncode == 0
+    repo = tmp_path / "fleet"
+    out = fleetcore(
+        "init", "agent", "--device-id", "pi-001", "--role", "web", "--repo", str(repo),
+        "--state-dir", "state", "--config", "agent.toml", cwd=tmp_path,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    agent = subprocess.Popen(
+        [*FLEETCORE, "agent", "run", "--config", "agent.toml"],
+        cwd=tmp_path, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        status = wait_for(
+            "the device to converge",
+            lambda: (s := agent_status(tmp_path / "agent.toml"))["status"] == "healthy" and s,
+        )
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        agent.wait(60)
+    assert status["commit"] == head(repo)
+    assert status["management"] == "git-only"
+    assert "agent enroll" in status["management_reason"]
+    assert (tmp_path / "state" / "web.running").read_text().strip() == head(repo)
+
+
 def test_init_refuses_to_overwrite_and_writes_what_config_check_accepts(tmp_path: Path) -> None:
     assert fleetcore("init", "fleet", "fleet", "--role", "kiosk", cwd=tmp_path).returncode == 0
     check = fleetcore("config", "check", "--repo", "fleet", cwd=tmp_path)
