@@ -63,8 +63,7 @@ def test_bundle_create_and_apply_show_progress_on_a_terminal_only(tmp_path: Path
     assert code == 0 and "write json.tar.gz" not in err
 
     (tmp_path / "agent.toml").write_text(
-        f'device_id = "pi-001"\nrole = "web"\nstate_dir = "state"\n'
-        f'[source]\nrepo = "{repo.path}"\n'
+        f'device_id = "pi-001"\nrole = "web"\nstate_dir = "state"\n[source]\nrepo = "{repo.path}"\n'
     )
     apply = ["agent", "apply", "--config", "agent.toml", "--bundle", "web.tar.gz"]
     code, out, err = run(apply, tmp_path, terminal=True)
