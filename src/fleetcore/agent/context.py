@@ -64,6 +64,7 @@ class AgentContext:
                     self.config.source,
                     cache_root=self.store.cache,
                     config_source=self.config_source,
+                    progress=self.progress,
                 )
         return self._source
 
