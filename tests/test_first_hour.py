@@ -5,12 +5,15 @@ real rollouts to completion and to a halt."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import pty
 import signal
 import subprocess
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +44,33 @@ def wait_for(what: str, condition: Callable[[], Any], timeout: float = 90.0) -> 
             return value
         time.sleep(0.5)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+@contextlib.contextmanager
+def terminal() -> Iterator[tuple[int, Callable[[], str]]]:
+    """A pseudo-terminal: its slave end to hand a process, and what was
+    written to it (read all along, so the writer never blocks)."""
+    master, slave = pty.openpty()
+    chunks: list[bytes] = []
+
+    def drain() -> None:
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:
+                return
+            if not data:
+                return
+            chunks.append(data)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        yield slave, lambda: b"".join(chunks).decode(errors="replace")
+    finally:
+        os.close(slave)
+        reader.join(10)
+        os.close(master)
 
 
 def agent_status(config: Path) -> dict[str, Any]:
@@ -236,8 +266,18 @@ def test_a_new_fleet_says_what_to_do_first_and_watch_follows_rollouts(tmp_path: 
         )  # fmt: skip
         assert start.returncode == 0, start.stderr
         rollout_id = str(json.loads(start.stdout)["id"])
-        once = fleetcore("agent", "once", "--config", config.name, cwd=tmp_path)
-        assert once.returncode == 1, once.stdout + once.stderr
+        # On a terminal the view is redrawn in place until the rollout halts.
+        with terminal() as (tty, screen):
+            live = subprocess.Popen(
+                [*FLEETCORE, "fleet", "rollout", "watch", rollout_id, "--interval", "0.5"],
+                cwd=tmp_path, env={**ENV, **ops}, stdout=tty, stderr=subprocess.PIPE,
+            )  # fmt: skip
+            once = fleetcore("agent", "once", "--config", config.name, cwd=tmp_path)
+            assert once.returncode == 1, once.stdout + once.stderr
+            assert live.wait(120) == 1
+        shown = screen()
+        assert "\x1b[" in shown and "F\x1b[J" in shown  # cursor up and clear: a redraw
+        assert "halted" in shown.rsplit("\x1b[J", 1)[-1]
         watch_json = fleetcore(
             "fleet", "rollout", "watch", rollout_id, "--interval", "0.5", "--json", "--timeout",
             "90", cwd=tmp_path, **ops,
