@@ -140,6 +140,14 @@ def test_from_nothing_to_a_managed_device_on_its_first_release(tmp_path: Path) -
     with ServerProcess(tmp_path / "data", repo, extra=("--initial-release", "main")) as server:
         assert len(server.api("GET", "/v1/rollouts")["rollouts"]) == 1
 
+    # A ref the repo does not have stops the server before it serves anything.
+    out = fleetcore(
+        "server", "run", "--data-dir", "data", "--repo", str(repo), "--listen",
+        "127.0.0.1:1", "--initial-release", "no-such-branch", cwd=tmp_path,
+    )  # fmt: skip
+    assert out.returncode == 2
+    assert "--initial-release: unknown commit 'no-such-branch'" in out.stderr
+
     # Enrolling with another server moves the device: its url, in place.
     with ServerProcess(tmp_path / "data2", repo) as other:
         out = fleetcore(
