@@ -7,6 +7,7 @@ from typing import Any
 
 from fleetcore.agent.state import StateStore, history_json
 from fleetcore.config.agent import AgentConfig
+from fleetcore.http import redact
 
 
 def status_report(config: AgentConfig) -> dict[str, Any]:
@@ -61,15 +62,16 @@ def management(config: AgentConfig) -> dict[str, str]:
         }
     # Where managed.credential_path() puts it (managed.py imports this module).
     credential = config.server.credential_file or config.state_dir / "credential"
+    url = redact(config.server.url)
     if not credential.exists():
         return {
             "management": "managed",
-            "management_reason": f"[server] url = {config.server.url} in {where}, but not "
+            "management_reason": f"[server] url = {url} in {where}, but not "
             f"enrolled yet (no {credential}): run `fleetcore agent enroll`",
         }
     return {
         "management": "managed",
-        "management_reason": f"[server] url = {config.server.url} in {where}; enrolled "
+        "management_reason": f"[server] url = {url} in {where}; enrolled "
         f"(credential in {credential})",
     }
 
