@@ -1,6 +1,13 @@
 # fleetcore: the two commands of the README, and the ones around them.
-#   make demo   converge an example fleet with a local agent (no Docker needed)
-#   make test   the whole test suite against real git and a real Docker Engine
+#   make demo    a control server and six agents on this machine: a new commit rolls
+#                out canary -> early -> general (no Docker needed; Ctrl-C stops it all)
+#   make test    the whole suite with coverage against real git, Docker, PostgreSQL,
+#                OpenBao, mosquitto, HAProxy and Chromium, then the core alone (test-core)
+#   make dev     .venv with the core, every plugin under plugins/ and the test plugin
+#   make lint    ruff check, ruff format --check and the import-layer contracts
+#   make types   mypy, strict
+#   make bench   the benchmarks in benchmarks/ (figures in docs/benchmarks.md)
+#   make clean   remove the virtual environments and coverage/test caches
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin

@@ -20,6 +20,8 @@ if [ "${1:-}" = "--tests" ]; then
   command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || want+=(haproxy)
   # receives the server's alerts in the alert-channel tests
   command -v prometheus-alertmanager >/dev/null || want+=(prometheus-alertmanager)
+  command -v zsh >/dev/null || want+=(zsh)     # completion scripts load in each shell
+  command -v fish >/dev/null || want+=(fish)
 fi
 [ ${#want[@]} -eq 0 ] && exit 0
 

@@ -133,3 +133,24 @@ def test_fleet_demo_rolls_a_commit_through_the_segments_in_order(tmp_path) -> No
     assert segments == ["canary", "early", "early", "general", "general", "general"]
     assert "dashboard: http://127.0.0.1:" in out
     assert "stopped the server and the agents" in out
+
+
+def test_the_makefile_and_readme_describe_the_demo_that_runs() -> None:
+    """`make demo` runs `fleetcore demo`: the server and one agent per device
+    of the fleet demo. The descriptions must say so (they once promised a
+    single local agent)."""
+    from pathlib import Path
+
+    from fleetcore.demo_fleet import DEVICES
+
+    root = Path(__file__).resolve().parents[1]
+    makefile = (root / "Makefile").read_text()
+    assert "\t$(BIN)/fleetcore demo\n" in makefile
+    words = {6: "six"}
+    header = makefile.split("\n\n")[0]
+    assert f"a control server and {words[len(DEVICES)]} agents" in header
+    readme = (root / "README.md").read_text()
+    assert f"make demo   # a control server and {words[len(DEVICES)]} agents" in readme
+    for target in ("demo", "test", "dev", "lint", "types", "bench", "clean"):
+        assert f"#   make {target} " in header, target
+        assert f"\n{target}:" in makefile, target

@@ -22,6 +22,7 @@ import json
 import os
 import tarfile
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from fleetcore.errors import UnsafeArchiveError, VerifyError
@@ -35,12 +36,19 @@ MAX_HEADER = 64 * 1024 * 1024
 
 
 def create(
-    source: Source, commit: str, role: str, output: Path, *, max_bytes: int = 2 * 1024**3
+    source: Source,
+    commit: str,
+    role: str,
+    output: Path,
+    *,
+    max_bytes: int = 2 * 1024**3,
+    progress: Callable[[str, int | None], Callable[[int], None]] | None = None,
 ) -> Manifest:
     """Write the bundle of ``role`` at ``commit`` to ``output``; return its manifest.
 
     The role is fetched and verified exactly as a device would, then its
-    sha256 manifest is written ahead of the files.
+    sha256 manifest is written ahead of the files. ``progress`` (a command
+    on a terminal) makes a meter per step: ``(label, total) -> update(done)``.
     """
     with tempfile.TemporaryDirectory(prefix="fleetcore-bundle-") as tmp:
         work = Path(tmp, "fetch")
@@ -53,6 +61,9 @@ def create(
             prefix=fetched.prefix,
             max_bytes=max_bytes,
             git_blobs=fetched.manifest.wants_git_blob,
+            progress=progress(f"check {role}@{commit[:12]}", fetched.manifest.total_size)
+            if progress
+            else None,
         )
         problems = fetched.manifest.compare(unpacked)
         if problems:
@@ -81,6 +92,8 @@ def create(
             info = tarfile.TarInfo(HEADER)
             info.size = len(header)
             tar.addfile(info, io.BytesIO(header))
+            update = progress(f"write {output.name}", manifest.total_size) if progress else None
+            done = 0
             for entry in manifest.entries:
                 path = tree / entry.path
                 info = tarfile.TarInfo(f"{PREFIX}/{entry.path}")
@@ -93,6 +106,9 @@ def create(
                 info.mode = entry.mode
                 with path.open("rb") as fh:
                     tar.addfile(info, fh)
+                done += entry.size
+                if update is not None:
+                    update(done)
         os.replace(partial, output)
         return manifest
 

@@ -22,7 +22,7 @@ import posixpath
 import stat
 import tarfile
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -279,9 +279,11 @@ def unpack(
     max_bytes: int,
     git_blobs: bool = False,
     skip: Iterable[str] = (),
+    progress: Callable[[int], None] | None = None,
 ) -> Unpacked:
     """Unpack the members of ``archive`` under ``prefix`` into the empty folder
     ``dest``, validating each one; return what was written, measured.
+    ``progress`` is called with the bytes written so far after each file.
 
     Raises :class:`UnsafeArchiveError` naming the offending member; ``dest``
     is then left for the caller to remove.
@@ -373,6 +375,8 @@ def unpack(
                 result.files[name] = Measured(
                     path=name, size=size, mode=mode, sha256=sha256, git_blob=blob
                 )
+                if progress is not None:
+                    progress(written)
     except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
         raise UnsafeArchiveError(f"corrupt archive: {exc}") from None
     # Links were checked by name; check them again as the file system sees

@@ -288,3 +288,25 @@ def test_labels_show_on_the_overview_and_the_device_page(
     page.goto(f"{server.url}/devices/pi-3")
     assert page.inner_text("#labels").split() == ["labels", "none"]
     page.close()
+
+
+def test_a_new_fleet_overview_names_the_first_rollout_to_start(
+    browser: Any, server: Any, repo: Any
+) -> None:
+    page = _login(browser, server, server.token("viewer"))
+    assert "no device has enrolled yet" in page.inner_text("#first-steps")
+    server.enroll("web-1", "web")
+    server.enroll("cam-1", "cam")
+    page.goto(server.url + "/")
+    steps = page.locator("#first-steps li").all_inner_texts()
+    assert len(steps) == 2
+    assert steps[0].startswith("no rollout has finished for role cam")
+    assert "fleetcore fleet rollout start COMMIT --role web" in steps[1]
+    operator = server.token("operator")
+    head = repo.git("rev-parse", "HEAD")
+    body = {"commit": head, "strategy": "percentage", "role": "web"}
+    assert server.request("POST", "/v1/rollouts", operator, json=body).status_code == 201
+    page.goto(server.url + "/")
+    # A rollout under way is the first step taken: only cam is left.
+    assert page.locator("#first-steps li").all_inner_texts() == [steps[0]]
+    page.close()

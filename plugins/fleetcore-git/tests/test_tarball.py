@@ -350,3 +350,23 @@ def test_options_from_config():
         parse({"archive_url": "file:///srv/{commit}.tar"})
     with pytest.raises(ConfigError, match=r"manifest_url must contain \{role\}"):
         parse({"archive_url": "https://f/{commit}", "manifest_url": "https://f/{commit}.json"})
+
+
+def test_a_download_reports_its_bytes_when_someone_watches(forge, tmp_path):
+    """`agent once` on a terminal hands a meter factory down (SourceSettings.progress)."""
+    import attrs
+
+    commit = forge.publish()
+    size = len(archive_of(forge.repo, commit))
+    calls: list[tuple[str, int | None]] = []
+    seen: list[int] = []
+
+    def meter(label: str, total: int | None) -> Any:
+        calls.append((label, total))
+        return seen.append
+
+    forge.settings = attrs.evolve(forge.settings, progress=meter)
+    (tmp_path / "w").mkdir()
+    forge.source().fetch(commit, "web", tmp_path / "w")
+    assert calls == [(f"download {commit[:12]}", size)]
+    assert seen == sorted(seen) and seen[-1] == size

@@ -5,6 +5,7 @@ to each collaborator."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fleetcore.agent.clock import Clock
@@ -41,6 +42,9 @@ class AgentContext:
         """The network mode as of this cycle: retries are cut short when offline."""
         self.secret_values: frozenset[str] = frozenset()
         """Values of the release's secrets: masked in every message we write."""
+        self.progress: Callable[[str, int | None], Callable[[int], None]] | None = None
+        """Set by a command run on a terminal: ``(label, total) -> update(done)``
+        meters for long steps (unpacking a release). None in services."""
         self._source: Source | None = None
 
     @property
@@ -60,6 +64,7 @@ class AgentContext:
                     self.config.source,
                     cache_root=self.store.cache,
                     config_source=self.config_source,
+                    progress=self.progress,
                 )
         return self._source
 

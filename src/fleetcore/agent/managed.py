@@ -60,6 +60,8 @@ class ServerClient:
         self.device_id = config.device_id
         self.config = config
         self.cache = config.state_dir / "cache" / "server"
+        self.progress: Callable[[str, int | None], Callable[[int], None]] | None = None
+        """A meter factory when a command runs on a terminal (archive downloads)."""
         self._http = HttpClient(
             self.base,
             ca_file=config.server.ca_file,
@@ -221,9 +223,22 @@ class ServerClient:
                 timeout=max(60.0, self.settings.timeout.seconds),
             ) as response:
                 mode = "ab" if have and response.status == 206 else "wb"
+                got = have if mode == "ab" else 0
+                length = response.headers.get("Content-Length")
+                update = (
+                    self.progress(
+                        f"download {role}@{commit[:12]}",
+                        got + int(length) if length and length.isdigit() else None,
+                    )
+                    if self.progress
+                    else None
+                )
                 with partial.open(mode) as out:
                     for chunk in response.iter_bytes(CHUNK):
                         out.write(chunk)
+                        got += len(chunk)
+                        if update is not None:
+                            update(got)
             os.replace(partial, done)
         target = dest / "role.tar"
         os.link(done, target) if _same_fs(done, dest) else _copy(done, target)

@@ -186,6 +186,9 @@ class Pipeline:
             prefix=fetched.prefix,
             max_bytes=disk.max_release_size.bytes,
             git_blobs=manifest.wants_git_blob,
+            progress=ctx.progress(f"unpack {commit[:12]}", manifest.total_size)
+            if ctx.progress
+            else None,
         )
         state = self.journal.phase(state, "verify", durable=False)
         context = check_ctx(ctx, "verify", tree, commit, manifest, unpacked=unpacked)

@@ -7,6 +7,7 @@ from typing import Any
 
 from fleetcore.agent.state import StateStore, history_json
 from fleetcore.config.agent import AgentConfig
+from fleetcore.http import redact
 
 
 def status_report(config: AgentConfig) -> dict[str, Any]:
@@ -22,6 +23,7 @@ def status_report(config: AgentConfig) -> dict[str, Any]:
         "device_id": config.device_id,
         "role": config.role,
         "segment": config.segment,
+        **management(config),
         "commit": store.commit_of(current),
         "release": current,
         "previous_commit": store.commit_of(store.previous()),
@@ -44,6 +46,33 @@ def status_report(config: AgentConfig) -> dict[str, Any]:
         "drift_reason": state.drift_reason if state else "",
         "last_light_check": _iso(state.last_light_check) if state else None,
         "last_deep_check": _iso(state.last_deep_check) if state else None,
+    }
+
+
+def management(config: AgentConfig) -> dict[str, str]:
+    """Which mode the device runs in (``managed`` or ``git-only``) and why,
+    in words that say what to do next."""
+    where = str(config.path) if config.path else "agent.toml"
+    if config.server is None:
+        return {
+            "management": "git-only",
+            "management_reason": f"no [server] table in {where}: the desired release is the "
+            "fleet policy at the branch head; `fleetcore agent enroll --server URL` makes "
+            "the device managed",
+        }
+    # Where managed.credential_path() puts it (managed.py imports this module).
+    credential = config.server.credential_file or config.state_dir / "credential"
+    url = redact(config.server.url)
+    if not credential.exists():
+        return {
+            "management": "managed",
+            "management_reason": f"[server] url = {url} in {where}, but not "
+            f"enrolled yet (no {credential}): run `fleetcore agent enroll`",
+        }
+    return {
+        "management": "managed",
+        "management_reason": f"[server] url = {url} in {where}; enrolled "
+        f"(credential in {credential})",
     }
 
 

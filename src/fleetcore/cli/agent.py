@@ -26,11 +26,21 @@ def agent() -> None:
     """Run and inspect the agent of this device."""
 
 
-def _agent(app: App, config_path: Path) -> Any:
+def _agent(app: App, config_path: Path, progress: bool = False) -> Any:
+    """The agent; with ``progress``, long steps draw meters when stderr is a
+    terminal (never in services, pipes or logs)."""
     from fleetcore.agent.agent import Agent
 
     config = app.agent_config(config_path)
-    return Agent(config, pm=app.plugins(config.plugins.disable))
+    the_agent = Agent(config, pm=app.plugins(config.plugins.disable))
+    if progress:
+        from fleetcore.cli.progress import progress_factory
+
+        factory = progress_factory()
+        the_agent.ctx.progress = factory
+        if the_agent.ctx.client is not None:
+            the_agent.ctx.client.progress = factory
+    return the_agent
 
 
 @agent.command()
@@ -60,7 +70,7 @@ def once(app: App, config_path: Path, as_json: bool, no_handoff: bool) -> None:
         reply = ask(config_path)
         if reply is not None:
             _report_reply(app, reply, as_json)
-    result = _agent(app, config_path).once()
+    result = _agent(app, config_path, progress=not as_json).once()
     _report(app, result, as_json)
 
 
@@ -93,7 +103,7 @@ def apply(app: App, config_path: Path, bundle_path: Path, as_json: bool) -> None
     activate and health-check it like any update."""
     from fleetcore.bundle import open_bundle
 
-    the_agent = _agent(app, config_path)
+    the_agent = _agent(app, config_path, progress=not as_json)
     result = the_agent.apply(open_bundle(bundle_path))
     _report(app, result, as_json)
 
@@ -225,13 +235,18 @@ def enroll(
     app: App, config_path: Path, server_url: str | None, enrollment_token: str, as_json: bool
 ) -> None:
     """Enroll this device with a control server: it gets its own credential,
-    stored with mode 0600 (the server keeps only a hash)."""
+    stored with mode 0600 (the server keeps only a hash), and the device
+    becomes managed: `[server] url` is written into the config, or updated
+    when --server names another server (comments and layout kept). When the
+    file cannot be edited safely the command refuses before enrolling
+    (exit 1) and prints the lines to add."""
     import socket
 
     import attrs
 
     from fleetcore.agent.managed import ServerClient, credential_path
     from fleetcore.config.agent import Server
+    from fleetcore.config.edit import plan_server_url, write_config
     from fleetcore.errors import ConfigError
 
     config = app.agent_config(config_path)
@@ -239,17 +254,31 @@ def enroll(
     url = (server_url or configured or "").rstrip("/")
     if not url:
         raise ConfigError(str(config_path), ["give --server or [server] url"])
-    if configured and url != configured:
-        raise ConfigError(
-            str(config_path), [f"--server {url} is not the configured [server] url {configured}"]
-        )
+    # Planned before enrolling: a device enrolled but left in git-only mode
+    # (or pointing at its old server) would never take this server's
+    # rollouts, and nothing would say so. Written only once enrolled.
+    new_config = plan_server_url(config_path, url) if url != configured else None
     if config.server is None:
         config = attrs.evolve(config, server=Server(url=url))
+    elif url != configured:
+        config = attrs.evolve(config, server=attrs.evolve(config.server, url=url))
     ServerClient(config).enroll(enrollment_token, hostname=socket.gethostname())
+    if new_config is not None:
+        write_config(config_path, new_config)
     path = credential_path(config)
     if as_json:
-        app.print_json({"device_id": config.device_id, "server": url, "credential_file": str(path)})
+        app.print_json(
+            {
+                "device_id": config.device_id,
+                "server": url,
+                "credential_file": str(path),
+                "config_updated": new_config is not None,
+                "mode": "managed",
+            }
+        )
     else:
         click.echo(f"enrolled {config.device_id} with {url}; credential in {path}")
-        if configured is None:
-            click.echo(f'add to {config_path}:\n[server]\nurl = "{url}"')
+        if new_config is not None:
+            click.echo(f"{config_path}: [server] url = {url} written; the device is managed")
+        if configured and url != configured:
+            click.echo(f"(it was managed by {configured} before)")

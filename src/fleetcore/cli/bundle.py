@@ -37,9 +37,11 @@ def create(
     import tempfile
 
     from fleetcore import bundle as bundles
+    from fleetcore.cli.progress import progress_factory
     from fleetcore.plugin.types import SourceSettings
 
     app.setup_logging()
+    progress = progress_factory(enabled=not as_json)
     pm = app.plugins()
     record = pm.registry("fetcher").get(fetcher, where="--fetcher", source="command line")
     local = Path(repo)
@@ -47,11 +49,11 @@ def create(
         repo = str(local.resolve())
     with tempfile.TemporaryDirectory(prefix="fleetcore-cache-") as cache:
         source = record.factory(
-            SourceSettings(repo=repo, cache_dir=Path(cache)),
+            SourceSettings(repo=repo, cache_dir=Path(cache), progress=progress),
             pm.options(record, None, where="--fetcher", source="command line"),
         )
         commit = _resolve(source, local, ref)
-        manifest = bundles.create(source, commit, role, output)
+        manifest = bundles.create(source, commit, role, output, progress=progress)
     summary = {
         "bundle": str(output),
         "commit": manifest.commit,

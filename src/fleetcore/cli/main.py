@@ -33,9 +33,11 @@ if TYPE_CHECKING:
 CORE_COMMANDS = {
     "agent": "fleetcore.cli.agent:agent",
     "bundle": "fleetcore.cli.bundle:bundle",
+    "completion": "fleetcore.cli.completion:completion",
     "config": "fleetcore.cli.config:config",
     "demo": "fleetcore.cli.demo:demo",
     "fleet": "fleetcore.cli.fleet:fleet",
+    "init": "fleetcore.cli.init:init",
     "plugins": "fleetcore.cli.plugins:plugins",
     "server": "fleetcore.cli.server:server",
     "simulate": "fleetcore.cli.simulate:simulate",

@@ -90,6 +90,14 @@ def _listen(value: str) -> tuple[str, int]:
     "(repeatable; an installed channel's URL or name) "
     "[env FLEETCORE_SERVER_ALERTS, space-separated].",
 )
+@click.option(
+    "--initial-release",
+    metavar="BRANCH_OR_COMMIT",
+    envvar="FLEETCORE_SERVER_INITIAL_RELEASE",
+    help="Roles with no finished rollout take this release at once (a new fleet "
+    "installs without a first rollout); roles that have one are left alone "
+    "[env FLEETCORE_SERVER_INITIAL_RELEASE].",
+)
 @click.pass_obj
 def run(
     app: App,
@@ -102,8 +110,13 @@ def run(
     events: tuple[str, ...],
     max_streams: int,
     alerts: tuple[str, ...],
+    initial_release: str | None,
 ) -> None:
-    """Serve the device API, the operator API, /metrics and the dashboard."""
+    """Serve the device API, the operator API, /metrics and the dashboard.
+
+    Devices of a role install nothing until a rollout has finished for it:
+    start one with `fleetcore fleet rollout start`, or give --initial-release.
+    """
     from fleetcore.alerts.select import server_alert_channels
     from fleetcore.channels.select import server_channels
     from fleetcore.config.units import Duration
@@ -137,6 +150,7 @@ def run(
         events=events,
         max_streams=max_streams,
         alerts=alerts,
+        initial_release=initial_release,
     )
     serve(config, host, port, pm)
 

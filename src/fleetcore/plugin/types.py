@@ -84,6 +84,14 @@ class SourceSettings:
     branch: str = "main"
     cache_dir: Path = Path()
     """A folder the fetcher may keep between runs (e.g. a git mirror)."""
+    progress: Callable[[str, int | None], Callable[[int], None]] | None = field(
+        default=None, eq=False
+    )
+    """Set when a person watches a terminal (``agent once``, ``bundle
+    create``); None in services. A fetcher that downloads may call
+    ``update = progress("download <what>", total_bytes_or_None)`` once per
+    download and ``update(bytes_so_far)`` as bytes arrive; it draws a meter,
+    throttled by the caller. Reporting nothing is always allowed."""
 
 
 # -- selectable strategies -------------------------------------------------------

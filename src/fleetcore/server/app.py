@@ -25,11 +25,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fleetcore.alerts.select import server_alert_channels
 from fleetcore.channels.select import server_channels
-from fleetcore.errors import FetchError
+from fleetcore.errors import ConfigError, FetchError
 from fleetcore.plugin.manager import PluginManager
 from fleetcore.server.alerts import AlertPump, sink
+from fleetcore.server.bodies import ApiError
 from fleetcore.server.channels import ChannelPump
 from fleetcore.server.events import EventHub
+from fleetcore.server.first_release import initial_release
 from fleetcore.server.groupcommit import GroupCommit
 from fleetcore.server.metrics import Latencies
 from fleetcore.server.mirror import Mirror
@@ -65,6 +67,9 @@ class ServerConfig:
     file-descriptor limit leaves after a reserve for everything else."""
     alerts: tuple[str, ...] = ()
     """Alert channels (``--alerts``): URLs or channel names."""
+    initial_release: str | None = None
+    """``--initial-release``: a branch or commit recorded as the finished
+    release of every role that has none (see first_release.py)."""
 
 
 class Timing:
@@ -138,6 +143,11 @@ def build(config: ServerConfig, pm: PluginManager | None = None) -> tuple[Starle
     if alert_pumps:
         ctl.alert_sink = sink(alert_pumps)
         ctl.alert_pumps = tuple(alert_pumps)
+    if config.initial_release:
+        try:
+            initial_release(ctl, config.initial_release)
+        except ApiError as exc:
+            raise ConfigError("--initial-release", [exc.message]) from None
     secrets = RoleSecrets(ctl, load_key(config.data_dir))
     reports = GroupCommit(ctl.report_status_batch, name="status-writer")
     latencies = Latencies()

@@ -234,7 +234,8 @@ def compute(
         reason = (
             f"last finished rollout for role {device.role}"
             if state.commit
-            else f"no rollout has finished for role {device.role} yet"
+            else f"no rollout has finished for role {device.role} yet; "
+            f"start one: {first_rollout_command(device.role)}"
         )
         state = DesiredState(
             commit=state.commit,
@@ -243,6 +244,12 @@ def compute(
             maintenance_window=state.maintenance_window,
         )
     return state, active
+
+
+def first_rollout_command(role: str) -> str:
+    """What an operator runs so that a new fleet's devices of ``role``
+    install something (shown wherever the fleet waits for it)."""
+    return f"fleetcore fleet rollout start COMMIT --role {role} --strategy percentage --steps 100"
 
 
 def desired_json(state: DesiredState, rollout: Rollout | None) -> dict[str, Any]:

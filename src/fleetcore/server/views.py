@@ -12,7 +12,14 @@ from sqlalchemy.engine import Connection
 from fleetcore.server import schema as t
 from fleetcore.server.bodies import ApiError
 from fleetcore.server.context import Context
-from fleetcore.server.desired import Rollout, device_policy, iso, load_snapshot
+from fleetcore.server.desired import (
+    Rollout,
+    Snapshot,
+    device_policy,
+    first_rollout_command,
+    iso,
+    load_snapshot,
+)
 from fleetcore.server.devices import DEVICE_FIELDS, labels_of
 from fleetcore.server.progress import get_rollout, progress, rollout_json
 from fleetcore.server.store import device_row, policy_row
@@ -145,6 +152,7 @@ class Views:
             },
             "stable": {role: c for role, (c, _) in snap.stables.items()},
             "rollouts": active,
+            "first_steps": first_steps(snap, by_role, total),
         }
 
     def audit_log(self, limit: int = 100) -> list[dict[str, Any]]:
@@ -171,3 +179,28 @@ class Views:
     def rollout(self, rollout_id: int) -> dict[str, Any]:
         with self.ctx.store.connect() as conn:
             return rollout_json(self.ctx, conn, get_rollout(conn, rollout_id))
+
+
+def first_steps(snap: Snapshot, by_role: dict[str, int], total: int) -> list[dict[str, Any]]:
+    """What a new fleet waits for, each with the command that does it: no
+    device yet, or roles whose devices install nothing because no rollout
+    has finished for them and none runs."""
+    if not total:
+        return [
+            {
+                "role": None,
+                "message": "no device has enrolled yet",
+                "command": "fleetcore init agent --device-id ID --role ROLE --repo URL "
+                "--server URL, then fleetcore agent enroll --enrollment-token TOKEN",
+            }
+        ]
+    return [
+        {
+            "role": role,
+            "message": f"no rollout has finished for role {role}: its {n} device(s) "
+            "install nothing until one does",
+            "command": first_rollout_command(role),
+        }
+        for role, n in sorted(by_role.items())
+        if snap.stable_for(role) is None and snap.rollout_for(role) is None
+    ]

@@ -50,7 +50,7 @@ forge. The ``git`` fetcher verifies against git's own tree.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -241,7 +241,12 @@ class TarballSource:
             done.touch()  # most recently used: kept by _prune
             return done
         _download(
-            url, cache / f"{key}.part", cache / f"{key}.json", timeout=self.options.timeout.seconds
+            url,
+            cache / f"{key}.part",
+            cache / f"{key}.json",
+            timeout=self.options.timeout.seconds,
+            progress=self.settings.progress,
+            label=f"download {commit[:12]}",
         )
         (cache / f"{key}.part").replace(done)
         (cache / f"{key}.json").unlink(missing_ok=True)
@@ -301,8 +306,17 @@ def _reason(exc: TransportError) -> str:
     return redact(f"{type(reason).__name__}: {reason}" if str(reason) else type(reason).__name__)
 
 
-def _download(url: str, part: Path, meta_path: Path, *, timeout: float) -> None:
-    """Complete ``part`` with the body at ``url``, resuming what is there.
+def _download(
+    url: str,
+    part: Path,
+    meta_path: Path,
+    *,
+    timeout: float,
+    progress: Callable[[str, int | None], Callable[[int], None]] | None = None,
+    label: str = "download",
+) -> None:
+    """Complete ``part`` with the body at ``url``, resuming what is there
+    (a meter from ``progress`` follows the bytes, when given).
 
     ``meta_path`` keeps the validators (ETag, Last-Modified) the partial bytes
     came with, for ``If-Range``. Raises :class:`FetchError` when the
@@ -369,7 +383,8 @@ def _download(url: str, part: Path, meta_path: Path, *, timeout: float) -> None:
                 )
             length = response.headers.get("Content-Length")
             expected = start + int(length) if length and length.isdigit() else None
-            _receive(response, part, start, expected, url=url, deadline=deadline)
+            update = progress(label, expected) if progress is not None else None
+            _receive(response, part, start, expected, url=url, deadline=deadline, update=update)
             return
     size = part.stat().st_size if part.exists() else 0
     raise FetchError(
@@ -386,6 +401,7 @@ def _receive(
     *,
     url: str,
     deadline: float,
+    update: Callable[[int], None] | None = None,
 ) -> None:
     import time
 
@@ -397,6 +413,8 @@ def _receive(
         try:
             for chunk in response.iter_bytes(CHUNK):
                 out.write(chunk)
+                if update is not None:
+                    update(out.tell())
                 if time.monotonic() > deadline:
                     raise Timeout(
                         TimeoutError("the fetcher's timeout was reached"),

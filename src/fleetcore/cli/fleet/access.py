@@ -10,6 +10,7 @@ import click
 
 from fleetcore.cli.app import App
 from fleetcore.cli.fleet.common import JSON_OPT, abort, client, when
+from fleetcore.cli.fleet.complete import complete_devices, complete_roles
 from fleetcore.cli.fleet.group import fleet
 
 
@@ -32,7 +33,7 @@ def secrets() -> None:
 
 
 @secrets.command("set")
-@click.argument("role")
+@click.argument("role", shell_complete=complete_roles)
 @click.argument("name")
 @click.option(
     "--value-file",
@@ -52,7 +53,7 @@ def secrets_set(role: str, name: str, value_file: Any, reason: str) -> None:
 
 
 @secrets.command("unset")
-@click.argument("role")
+@click.argument("role", shell_complete=complete_roles)
 @click.argument("name")
 @click.option("--reason", default="", help="Why (for the audit log).")
 def secrets_unset(role: str, name: str, reason: str) -> None:
@@ -62,7 +63,7 @@ def secrets_unset(role: str, name: str, reason: str) -> None:
 
 
 @secrets.command("list")
-@click.argument("role")
+@click.argument("role", shell_complete=complete_roles)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def secrets_list(role: str, as_json: bool) -> None:
     """The names of ROLE's secrets, with when and by whom each was set (never values)."""
@@ -76,7 +77,7 @@ def secrets_list(role: str, as_json: bool) -> None:
 
 
 @fleet.command()
-@click.argument("device_id")
+@click.argument("device_id", shell_complete=complete_devices)
 @click.option("--reason", default="", help="Why (for the audit log).")
 def resume(device_id: str, reason: str) -> None:
     """Let DEVICE leave safe mode: it attempts updates again on its next cycle."""
@@ -85,7 +86,7 @@ def resume(device_id: str, reason: str) -> None:
 
 
 @fleet.command()
-@click.argument("device_id")
+@click.argument("device_id", shell_complete=complete_devices)
 @click.option("--reason", required=True, help="Why (for the audit log).")
 def revoke(device_id: str, reason: str) -> None:
     """Revoke DEVICE's credential: it can no longer read its desired state or

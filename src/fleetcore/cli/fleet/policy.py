@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from fleetcore.cli.fleet.common import client, short, when, window
+from fleetcore.cli.fleet.complete import complete_devices
 from fleetcore.cli.fleet.group import fleet
 
 
@@ -33,7 +34,7 @@ def unpin(reason: str) -> None:
 
 
 @fleet.command()
-@click.argument("device_id")
+@click.argument("device_id", shell_complete=complete_devices)
 @click.argument("commit")
 @click.option("--reason", required=True, help="Why the device is locked.")
 @click.option("--until", help="When the lock lapses: a date or a duration (2h).")
@@ -45,7 +46,7 @@ def lock(device_id: str, commit: str, reason: str, until: str | None) -> None:
 
 
 @fleet.command()
-@click.argument("device_id")
+@click.argument("device_id", shell_complete=complete_devices)
 @click.option("--reason", default="", help="Why (for the audit log).")
 def unlock(device_id: str, reason: str) -> None:
     """Lift DEVICE's version lock."""
@@ -54,7 +55,7 @@ def unlock(device_id: str, reason: str) -> None:
 
 
 @fleet.command()
-@click.argument("device_id")
+@click.argument("device_id", shell_complete=complete_devices)
 @click.option("--branch", help="Follow this branch's head instead of rollouts.")
 @click.option("--auto-update/--no-auto-update", default=None, help="Maintenance mode off/on.")
 @click.option(

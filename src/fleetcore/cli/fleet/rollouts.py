@@ -9,6 +9,7 @@ import click
 
 from fleetcore.cli.app import App
 from fleetcore.cli.fleet.common import JSON_OPT, client, rollout_line
+from fleetcore.cli.fleet.complete import complete_roles, complete_rollouts
 from fleetcore.cli.fleet.group import fleet
 
 
@@ -34,7 +35,7 @@ def _steps(strategy: str, text: str, wait: float) -> list[dict[str, Any]]:
 @rollout.command("start")
 @click.argument("commit")
 @click.option("--strategy", required=True, help="A rollout-strategy plugin: canary, percentage...")
-@click.option("--role", help="Only this role [default: every role].")
+@click.option("--role", shell_complete=complete_roles, help="Only this role [default: every role].")
 @click.option("--steps", help="percentage: 1,5,25,100; canary: canary,early,general.")
 @click.option("--wait", default="5m", show_default=True, help="Wait at each step before promotion.")
 @click.option(
@@ -103,7 +104,7 @@ def rollout_start(
 
 
 def _action(action: str) -> click.Command:
-    @click.argument("rollout_id", type=int)
+    @click.argument("rollout_id", type=int, shell_complete=complete_rollouts)
     @click.option("--reason", default="", help="Why (for the audit log).")
     @JSON_OPT
     def command(rollout_id: int, reason: str, as_json: bool) -> None:
@@ -139,7 +140,7 @@ def rollout_list(as_json: bool) -> None:
 
 
 @rollout.command("show")
-@click.argument("rollout_id", type=int)
+@click.argument("rollout_id", type=int, shell_complete=complete_rollouts)
 @JSON_OPT
 def rollout_show(rollout_id: int, as_json: bool) -> None:
     """One rollout: progress per step and every decision."""

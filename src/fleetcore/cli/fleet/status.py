@@ -6,6 +6,7 @@ import click
 
 from fleetcore.cli.app import App
 from fleetcore.cli.fleet.common import JSON_OPT, client, rollout_line, short
+from fleetcore.cli.fleet.complete import complete_devices
 from fleetcore.cli.fleet.group import fleet
 
 
@@ -29,6 +30,8 @@ def status(as_json: bool) -> None:
         click.echo(f"PINNED to {short(pin['commit'])}{by}{until}: {pin['reason']}")
     for r in data["rollouts"]:
         rollout_line(r)
+    for step in data.get("first_steps", []):
+        click.echo(f"first step: {step['message']}; run: {step['command']}")
 
 
 @fleet.command()
@@ -53,7 +56,7 @@ def devices(labels: tuple[str, ...], as_json: bool) -> None:
 
 
 @fleet.command()
-@click.argument("device_id")
+@click.argument("device_id", shell_complete=complete_devices)
 @JSON_OPT
 def device(device_id: str, as_json: bool) -> None:
     """One device: status, desired state, policy, history."""
