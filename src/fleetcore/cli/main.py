@@ -38,6 +38,7 @@ CORE_COMMANDS = {
     "demo": "fleetcore.cli.demo:demo",
     "fleet": "fleetcore.cli.fleet:fleet",
     "init": "fleetcore.cli.init:init",
+    "lint": "fleetcore.cli.lint:lint",
     "plugins": "fleetcore.cli.plugins:plugins",
     "server": "fleetcore.cli.server:server",
     "simulate": "fleetcore.cli.simulate:simulate",

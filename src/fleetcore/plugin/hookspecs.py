@@ -50,6 +50,7 @@ if TYPE_CHECKING:
         UpdateRecord,
         UpdateStart,
     )
+    from fleetcore.plugin.linting import Linter
 
 PROJECT_NAME = "fleetcore"
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
@@ -306,6 +307,37 @@ def fleetcore_register_drift_fixes() -> Iterable[DriftFix]:
     """
 
 
+# -- the fleet repository -------------------------------------------------------
+
+
+@hookspec
+def fleetcore_register_linters() -> Iterable[Linter]:
+    """Register linters: checks of a fleet repository before any device sees it.
+
+    Called once by ``fleetcore lint`` (and the pre-commit hook and CI
+    workflows that run it). Return or yield
+    :class:`~fleetcore.plugin.linting.Linter` records; ``run(ctx)`` gets a
+    :class:`~fleetcore.plugin.linting.LintContext` (the checkout and its
+    files) and returns or yields :class:`~fleetcore.plugin.linting.Problem`
+    values, each with a file and a line. Every linter runs, each isolated: one
+    that raises is reported as a problem and the others still run.
+
+    Example::
+
+        @hookimpl
+        def fleetcore_register_linters():
+            def no_tabs(ctx):
+                for name in ctx.select("*.yml", "*.yaml"):
+                    for n, line in enumerate(ctx.path(name).read_text().splitlines(), 1):
+                        if "\\t" in line:
+                            yield Problem(path=name, line=n, message="tab in YAML")
+
+            yield Linter(name="no-tabs", summary="No tabs in YAML", run=no_tabs)
+
+    The tutorial is :mod:`fleetcore.lint.interface`.
+    """
+
+
 # -- lifecycle notifications ----------------------------------------------------
 
 
@@ -359,6 +391,7 @@ REGISTER_HOOKS = {
     "health check": "fleetcore_register_health_checks",
     "drift check": "fleetcore_register_drift_checks",
     "drift fix": "fleetcore_register_drift_fixes",
+    "linter": "fleetcore_register_linters",
 }
 """Kind of named thing -> the register hook that provides it."""
 

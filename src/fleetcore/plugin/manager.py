@@ -22,6 +22,7 @@ from fleetcore.plugin import discovery, hookspecs
 
 if TYPE_CHECKING:
     from fleetcore.model import CheckKind
+    from fleetcore.plugin.linting import Linter
     from fleetcore.plugin.types import (
         Activator,
         AlertChannel,
@@ -54,6 +55,7 @@ RecordKind = Literal[
     "health check",
     "drift check",
     "drift fix",
+    "linter",
 ]
 """The kinds of named record, keys of :data:`hookspecs.REGISTER_HOOKS`."""
 
@@ -221,6 +223,9 @@ class PluginManager:
 
     def drift_fixes(self) -> Registry[DriftFix]:
         return self.registry("drift fix")
+
+    def linters(self) -> Registry[Linter]:
+        return self.registry("linter")
 
     def _collect(self, kind: str) -> Registry[Any]:
         hook = getattr(self._pm.hook, hookspecs.REGISTER_HOOKS[kind])

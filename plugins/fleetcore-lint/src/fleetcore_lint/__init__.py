@@ -1,0 +1,1 @@
+"""fleetcore's built-in linters for fleet repositories (``fleetcore lint``)."""
