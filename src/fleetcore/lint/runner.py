@@ -23,6 +23,7 @@ class UsageError(FleetcoreError):
 
     exit_code = 2
 
+
 # Never walked when the folder is not a git checkout: tools' caches, not fleet files.
 _SKIP_DIRS = {".git", ".venv", "venv", "node_modules", "__pycache__", ".mypy_cache", ".tox"}
 
@@ -50,10 +51,10 @@ def repo_files(repo: Path) -> list[str]:
         ["git", "-C", str(repo), "rev-parse", "--show-prefix"], capture_output=True, text=True
     )
     if listed.returncode == 0 and inside.returncode == 0 and not inside.stdout.strip():
-        names = {n for n in listed.stdout.decode().split("\0") if n}
+        tracked = {n for n in listed.stdout.decode().split("\0") if n}
         # A file deleted but not yet staged is still in the index.
-        return sorted(n for n in names if (repo / n).is_file())
-    found = []
+        return sorted(n for n in tracked if (repo / n).is_file())
+    found: list[str] = []
     for root, dirs, names in os.walk(repo):
         dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS)
         rel = Path(root).relative_to(repo)

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
+    from fleetcore.plugin.linting import Linter
     from fleetcore.plugin.types import (
         Activator,
         AlertChannel,
@@ -50,7 +51,6 @@ if TYPE_CHECKING:
         UpdateRecord,
         UpdateStart,
     )
-    from fleetcore.plugin.linting import Linter
 
 PROJECT_NAME = "fleetcore"
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)

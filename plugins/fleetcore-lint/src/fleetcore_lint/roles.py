@@ -20,8 +20,12 @@ AGENT_SCRIPTS = ("validate.sh", "health.sh", "activate.sh", "deactivate.sh")
 
 def _chmod(path: Path) -> str:
     mode = path.stat().st_mode
-    path.chmod(mode | stat.S_IXUSR | (stat.S_IXGRP if mode & stat.S_IRGRP else 0)
-               | (stat.S_IXOTH if mode & stat.S_IROTH else 0))
+    path.chmod(
+        mode
+        | stat.S_IXUSR
+        | (stat.S_IXGRP if mode & stat.S_IRGRP else 0)
+        | (stat.S_IXOTH if mode & stat.S_IROTH else 0)
+    )
     return f"made {path.name} executable"
 
 

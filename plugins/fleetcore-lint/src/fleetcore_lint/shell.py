@@ -14,7 +14,6 @@ from collections.abc import Iterator
 
 from fleetcore.lint.interface import LintContext, Linter, Problem, hookimpl
 
-
 _SHEBANG = re.compile(rb"^#!\s*\S*(/|env\s+)(ba|da)?sh\b")
 
 
@@ -71,4 +70,6 @@ def check_shell(ctx: LintContext) -> Iterator[Problem]:
 
 @hookimpl
 def fleetcore_register_linters() -> Iterator[Linter]:
-    yield Linter(name="shell", summary="ShellCheck on shell scripts (when installed)", run=check_shell)
+    yield Linter(
+        name="shell", summary="ShellCheck on shell scripts (when installed)", run=check_shell
+    )

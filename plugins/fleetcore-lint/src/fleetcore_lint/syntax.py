@@ -29,7 +29,9 @@ def check_syntax(ctx: LintContext) -> Iterator[Problem]:
         try:
             json.loads(text)
         except json.JSONDecodeError as exc:
-            yield Problem(path=name, line=exc.lineno, message=f"invalid JSON: {exc.msg}", code="json")
+            yield Problem(
+                path=name, line=exc.lineno, message=f"invalid JSON: {exc.msg}", code="json"
+            )
     for name in ctx.select("*.yml", "*.yaml"):
         text = _read(ctx, name)
         if isinstance(text, Problem):

@@ -40,10 +40,13 @@ class YamlDoc:
                         line = key.start_mark.line + 1
                         child = value
                         break
-            elif isinstance(node, yaml.SequenceNode) and isinstance(step, int):
-                if 0 <= step < len(node.value):
-                    child = node.value[step]
-                    line = child.start_mark.line + 1
+            elif (
+                isinstance(node, yaml.SequenceNode)
+                and isinstance(step, int)
+                and 0 <= step < len(node.value)
+            ):
+                child = node.value[step]
+                line = child.start_mark.line + 1
             if child is None:
                 break
             node = child
