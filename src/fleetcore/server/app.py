@@ -29,6 +29,7 @@ from fleetcore.errors import ConfigError, FetchError
 from fleetcore.plugin.manager import PluginManager
 from fleetcore.server.alerts import AlertPump, sink
 from fleetcore.server.bodies import ApiError
+from fleetcore.server.branches import fetch_repo
 from fleetcore.server.channels import ChannelPump
 from fleetcore.server.events import EventHub
 from fleetcore.server.first_release import initial_release
@@ -168,7 +169,7 @@ def build(config: ServerConfig, pm: PluginManager | None = None) -> tuple[Starle
         stop = asyncio.Event()
         tasks = [
             asyncio.create_task(run_engine(ctl, config.tick_interval, stop)),
-            asyncio.create_task(_fetch_loop(mirror, config.fetch_interval, stop)),
+            asyncio.create_task(_fetch_loop(ctl, config.fetch_interval, stop)),
         ]
         try:
             yield
@@ -195,7 +196,7 @@ def build(config: ServerConfig, pm: PluginManager | None = None) -> tuple[Starle
     return app, ctl
 
 
-async def _fetch_loop(mirror: Mirror, interval: float, stop: asyncio.Event) -> None:
+async def _fetch_loop(ctl: Control, interval: float, stop: asyncio.Event) -> None:
     while not stop.is_set():
         try:
             await asyncio.wait_for(stop.wait(), interval)
@@ -203,7 +204,7 @@ async def _fetch_loop(mirror: Mirror, interval: float, stop: asyncio.Event) -> N
         except TimeoutError:
             pass
         try:
-            await asyncio.to_thread(mirror.fetch)
+            await asyncio.to_thread(fetch_repo, ctl)
         except FetchError as exc:
             log.warning("fetching the fleet repo failed: %s", exc)
 

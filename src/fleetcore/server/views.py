@@ -11,6 +11,7 @@ from sqlalchemy.engine import Connection
 
 from fleetcore.server import schema as t
 from fleetcore.server.bodies import ApiError
+from fleetcore.server.branches import branch_groups
 from fleetcore.server.context import Context
 from fleetcore.server.desired import (
     Rollout,
@@ -123,6 +124,7 @@ class Views:
             ).all()
             active = [progress(self.ctx, conn, r) for r in snap.rollouts]
             pinned_by = _pinned_by(conn, snap.pin.commit) if snap.pin else None
+            branches = branch_groups(self.ctx, conn, rows)
         total = len(rows)
         by_status: dict[str, int] = {}
         by_commit: dict[str, int] = {}
@@ -153,6 +155,7 @@ class Views:
             "stable": {role: c for role, (c, _) in snap.stables.items()},
             "rollouts": active,
             "first_steps": first_steps(snap, by_role, total),
+            "branches": branches,
         }
 
     def audit_log(self, limit: int = 100) -> list[dict[str, Any]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from fleetcore.cli.app import App
+from fleetcore.cli.fleet.branches import branch_lines
 from fleetcore.cli.fleet.common import JSON_OPT, client, rollout_line, short
 from fleetcore.cli.fleet.complete import complete_devices
 from fleetcore.cli.fleet.group import fleet
@@ -32,6 +33,7 @@ def status(as_json: bool) -> None:
         rollout_line(r)
     for step in data.get("first_steps", []):
         click.echo(f"first step: {step['message']}; run: {step['command']}")
+    branch_lines(data.get("branches") or {})
 
 
 @fleet.command()

@@ -8,6 +8,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from fleetcore.server import bodies as b
+from fleetcore.server.branches import fetch_repo
 from fleetcore.server.rollouts import ACTIONS
 from fleetcore.server.routes import Api, call, guarded, numeric
 from fleetcore.server.views import label_filter
@@ -147,7 +148,7 @@ def operator_routes(api: Api) -> list[Route]:
         if header is None and "token" in request.query_params:
             header = f"Bearer {request.query_params['token']}"
         ctl.operator(await call(ctl.authenticate, header), "operator")
-        return JSONResponse({"branches": await call(ctl.mirror.fetch)})
+        return JSONResponse({"branches": await call(fetch_repo, ctl)})
 
     return [
         Route("/v1/devices/{device_id}/lock", lock, methods=["PUT", "DELETE"]),
