@@ -22,6 +22,7 @@ if [ "${1:-}" = "--tests" ]; then
   command -v prometheus-alertmanager >/dev/null || want+=(prometheus-alertmanager)
   command -v zsh >/dev/null || want+=(zsh)     # completion scripts load in each shell
   command -v fish >/dev/null || want+=(fish)
+  command -v shellcheck >/dev/null || want+=(shellcheck)   # fleetcore lint's shell linter
 fi
 [ ${#want[@]} -eq 0 ] && exit 0
 
