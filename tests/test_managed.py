@@ -643,15 +643,21 @@ def test_the_agent_double_checks_what_the_server_says(tmp_path, fleet_repo: Flee
 def test_staging_devices_are_a_group_and_gate_the_merge(
     server: ControlServer, tmp_path: Path
 ) -> None:
-    """The staging workflow: devices that follow `staging` take its pushes
-    first, show as a group, and `branch-status` says when to merge."""
+    """The staging workflow: devices that follow `staging` (by the server's
+    override or their agent.toml) take its pushes first, show as a group,
+    and `branch-status` says when to merge."""
     v1 = server.repo.head()
-    devices = {d: ManagedDevice(tmp_path, server, d, "general") for d in ("pi-s1", "pi-s2")}
+    staging = server.repo.commit(script_role("staging"), "try on staging", branch="staging")
+    server.api("POST", "/v1/hooks/git")
+    by_override = ManagedDevice(tmp_path, server, "pi-s1", "general")
+    by_config = ManagedDevice(
+        tmp_path, server, "pi-s2", "general", server_extra='branch = "staging"'
+    )
     main_device = ManagedDevice(tmp_path, server, "pi-m1", "general")
     everyone(server, v1)
-    for device in [*devices.values(), main_device]:
+    for device, commit in ((by_override, v1), (by_config, staging), (main_device, v1)):
         assert device.once() == 0
-        assert device.running() == v1
+        assert device.running() == commit
 
     def fleet(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -660,36 +666,32 @@ def test_staging_devices_are_a_group_and_gate_the_merge(
             text=True,
         )
 
-    out = fleet("branch-status", "staging")
+    out = fleet("branch-status", "ring-2")
     assert (out.returncode, out.stdout.strip()) == (
         1,
-        "branch staging is not ready:\n  no device follows branch staging",
+        "branch ring-2 is not ready:\n  no device follows branch ring-2",
     )
-    staging = server.repo.commit(script_role("staging"), "try on staging", branch="staging")
-    server.api("POST", "/v1/hooks/git")
-    for device_id in devices:
-        out = fleet("override", device_id, "--branch", "staging", "--reason", "staging ring")
-        assert out.returncode == 0, out.stderr
+    assert fleet("branch-status", "staging").returncode == 0
+    out = fleet("override", "pi-s1", "--branch", "staging", "--reason", "staging ring")
+    assert out.returncode == 0, out.stderr
 
     out = fleet("branch-status", "staging", "--json")
     assert out.returncode == 1
     answer = json.loads(out.stdout)
     assert answer["ready"] is False and answer["head"] == staging
-    assert answer["reasons"] == [
-        f"pi-s1: runs {v1[:12]}, not the head {staging[:12]}",
-        f"pi-s2: runs {v1[:12]}, not the head {staging[:12]}",
-    ]
+    assert answer["reasons"] == [f"pi-s1: runs {v1[:12]}, not the head {staging[:12]}"]
 
-    for device in devices.values():
-        assert device.once() == 0
-        assert device.running() == staging
+    assert by_override.once() == 0 and by_override.running() == staging
     assert main_device.once() == 0 and main_device.running() == v1
 
     status = json.loads(fleet("status", "--json").stdout)
     group = status["branches"]["staging"]
     assert list(status["branches"]) == ["staging"]
     assert group["head"] == staging
-    assert [d["device_id"] for d in group["devices"]] == ["pi-s1", "pi-s2"]
+    assert [(d["device_id"], d["by"]) for d in group["devices"]] == [
+        ("pi-s1", "override"),
+        ("pi-s2", "agent.toml"),
+    ]
     assert group["commits"] == [{"commit": staging, "devices": 2, "head": True}]
     assert group["health"] == {"healthy": 2}
     assert all(d["healthy_on_head_since"] for d in group["devices"])
@@ -704,14 +706,22 @@ def test_staging_devices_are_a_group_and_gate_the_merge(
     assert "pi-s1: healthy on the head for " in wait.stdout and "s of 3600s" in wait.stdout
     assert fleet("branch-status", "staging", "--for", "soon").returncode == 2
 
+    page = requests.get(f"{server.url}/", cookies={"fleetcore_token": server.admin}, timeout=30)
+    assert 'id="branch-staging"' in page.text and "pi-s2" in page.text
+
     # A push whose health check fails: the device rolls back, the branch is not ready.
     broken = server.repo.commit(script_role("broken", health="exit 1"), "broken", branch="staging")
     server.api("POST", "/v1/hooks/git")
-    assert devices["pi-s1"].once() == 1
-    assert devices["pi-s1"].running() == staging
+    assert by_override.once() == 1
+    assert by_override.running() == staging
     out = fleet("branch-status", "staging")
     assert out.returncode == 1
     assert f"pi-s1: runs {staging[:12]}, not the head {broken[:12]}" in out.stdout
 
-    page = requests.get(f"{server.url}/", cookies={"fleetcore_token": server.admin}, timeout=30)
-    assert 'id="branch-staging"' in page.text and "pi-s2" in page.text
+    # The device's agent.toml stops following the branch: from its next
+    # report on it takes the fleet's rollouts again.
+    by_config.config.write_text(by_config.config.read_text().replace('branch = "staging"', ""))
+    by_config.once()
+    assert by_config.once() == 0 and by_config.running() == v1
+    status = json.loads(fleet("status", "--json").stdout)
+    assert [d["device_id"] for d in status["branches"]["staging"]["devices"]] == ["pi-s1"]

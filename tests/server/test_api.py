@@ -169,8 +169,8 @@ def test_migrations_bring_an_older_database_up_to_date(db_url: str | None, tmp_p
     store = Store(url)
     assert store.schema_version() == len(MIGRATIONS)
     # Make it look like a database from before migrations 4 (rollouts.roles),
-    # 5 (role_secrets), 6 (resumes), 7 (who created and revoked what) and 8
-    # (device labels).
+    # 5 (role_secrets), 6 (resumes), 7 (who created and revoked what), 8
+    # (device labels) and 9 (the branch a device's agent.toml follows).
     with store.begin() as conn:
         conn.execute(sa.text("ALTER TABLE rollouts DROP COLUMN roles"))
         conn.execute(sa.text("DROP TABLE role_secrets"))
@@ -179,6 +179,7 @@ def test_migrations_bring_an_older_database_up_to_date(db_url: str | None, tmp_p
             conn.execute(sa.text(f"ALTER TABLE tokens DROP COLUMN {column}"))
         conn.execute(sa.text("ALTER TABLE devices DROP COLUMN revoked_at"))
         conn.execute(sa.text("ALTER TABLE devices DROP COLUMN labels"))
+        conn.execute(sa.text("ALTER TABLE devices DROP COLUMN branch"))
         conn.execute(sa.text("DELETE FROM schema_migrations WHERE version >= 4"))
     store.close()
     store = Store(url)
@@ -195,7 +196,7 @@ def test_migrations_bring_an_older_database_up_to_date(db_url: str | None, tmp_p
         token_columns = {c["name"] for c in sa.inspect(conn).get_columns("tokens")}
         device_columns = {c["name"] for c in sa.inspect(conn).get_columns("devices")}
     assert {"created_by", "revoked_at", "revoked_by"} <= token_columns
-    assert {"revoked_at", "labels"} <= device_columns
+    assert {"revoked_at", "labels", "branch"} <= device_columns
     # Opening an up-to-date database changes nothing.
     store.close()
     assert Store(url).schema_version() == len(MIGRATIONS)

@@ -136,6 +136,7 @@ class ServerClient:
                 "segment": self.config.segment,
                 "hostname": hostname,
                 "labels": dict(self.config.labels),
+                "branch": self.config.server.branch if self.config.server else None,
             },
         ) as response:
             answer = json.loads(response.read())
@@ -379,6 +380,8 @@ def status_report(agent: Any) -> dict[str, Any]:
         "pending_commit": report["pending_commit"],
         # Every report: an edited [labels] reaches the server without enrolling again.
         "labels": dict(agent.config.labels),
+        # So does [server] branch (None: back to rollouts).
+        "branch": agent.config.server.branch if agent.config.server else None,
     }
 
 

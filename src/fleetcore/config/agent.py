@@ -119,6 +119,18 @@ class Partition:
     """While airgapped, no update attempts; only this cheap probe for the network."""
 
 
+BRANCH_RE = re.compile(r"^[A-Za-z0-9._][A-Za-z0-9._/-]{0,254}$")
+
+
+def valid_branch(_inst: Any, attr: Any, value: str | None) -> None:
+    """A branch name a device may follow: letters, digits, '.', '_', '-' and
+    '/', at most 255, not starting with '-' or '/'."""
+    if value is not None and (not BRANCH_RE.match(value) or ".." in value):
+        raise ValueError(
+            f"{attr.name} must be a branch name like 'staging' or 'ring/lab', got {value!r}"
+        )
+
+
 def _channel(_inst: Any, attr: Any, value: str | None) -> None:
     if value is not None and (not value or not all(c.isalnum() or c in "-_." for c in value)):
         raise ValueError(
@@ -142,6 +154,10 @@ class Server:
     none (``false``: scheduled polls only)."""
     timeout: Duration = Duration(15.0)
     ca_file: Path | None = None
+    branch: str | None = field(default=None, validator=checked(valid_branch))
+    """Follow this branch's head instead of rollouts (a staging device). The
+    server's override (``fleetcore fleet override --branch``) wins over it.
+    Sent with the enrollment and every status report."""
 
 
 @frozen(kw_only=True)

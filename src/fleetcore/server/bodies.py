@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import cattrs
 from attrs import field, frozen
 
-from fleetcore.config.agent import SEGMENTS, valid_labels
+from fleetcore.config.agent import SEGMENTS, valid_branch, valid_labels
 from fleetcore.config.convert import (
     UserValueError,
     between,
@@ -92,6 +92,8 @@ class EnrollRequest:
     segment: str = field(default="general", validator=checked(one_of(*SEGMENTS)))
     hostname: str = field(default="", validator=checked(_short(255)))
     labels: dict[str, str] | None = field(default=None, validator=checked(valid_labels))
+    branch: str | None = field(default=None, validator=checked(valid_branch))
+    """``[server] branch`` of the device's agent.toml: follow it instead of rollouts."""
 
 
 @frozen(kw_only=True)
@@ -114,6 +116,9 @@ class StatusReport:
     pending_commit: str | None = field(default=None, validator=checked(_short(64)))
     labels: dict[str, str] | None = field(default=None, validator=checked(valid_labels))
     """Replaces the device's labels; left out (or null), they stay as they are."""
+    branch: str | None = field(default=None, validator=checked(valid_branch))
+    """The branch the device's agent.toml says to follow; null: rollouts.
+    Left out (older agents), it stays as it is."""
 
 
 @frozen(kw_only=True)

@@ -1,7 +1,8 @@
 """Devices that follow a branch instead of rollouts: the staging workflow.
 
 An operator points some devices at a branch (``fleetcore fleet override
-DEVICE --branch staging``); they take each commit pushed there. Before the
+DEVICE --branch staging``), or a device's agent.toml does (``[server] branch
+= "staging"``); they take each commit pushed there. Before the
 branch is merged into ``main`` (and so into a rollout) one wants to know that
 every one of them runs the branch head and stays healthy: this module groups
 those devices by branch, with how long each has been healthy on the head.
@@ -22,8 +23,11 @@ from fleetcore.server.desired import iso
 
 def branch_groups(ctx: Context, conn: Connection, devices: Sequence[Any]) -> dict[str, Any]:
     """Per branch: its head, its devices (status, commit, healthy on the head
-    since when), the commits they run and their health counts."""
-    follows = {
+    since when, and ``by``: the operator's override or the device's own
+    ``[server] branch``), the commits they run and their health counts."""
+    # The operator's override wins over the device's own [server] branch.
+    follows = {d.device_id: d.branch for d in devices if d.branch}
+    overridden = {
         r.device_id: r.branch
         for r in conn.execute(
             sa.select(t.device_policies.c.device_id, t.device_policies.c.branch).where(
@@ -31,6 +35,7 @@ def branch_groups(ctx: Context, conn: Connection, devices: Sequence[Any]) -> dic
             )
         )
     }
+    follows.update(overridden)
     if not follows:
         return {}
     by_id = {d.device_id: d for d in devices if d.device_id in follows and d.revoked_at is None}
@@ -60,6 +65,7 @@ def branch_groups(ctx: Context, conn: Connection, devices: Sequence[Any]) -> dic
                 "role": row.role,
                 "status": row.status,
                 "commit": row.commit,
+                "by": "override" if device_id in overridden else "agent.toml",
                 "on_head": on_head,
                 "healthy_on_head_since": iso(since) if healthy else None,
                 "last_seen": iso(row.last_seen),
@@ -86,11 +92,16 @@ def fetch_repo(ctx: Context) -> dict[str, str]:
     moved = sorted(b for b in {*before, *after} if before.get(b) != after.get(b))
     if not moved:
         return after
-    followers = t.device_policies.c.device_id.in_(
-        sa.select(t.device_policies.c.device_id).where(t.device_policies.c.branch.in_(moved))
+    followers = sa.or_(
+        t.devices.c.branch.in_(moved),
+        t.devices.c.device_id.in_(
+            sa.select(t.device_policies.c.device_id).where(t.device_policies.c.branch.in_(moved))
+        ),
     )
     with ctx.store.connect() as conn:
-        followed = conn.execute(sa.select(sa.func.count()).where(followers)).scalar()
+        followed = conn.execute(
+            sa.select(sa.func.count()).select_from(t.devices).where(followers)
+        ).scalar()
     if followed:
         with ctx.change("fleet repo", tell=Moved("update-available", followers)) as ch:
             for branch in moved:

@@ -139,9 +139,11 @@ def load_snapshot(conn: Connection, store: Store, generation: int | None = None)
     )
 
 
-def device_policy(row: Any | None) -> DevicePolicy:
+def device_policy(row: Any | None, followed: str | None = None) -> DevicePolicy:
+    """A device's policy from its policy row; ``followed`` is the branch its
+    agent.toml says to follow, which the operator's override branch beats."""
     if row is None:
-        return DevicePolicy()
+        return DevicePolicy(branch=followed)
     lock = None
     if row.lock_commit:
         lock = VersionLock(
@@ -155,7 +157,7 @@ def device_policy(row: Any | None) -> DevicePolicy:
         window = structure(json.loads(row.maintenance_window), MaintenanceWindow, source="window")
     return DevicePolicy(
         auto_update=bool(row.auto_update),
-        branch=row.branch,
+        branch=row.branch or followed,
         version_lock=lock,
         maintenance_window=window,
     )

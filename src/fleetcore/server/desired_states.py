@@ -101,7 +101,7 @@ class DesiredStates:
         ``step``/``rollout`` ask "what if" (a rollout's progress)."""
         return compute(
             device=device_info(row),
-            policy=device_policy(policy),
+            policy=device_policy(policy, getattr(row, "branch", None)),
             snap=snap,
             strategies=self.strategies,
             now=self.now(),

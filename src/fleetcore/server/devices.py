@@ -37,6 +37,7 @@ DEVICE_FIELDS = (
     "network_kbps",
     "mode",
     "pending_commit",
+    "branch",
 )
 
 
@@ -113,6 +114,10 @@ class Devices:
                 groups.setdefault(tuple(sorted(values)), {})[device_id] = values
                 outcomes.append(None)
             before = _watched(conn, groups)
+            if _branch_changed(conn, groups):
+                # Another branch is another desired state: a new generation,
+                # or the device's ETag would keep answering "not modified".
+                self.ctx.store.bump_generation(conn)
             for keys, rows in groups.items():
                 update_devices(conn, keys, rows)
         self._status_alerts(before, groups, now)
@@ -211,6 +216,7 @@ class Devices:
             }
             if req.labels is not None:
                 values["labels"] = labels_text(req.labels)
+            values["branch"] = req.branch
             existing = conn.execute(
                 sa.select(t.devices.c.device_id).where(t.devices.c.device_id == req.device_id)
             ).first()
@@ -230,6 +236,8 @@ class Devices:
                 )
                 action = "device.reenroll"
             detail: dict[str, Any] = {"role": req.role, "segment": req.segment}
+            if req.branch is not None:
+                detail["branch"] = req.branch
             if req.labels is not None:
                 detail["labels"] = req.labels
             ch.audit(action, actor=f"enrollment:{tok.name}", target=req.device_id, detail=detail)
@@ -279,3 +287,20 @@ def _watched(
         sa.or_(c.status.in_(("offline", "safe_mode")), c.device_id.in_(safe or [""])),
     )
     return {row.device_id: row for row in conn.execute(query)}
+
+
+def _branch_changed(
+    conn: Connection, groups: dict[tuple[str, ...], dict[str, dict[str, Any]]]
+) -> bool:
+    """Whether a report of the batch changes the branch its device follows
+    (the ``[server] branch`` of its agent.toml). One indexed read per batch."""
+    branches = {
+        d: v["branch"] for rows in groups.values() for d, v in rows.items() if "branch" in v
+    }
+    if not branches:
+        return False
+    c = t.devices.c
+    stored = dict(
+        conn.execute(sa.select(c.device_id, c.branch).where(c.device_id.in_(list(branches)))).all()
+    )
+    return any(stored.get(d) != branch for d, branch in branches.items())

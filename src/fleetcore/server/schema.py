@@ -51,6 +51,8 @@ devices = sa.Table(
     sa.Column("revoked_at", sa.Float),
     # JSON object of the device's labels ({"hardware": "pi4"}); NULL: none sent yet.
     sa.Column("labels", sa.Text),
+    # [server] branch of the device's agent.toml: it follows that branch.
+    sa.Column("branch", sa.String(255)),
 )
 
 device_policies = sa.Table(
@@ -234,6 +236,11 @@ def _migration_8(conn: Connection) -> None:
     conn.execute(sa.text("ALTER TABLE devices ADD COLUMN labels TEXT"))
 
 
+def _migration_9(conn: Connection) -> None:
+    # The branch a device's agent.toml says to follow ([server] branch).
+    conn.execute(sa.text("ALTER TABLE devices ADD COLUMN branch VARCHAR(255)"))
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _migration_1,
     _migration_2,
@@ -243,6 +250,7 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     _migration_6,
     _migration_7,
     _migration_8,
+    _migration_9,
 ]
 """Ordered; version N is ``MIGRATIONS[N-1]``. Append, never edit one that
 shipped; the table definitions above are always the newest schema."""
