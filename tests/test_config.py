@@ -187,3 +187,15 @@ def test_labels_must_be_a_table(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_agent_config(write(tmp_path, f'labels = "hardware=pi4"\n{MINIMAL}'))
     assert caught.value.problems == ("expected a table of strings, got 'hardware=pi4' @ labels",)
+
+
+def test_a_managed_device_may_follow_a_branch(tmp_path: Path) -> None:
+    config = load_agent_config(write(tmp_path, f'{MANAGED}branch = "ring/lab-1"\n'))
+    assert config.server is not None and config.server.branch == "ring/lab-1"
+    default = load_agent_config(write(tmp_path, MANAGED)).server
+    assert default is not None and default.branch is None
+    for bad in ("-x", "a..b", "has space", ""):
+        with pytest.raises(ConfigError) as caught:
+            load_agent_config(write(tmp_path, f'{MANAGED}branch = "{bad}"\n'))
+        (only,) = caught.value.problems
+        assert only.endswith(f"got {bad!r} @ server.branch"), only
