@@ -124,6 +124,25 @@ def test_json_fix_and_role(tmp_path: Path) -> None:
     assert "no role 'nope'" in unknown.stderr and "camera, web" in unknown.stderr
     both = fleetcore("lint", "--repo", str(repo), "--json", "--sarif")
     assert both.returncode == 2
+    skip = fleetcore("lint", "--repo", str(repo), "--skip", "shel")
+    assert skip.returncode == 2 and "unknown linter 'shel'" in skip.stderr
+
+
+def test_lint_with_no_linter_installed_fails_loudly(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "FLEETCORE_DISABLE_PLUGINS": "lint-config,lint-syntax,lint-compose,lint-shell,"
+        "lint-secrets,lint-roles",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "fleetcore", "lint", "--repo", str(EXAMPLE)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert "no linter is installed: pip install fleetcore-lint" in result.stderr
 
 
 def test_sarif_validates_against_the_sarif_schema(tmp_path: Path) -> None:

@@ -92,6 +92,9 @@ def run_linters(
         raise UsageError(
             f"unknown linter {name!r} in --skip; installed: {', '.join(registry.names()) or 'none'}"
         )
+    if not len(registry):
+        # A CI job that lints with nothing installed must not pass quietly.
+        raise UsageError("no linter is installed: pip install fleetcore-lint (or fleetcore[lint])")
     linters = [r for r in registry if r.name not in skip]
     problems = _run_all(linters, ctx)
     fixed: list[str] = []
