@@ -105,3 +105,25 @@ def test_a_linter_that_raises_is_a_problem_and_the_others_run(tmp_path: Path) ->
         "bad.json:1: invalid JSON: Expecting property name enclosed in double quotes",
     ) in found
     assert "shell" not in result.linters and not result.ok
+
+
+def test_compose_itself_checks_what_the_schema_cannot(tmp_path: Path) -> None:
+    """With the installed Compose (v2 or v1): references between services;
+    ${VARS} from secrets providers are not required at lint time."""
+    from fleetcore_lint.compose import compose_argv
+
+    assert compose_argv() is not None, "a Compose binary is needed: scripts/system-deps.sh --tests"
+    repo = write(
+        tmp_path,
+        {
+            "roles/a/docker-compose.yml": "services:\n  app:\n"
+            '    image: "app:${TAG:?set by the secrets provider}"\n'
+            "    depends_on: [db]\n",
+            "roles/b/docker-compose.yml": "services:\n  app:\n"
+            '    image: "app:1"\n    environment:\n      DB_PASSWORD: "${DB_PASSWORD:?}"\n',
+        },
+    )
+    problems = lint(repo)
+    assert len(problems) == 1, problems
+    assert problems[0].startswith("roles/a/docker-compose.yml:1: compose config: ")
+    assert "db" in problems[0].split("compose config: ")[1]

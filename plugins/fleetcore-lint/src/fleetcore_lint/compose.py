@@ -4,8 +4,10 @@ Three layers, each catching what the one before cannot:
 
 - the Compose specification's JSON schema (``schemas/compose-spec.json``,
   vendored so that linting needs no network), at the line of the key;
-- ``docker compose config`` (or Compose v1's ``docker-compose config``) when
-  one is installed: interpolation, merge rules, what the schema leaves open;
+- ``docker compose config --no-interpolate`` (or Compose v1's
+  ``docker-compose``) when one is installed: references between services,
+  merge rules, what the schema leaves open (``${VARS}`` are left alone: secrets
+  providers set them on the device);
 - images pinned to neither a tag nor a digest (warning): a device that pulls
   ``nginx`` gets whatever ``latest`` is that day.
 """
@@ -130,8 +132,10 @@ def _compose_config(ctx: LintContext, name: str) -> Iterator[Problem]:
     if argv is None:
         return
     path = ctx.path(name)
+    # No interpolation: ${VARS} come from secrets providers at deploy time
+    # (the activator's --env-file), and a required one is not an error here.
     proc = subprocess.run(
-        [*argv, "-f", path.name, "config", "-q"],
+        [*argv, "-f", path.name, "config", "-q", "--no-interpolate"],
         cwd=path.parent,
         capture_output=True,
         text=True,
