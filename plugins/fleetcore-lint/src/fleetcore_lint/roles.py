@@ -8,6 +8,7 @@ that does not keep it; ``--fix`` sets it (``git add`` then records it).
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
 from collections.abc import Iterator
@@ -40,7 +41,7 @@ def check_roles(ctx: LintContext) -> Iterator[Problem]:
                 where="mode",
                 message="not executable: the agent runs it directly (chmod +x, or --fix)",
                 code="not-executable",
-                fix=lambda path=path: _chmod(path),
+                fix=functools.partial(_chmod, path),
             )
         with path.open("rb") as f:
             if f.read(2) != b"#!":
