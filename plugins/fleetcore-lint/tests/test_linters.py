@@ -30,10 +30,16 @@ def test_syntax_errors_carry_their_line(tmp_path: Path) -> None:
             "b.toml": 'x = 1\ny = "open\n',
             "c.yaml": "a: 1\n b: 2\n",
             "fine.yml": "a: [1, 2]\n---\nb: 3\n",
+            "roles/web/probe.py": "import sys\n\ndef main(:\n    pass\n",
         },
     )
     problems = lint(repo)
-    assert [p.split(": ")[0] for p in problems] == ["a.json:4", "b.toml:2", "c.yaml:2"]
+    assert [p.split(": ")[0] for p in problems] == [
+        "a.json:4",
+        "b.toml:2",
+        "c.yaml:2",
+        "roles/web/probe.py:3",
+    ]
     assert problems[1].startswith("b.toml:2: invalid TOML: ") and "(at line" not in problems[1]
 
 

@@ -45,7 +45,7 @@ def lint(
     """Check a fleet repository before any device sees it.
 
     Runs every installed linter (`fleetcore plugins` lists them): fleetcore's
-    own files, compose files, shell scripts, JSON/YAML/TOML syntax, secrets
+    own files, compose files, shell scripts, JSON/YAML/TOML/Python syntax, secrets
     committed in clear text, the files a role needs. Prints one problem per
     line, `path:line: where: message`. Exit 0 when there is no error
     (warnings are shown only), 1 when there are errors, 2 on bad usage.

@@ -1,7 +1,8 @@
-"""Linter ``syntax``: JSON, YAML and TOML files parse, or say where they do not."""
+"""Linter ``syntax``: JSON, YAML, TOML and Python files parse, or say where they do not."""
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import tomllib
@@ -59,7 +60,23 @@ def check_syntax(ctx: LintContext) -> Iterator[Problem]:
                 code="toml",
             )
 
+    for name in ctx.select("*.py"):
+        text = _read(ctx, name)
+        if isinstance(text, Problem):
+            yield text
+            continue
+        try:
+            # Parsed, never run: a syntax error in a role's Python script.
+            ast.parse(text, filename=name)
+        except SyntaxError as exc:
+            yield Problem(
+                path=name,
+                line=max(1, exc.lineno or 1),
+                message=f"invalid Python: {exc.msg}",
+                code="python",
+            )
+
 
 @hookimpl
 def fleetcore_register_linters() -> Iterator[Linter]:
-    yield Linter(name="syntax", summary="JSON, YAML and TOML files parse", run=check_syntax)
+    yield Linter(name="syntax", summary="JSON, YAML, TOML and Python files parse", run=check_syntax)
