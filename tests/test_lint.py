@@ -74,6 +74,14 @@ def test_the_example_fleet_passes_its_own_lint() -> None:
     assert "0 error(s)" in result.stderr
 
 
+def test_a_fleet_started_by_init_passes_its_lint(tmp_path: Path) -> None:
+    started = fleetcore("init", "fleet", str(tmp_path / "fleet"))
+    assert started.returncode == 0, started.stderr
+    result = fleetcore("lint", "--repo", str(tmp_path / "fleet"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout == ""
+
+
 def test_a_broken_copy_fails_with_one_line_per_problem(tmp_path: Path) -> None:
     repo = example_copy(tmp_path)
     break_it(repo)
