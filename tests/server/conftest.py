@@ -15,7 +15,7 @@ import requests
 import uvicorn
 
 from fleetcore.agent.clock import ManualClock
-from fleetcore.server import rollouts
+from fleetcore.server import engine
 from fleetcore.server.app import ServerConfig, build
 from fleetcore.server.service import Control
 from fleetcore.testing.gitrepo import FleetRepo
@@ -89,8 +89,9 @@ class Server:
         self.start()
 
     def tick(self) -> None:
-        """One pass of the rollout engine, as its background task runs it."""
-        rollouts.tick(self.ctl)
+        """One pass of the engine (blast radius, then rollouts), as its
+        background task runs it."""
+        engine.tick(self.ctl)
 
     def token(self, role: str) -> str:
         return self.ctl.store.create_token("operator", role, name=f"test-{role}")

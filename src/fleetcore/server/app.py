@@ -31,15 +31,16 @@ from fleetcore.server.alerts import AlertPump, sink
 from fleetcore.server.bodies import ApiError
 from fleetcore.server.branches import fetch_repo
 from fleetcore.server.channels import ChannelPump
+from fleetcore.server.engine import run_engine
 from fleetcore.server.events import EventHub
 from fleetcore.server.first_release import initial_release
 from fleetcore.server.groupcommit import GroupCommit
 from fleetcore.server.metrics import Latencies
 from fleetcore.server.mirror import Mirror
 from fleetcore.server.pages import page_routes
-from fleetcore.server.rollouts import run_engine
 from fleetcore.server.routes import Api, error
 from fleetcore.server.routes.device_api import device_routes
+from fleetcore.server.routes.incident_api import incident_routes
 from fleetcore.server.routes.operator_api import operator_routes
 from fleetcore.server.routes.secrets_api import secret_routes
 from fleetcore.server.routes.system import system_routes
@@ -156,6 +157,7 @@ def build(config: ServerConfig, pm: PluginManager | None = None) -> tuple[Starle
     routes = [
         *device_routes(api, reports),
         *operator_routes(api),
+        *incident_routes(api),
         *secret_routes(api, secrets),
         *system_routes(ctl, latencies),
         *page_routes(ctl),

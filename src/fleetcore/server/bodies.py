@@ -170,6 +170,25 @@ class ActionRequest:
 
 
 @frozen(kw_only=True)
+class BlastRadiusRequest:
+    """Blast-radius thresholds; a key left out keeps its value."""
+
+    warning: float | None = None
+    critical: float | None = None
+    emergency: float | None = None
+    window_seconds: float | None = None
+    min_devices: int | None = None
+    reason: str = ""
+
+
+@frozen(kw_only=True)
+class HaltRequest:
+    reason: str = field(validator=checked(_short(1000)))
+    rollback: bool = False
+    """Also pin every role to its last known good commit (ROLLBACK FLEET)."""
+
+
+@frozen(kw_only=True)
 class PinRequest:
     commit: str
     reason: str = ""

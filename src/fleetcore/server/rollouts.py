@@ -23,8 +23,6 @@ Time comes from the server's clock, so tests move it instead of sleeping.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 from typing import Any
@@ -255,6 +253,18 @@ def _halt(ch: Change, ro: Rollout, why: str, step: dict[str, Any]) -> None:
     log.warning("rollout %s halted: %s", ro.id, why)
 
 
+def halt(ch: Change, ro: Rollout, why: str) -> None:
+    """Halt a running rollout for blast-radius protection (``ch.actor`` decided)."""
+    _halt(ch, ro, why, {"step": ro.step, "commit": ro.commit})
+
+
+def hold(ch: Change, ro: Rollout, why: str) -> None:
+    """Record that a running rollout holds at its step (no promotion) while
+    an incident is open; the engine's tick does the holding."""
+    _decide(ch, ro.id, "hold", ro.step, f"{ch.actor}: {why}")
+    ch.audit("rollout.hold", target=str(ro.id), reason=why, detail={"step": ro.step})
+
+
 def mark_offline(ctx: Context, conn: Connection) -> list[Any]:
     """Devices silent longer than ``offline_after`` become offline; the rows
     of those that just did (for their alerts)."""
@@ -324,9 +334,10 @@ def lapse(ctx: Context, ch: Change) -> None:
         ch.audit("device.lock.expired", target=device_id)
 
 
-def tick(ctx: Context) -> None:
+def tick(ctx: Context, *, hold: bool = False) -> None:
     """One pass of the engine: offline marking, lapsed pins and locks, then
-    each running rollout's health gate and promotion."""
+    each running rollout's health gate and promotion (none while ``hold``:
+    blast-radius protection has an incident open)."""
     with ctx.store.begin() as conn:
         gone = mark_offline(ctx, conn)
     _offline_alerts(ctx, gone)
@@ -345,14 +356,15 @@ def tick(ctx: Context) -> None:
         pending = []
         for ro in running:
             step = step_progress(ctx, conn, ro)[-1]
-            if gate(ro, step) is not None or (ro.auto_promote and ready(ctx, ro, step)):
+            promote = not hold and ro.auto_promote and ready(ctx, ro, step)
+            if gate(ro, step) is not None or promote:
                 pending.append(ro)
     for ro in pending:
         with ctx.change(ENGINE, tell=Moved("update-available", _role_scope(ro.role))) as ch:
-            _judge(ctx, ch, ro.id)
+            _judge(ctx, ch, ro.id, hold)
 
 
-def _judge(ctx: Context, ch: Change, rollout_id: int) -> None:
+def _judge(ctx: Context, ch: Change, rollout_id: int, hold: bool = False) -> None:
     """Halt or promote one rollout, if it is still due, as its state is now."""
     if not ctx.store.sqlite:
         # Replicas sharing one PostgreSQL take turns on each rollout;
@@ -365,20 +377,10 @@ def _judge(ctx: Context, ch: Change, rollout_id: int) -> None:
     why = gate(current, step)
     if why is not None:
         _halt(ch, current, why, step)
-    elif current.auto_promote and ready(ctx, current, step):
+    elif not hold and current.auto_promote and ready(ctx, current, step):
         _advance(
             ch,
             current,
             f"step {current.step} healthy: {step['healthy']} of {step['online']} online "
             f"targeted devices",
         )
-
-
-async def run_engine(ctx: Context, interval: float, stop: asyncio.Event) -> None:
-    while not stop.is_set():
-        try:
-            await asyncio.to_thread(tick, ctx)
-        except Exception:
-            log.exception("rollout engine tick failed")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), interval)

@@ -176,6 +176,28 @@ role_secrets = sa.Table(
     sa.Column("updated_by", sa.String(200), nullable=False, default=""),
 )
 
+incidents = sa.Table(
+    "incidents",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("level", sa.String(20), nullable=False),  # warning | critical | emergency
+    sa.Column("state", sa.String(20), nullable=False),  # open | resolved
+    sa.Column("opened_at", sa.Float, nullable=False),
+    sa.Column("opened_by", sa.String(200), nullable=False, default=""),
+    # The last time detection saw the failures over a threshold: an
+    # incident below emergency resolves itself a window after that.
+    sa.Column("seen_at", sa.Float, nullable=False),
+    sa.Column("resolved_at", sa.Float),
+    sa.Column("commit", sa.String(64)),  # the suspected commit
+    sa.Column("scope", sa.Text, nullable=False, default=""),  # what tripped it, in words
+    sa.Column("failure_rate", sa.Float, nullable=False, default=0.0),
+    # JSON: roles, failed device ids, the pattern, the actions taken
+    sa.Column("roles", sa.Text, nullable=False, default="[]"),
+    sa.Column("failed_devices", sa.Text, nullable=False, default="[]"),
+    sa.Column("pattern", sa.Text, nullable=False, default="{}"),
+    sa.Column("actions", sa.Text, nullable=False, default="[]"),
+)
+
 
 def create_tables(conn: Connection) -> None:
     """Today's schema, at once (a new database)."""
@@ -241,6 +263,11 @@ def _migration_9(conn: Connection) -> None:
     conn.execute(sa.text("ALTER TABLE devices ADD COLUMN branch VARCHAR(255)"))
 
 
+def _migration_10(conn: Connection) -> None:
+    # Blast-radius incidents (a new database gets the table from migration 1).
+    incidents.create(conn, checkfirst=True)
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _migration_1,
     _migration_2,
@@ -251,6 +278,7 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     _migration_7,
     _migration_8,
     _migration_9,
+    _migration_10,
 ]
 """Ordered; version N is ``MIGRATIONS[N-1]``. Append, never edit one that
 shipped; the table definitions above are always the newest schema."""

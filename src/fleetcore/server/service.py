@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from fleetcore.plugin.manager import PluginManager
 from fleetcore.server.auth import Auth
@@ -21,6 +22,7 @@ from fleetcore.server.devices import Devices
 from fleetcore.server.events import EventHub
 from fleetcore.server.mirror import Mirror
 from fleetcore.server.policy import Policy
+from fleetcore.server.response import BlastRadius
 from fleetcore.server.rollouts import Rollouts
 from fleetcore.server.store import Store
 from fleetcore.server.tokens import Tokens
@@ -52,7 +54,11 @@ class Control(Context):
         self.rollout_api = Rollouts(self)
         self.token_api = Tokens(self)
         self.views = Views(self)
+        self.blast = BlastRadius(self)
         self._expose()
+
+    def _fleet_status(self) -> dict[str, Any]:
+        return {**self.views.fleet_status(), "blast_radius": self.blast.status()}
 
     def _expose(self) -> None:
         auth, dev, pol, ro, tok, views = (
@@ -95,7 +101,15 @@ class Control(Context):
         # reads
         self.devices = views.devices
         self.device = views.device
-        self.fleet_status = views.fleet_status
+        self.fleet_status = self._fleet_status
         self.audit_log = views.audit_log
         self.rollouts = views.rollouts
         self.rollout = views.rollout
+        # blast-radius protection
+        blast = self.blast
+        self.blast_radius = blast.status
+        self.set_blast_radius = blast.set_config
+        self.incidents = blast.incidents
+        self.incident = blast.incident
+        self.halt_all = blast.halt_all
+        self.resume_all = blast.resume_all
