@@ -36,7 +36,9 @@ def _devices(server: Any, role: str, count: int, *, prefix: str | None = None, *
     return ids
 
 
-def _fail(server: Any, ids: list[str], commit: str, *, safe_mode: bool = False, **labels: str) -> None:
+def _fail(
+    server: Any, ids: list[str], commit: str, *, safe_mode: bool = False, **labels: str
+) -> None:
     """Each device rolled back from ``commit`` just now (as its history says)."""
     now = server.ctl.ts()
     with server.ctl.store.begin() as conn:
@@ -148,9 +150,7 @@ def test_tiers_hold_then_halt_then_pin_and_resume_all_lifts(
     assert {(c, by) for c, by, _ in locks.values()} == {(first, "blast-radius")}
     assert all(reason.startswith("blast radius: ") for _, _, reason in locks.values())
     with server.ctl.store.connect() as conn:
-        resumes = {
-            p.device_id: p.resumes for p in conn.execute(sa.select(t.device_policies))
-        }
+        resumes = {p.device_id: p.resumes for p in conn.execute(sa.select(t.device_policies))}
     assert resumes[web[9]] == 1 and resumes[web[0]] == 0
     _, desired = server.ctl.desired(web[0])
     assert (desired["commit"], desired["why"]) == (first, "lock")

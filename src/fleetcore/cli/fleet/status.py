@@ -29,6 +29,12 @@ def status(as_json: bool) -> None:
         by = f" by {pin['by']}" if pin.get("by") else ""
         until = f" until {pin['expires']}" if pin.get("expires") else ""
         click.echo(f"PINNED to {short(pin['commit'])}{by}{until}: {pin['reason']}")
+    incident = (data.get("blast_radius") or {}).get("incident")
+    if incident:
+        click.echo(
+            f"INCIDENT {incident['id']} {incident['level'].upper()} "
+            f"(commit {short(incident['commit'])}): {incident['scope']}"
+        )
     for r in data["rollouts"]:
         rollout_line(r)
     for step in data.get("first_steps", []):
