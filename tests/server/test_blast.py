@@ -6,11 +6,17 @@ are written the way the device API writes them."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from fleetcore.server import schema as t
+from fleetcore.testing.services import missing
 
 
 def _devices(server: Any, role: str, count: int, *, prefix: str | None = None, **row: Any) -> list:
@@ -232,3 +238,90 @@ def test_a_quiet_window_resolves_a_warning_and_halt_all_is_an_emergency(
     )
     assert {a["action"] for a in halted["actions"]} >= {"open", "halt", "pin"}
     assert set(_locks(server)) == set(web)
+
+
+# -- the dashboard -----------------------------------------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        missing("playwright")
+    path = CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")
+    if path is None:
+        missing("Chromium")
+    with sync_playwright() as p:
+        b = p.chromium.launch(
+            executable_path=path, args=["--no-sandbox", "--disable-gpu", "--no-first-run"]
+        )
+        yield b
+        b.close()
+
+
+def test_the_dashboard_shows_the_emergency_and_its_controls_work(
+    browser: Any, server: Any, repo: Any, tmp_path: Path
+) -> None:
+    admin = server.token("admin")
+    first = repo.git("rev-parse", "HEAD")
+    bad = repo.commit({"roles/web/activate.sh": "#!/bin/sh\nexit 1\n"}, "broken")
+    _devices(server, "web", 30, commit=first, labels=json.dumps({"hardware": "pi4"}))
+    cam = _devices(server, "cam", 10, commit=first, labels=json.dumps({"hardware": "pi3"}))
+    _stable(server, "web", first)
+    _stable(server, "cam", first)
+    _fail(server, cam[:9], bad)
+    server.tick()
+
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(server.url + "/login")
+    page.fill("input[name=token]", admin)
+    page.click("button[type=submit]")
+    panel = page.inner_text("#emergency")
+    assert "EMERGENCY HALT ACTIVE" in panel
+    assert "9 of 10 devices of role cam failing" in page.inner_text("#em-reason")
+    assert page.inner_text("#em-affected") == "9"
+    assert page.inner_text("#em-healthy") == "31"
+    assert "seconds" in page.inner_text("#em-since")
+    page.screenshot(path=str(tmp_path / "emergency-1280.png"), full_page=True)
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.screenshot(path=str(tmp_path / "emergency-390.png"), full_page=True)
+    # Nothing wider than a phone: the panel and the controls wrap.
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.click("#emergency a")
+    page.wait_for_selector("#actions")
+    assert "pin" in page.inner_text("#actions")
+    assert page.inner_text("#pattern")
+    page.screenshot(path=str(tmp_path / "incident-1280.png"), full_page=True)
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.screenshot(path=str(tmp_path / "incident-390.png"), full_page=True)
+    page.click(f"#failed >> text={cam[0]}")
+    page.wait_for_selector("#device")
+    assert page.url.endswith(f"/devices/{cam[0]}")
+
+    # RESUME NORMAL asks why, then lifts the emergency's pins.
+    page.goto(server.url + "/")
+    page.fill("form[action='/fleet/resume-all'] input[name=reason]", "fixed in v3")
+    page.click("form[action='/fleet/resume-all'] button")
+    page.wait_for_selector("#controls")
+    assert page.query_selector("#emergency") is None
+    assert _locks(server) == {}
+    # HALT ALL is an emergency an operator declared.
+    page.fill("form[action='/fleet/halt-all'] input[name=reason]", "smoke from the rack")
+    page.click("form[action='/fleet/halt-all'] button")
+    page.wait_for_selector("#emergency")
+    assert "halted by test-admin: smoke from the rack" in page.inner_text("#em-reason")
+    page.close()
+    if os.environ.get("FLEETCORE_SCREENSHOTS"):
+        for shot in tmp_path.glob("*.png"):
+            shutil.copy(shot, os.environ["FLEETCORE_SCREENSHOTS"])
+
+    # A viewer sees the panel but no controls, and cannot post them.
+    viewer = server.token("viewer")
+    r = server.request("POST", "/fleet/halt-all", headers={"Cookie": f"fleetcore_token={viewer}"},
+                       data={"reason": "x"}, allow_redirects=False)  # fmt: skip
+    assert r.status_code == 403

@@ -77,6 +77,30 @@ def _when(value: str | None, now: dt.datetime) -> str | None:
         return value
 
 
+def _ago(seconds: float) -> str:
+    minutes = int(seconds // 60)
+    if minutes < 1:
+        return f"{int(seconds)} seconds"
+    if minutes < 120:
+        return f"{minutes} minute{'s' if minutes != 1 else ''}"
+    return f"{minutes // 60} hours {minutes % 60} minutes"
+
+
+def _emergency(status: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
+    """The overview's blast-radius panel: the open incident, how long the
+    fleet has been halted, and how many devices are healthy meanwhile."""
+    incident = (status.get("blast_radius") or {}).get("incident")
+    since = None
+    if incident:
+        opened = dt.datetime.fromisoformat(incident["opened_at"])
+        since = _ago(max(0.0, (now - opened).total_seconds()))
+    return {
+        "incident": incident,
+        "since": since,
+        "healthy": status["by_status"].get("healthy", 0),
+    }
+
+
 def page_routes(ctl: Control) -> list[Route]:
     def render(name: str, status: int = 200, **context: Any) -> HTMLResponse:
         return HTMLResponse(env.get_template(name).render(**context), status_code=status)
@@ -125,10 +149,24 @@ def page_routes(ctl: Control) -> list[Route]:
             "overview.html",
             op=op,
             s=status,
+            em=_emergency(status, ctl.now()),
             devices=devices,
             rollouts=rollouts,
             is_admin=op.role == "admin",
         )
+
+    async def incident(request: Request) -> Response:
+        op = await who(request)
+        if op is None:
+            return to_login()
+        raw = request.path_params["incident_id"]
+        try:
+            if not raw.isdigit():
+                raise b.ApiError(404, f"unknown incident {raw!r}")
+            data = await run_in_threadpool(ctl.incident, int(raw))
+        except b.ApiError as exc:
+            return render("error.html", status=exc.status, op=op, message=exc.message)
+        return render("incident.html", op=op, i=data)
 
     async def device(request: Request) -> Response:
         op = await who(request)
@@ -227,8 +265,21 @@ def page_routes(ctl: Control) -> list[Route]:
         reason = form.get("reason", "").strip()
         ctl.resume(op, params["device_id"], b.ActionRequest(reason=reason))
 
+    def halt_all(op: Operator, _params: dict[str, str], form: dict[str, str]) -> None:
+        ctl.halt_all(op, b.HaltRequest(reason=_required_reason(form)))
+
+    def rollback(op: Operator, _params: dict[str, str], form: dict[str, str]) -> None:
+        ctl.halt_all(op, b.HaltRequest(reason=_required_reason(form), rollback=True))
+
+    def resume_all(op: Operator, _params: dict[str, str], form: dict[str, str]) -> None:
+        ctl.resume_all(op, b.ActionRequest(reason=_required_reason(form)))
+
     return [
         Route("/", overview, methods=["GET"]),
+        Route("/fleet/halt-all", policy_action("admin", halt_all), methods=["POST"]),
+        Route("/fleet/rollback", policy_action("admin", rollback), methods=["POST"]),
+        Route("/fleet/resume-all", policy_action("admin", resume_all), methods=["POST"]),
+        Route("/incidents/{incident_id}", incident, methods=["GET"]),
         Route("/fleet/pin", policy_action("admin", pin), methods=["POST"]),
         Route("/fleet/unpin", policy_action("admin", unpin), methods=["POST"]),
         Route("/devices/{device_id}/lock", policy_action("admin", lock), methods=["POST"]),
