@@ -83,8 +83,9 @@ def _locks(server: Any) -> dict[str, tuple[str, str, str]]:
 
 
 def test_tiers_hold_then_halt_then_pin_and_resume_all_lifts(
-    server: Any, repo: Any, clock: Any
+    make_server: Any, db_url: str | None, repo: Any, clock: Any
 ) -> None:
+    server = make_server(db_url)
     admin = server.token("admin")
     first = repo.git("rev-parse", "HEAD")
     bad = repo.commit({"roles/web/activate.sh": "#!/bin/sh\nexit 1\n"}, "broken")

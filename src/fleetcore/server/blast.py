@@ -144,13 +144,19 @@ class Reading:
 def collect(ctx: Context, conn: Connection, since: float) -> dict[str, Failure]:
     """The latest failure of each device in the window."""
     found: dict[str, Failure] = {}
+    in_window = t.history.c.received_at >= since
+    # Only devices with history in the window can count (a failure, or an
+    # update they turned unhealthy after): the rest of the fleet is not read.
     devices = {
         r.device_id: r
-        for r in conn.execute(sa.select(t.devices).where(t.devices.c.revoked_at.is_(None)))
+        for r in conn.execute(
+            sa.select(t.devices).where(
+                t.devices.c.revoked_at.is_(None),
+                t.devices.c.device_id.in_(sa.select(t.history.c.device_id).where(in_window)),
+            )
+        )
     }
-    recent = conn.execute(
-        sa.select(t.history).where(t.history.c.received_at >= since).order_by(t.history.c.id)
-    ).all()
+    recent = conn.execute(sa.select(t.history).where(in_window).order_by(t.history.c.id)).all()
     updated: set[tuple[str, str | None]] = set()
     for h in recent:
         row = devices.get(h.device_id)
@@ -187,9 +193,16 @@ def measure(
     window shorter (failures an operator already dealt with)."""
     cfg = config or load_config(ctx, conn)
     failures = collect(ctx, conn, ctx.ts() - cfg.window_seconds if since is None else since)
-    roles = Counter(
-        r.role
-        for r in conn.execute(sa.select(t.devices.c.role).where(t.devices.c.revoked_at.is_(None)))
+    if not failures:  # the usual tick: nothing more to read
+        return Reading(config=cfg, failures=(), level=None, scope=None, commit=None, roles=())
+    roles: Counter[str] = Counter(
+        dict(
+            conn.execute(
+                sa.select(t.devices.c.role, sa.func.count())
+                .where(t.devices.c.revoked_at.is_(None))
+                .group_by(t.devices.c.role)
+            ).all()
+        )
     )
     scopes = [Scope("fleet", "*", len(failures), sum(roles.values()))]
     failing_roles = Counter(f.role for f in failures.values())

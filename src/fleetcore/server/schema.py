@@ -264,8 +264,10 @@ def _migration_9(conn: Connection) -> None:
 
 
 def _migration_10(conn: Connection) -> None:
-    # Blast-radius incidents (a new database gets the table from migration 1).
+    # Blast-radius incidents (a new database gets the table from migration 1),
+    # and the index its detection reads the window of history through.
     incidents.create(conn, checkfirst=True)
+    conn.execute(sa.text("CREATE INDEX IF NOT EXISTS history_received_at ON history (received_at)"))
 
 
 MIGRATIONS: list[Callable[[Connection], None]] = [
