@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -326,3 +328,50 @@ def test_the_dashboard_shows_the_emergency_and_its_controls_work(
     r = server.request("POST", "/fleet/halt-all", headers={"Cookie": f"fleetcore_token={viewer}"},
                        data={"reason": "x"}, allow_redirects=False)  # fmt: skip
     assert r.status_code == 403
+
+
+def _cli(server: Any, token: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "fleetcore", "fleet", "--server", server.url, "--token", token,
+         *args],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+def test_the_fleet_cli_sets_thresholds_lists_incidents_halts_and_resumes(
+    server: Any, repo: Any
+) -> None:
+    admin, operator = server.token("admin"), server.token("operator")
+    first = repo.git("rev-parse", "HEAD")
+    web = _devices(server, "web", 20, commit=first)
+    _stable(server, "web", first)
+
+    r = _cli(server, admin, "blast-radius", "--warning", "0.5", "--critical", "0.2")
+    assert r.returncode == 2 and "thresholds must rise" in r.stderr
+    r = _cli(server, operator, "blast-radius", "--window", "2m")
+    assert r.returncode == 1, r.stderr  # an operator may read them, not set them
+    r = _cli(server, admin, "blast-radius", "--window", "2m", "--min-devices", "3", "--json")
+    assert r.returncode == 0, r.stderr
+    assert (json.loads(r.stdout)["window_seconds"], json.loads(r.stdout)["min_devices"]) == (
+        120.0,
+        3,
+    )
+    r = _cli(server, operator, "blast-radius")
+    assert "within 120s (at least 3 devices)" in r.stdout and "now: normal" in r.stdout
+    assert _cli(server, operator, "incidents").stdout.strip() == "no incidents"
+
+    _fail(server, web[:5], first)  # 25% of web
+    server.tick()
+    r = _cli(server, operator, "incidents")
+    assert r.returncode == 0 and "#1 EMERGENCY open" in r.stdout and "failing 5 (25%)" in r.stdout
+    r = _cli(server, operator, "incident", "1")
+    assert "same_role: web" in r.stdout and "pin-skipped by blast-radius" in r.stdout
+    assert "INCIDENT 1 EMERGENCY" in _cli(server, operator, "status").stdout
+    assert _cli(server, operator, "incident", "9").returncode == 2
+    assert _cli(server, operator, "halt-all", "--reason", "x").returncode == 1
+
+    r = _cli(server, admin, "resume-all", "--reason", "a false alarm")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "0 emergency pin(s) lifted; incidents resolved: 1"
+    r = _cli(server, admin, "halt-all", "--reason", "smoke")
+    assert r.returncode == 0 and r.stdout.strip() == "fleet halted: incident 2 (emergency)"
