@@ -123,6 +123,14 @@ def test_a_simulated_fleet_takes_a_canary_rollout(tmp_path: Path) -> None:
             while server.api("GET", "/v1/fleet/status")["total"] < 300:
                 assert time.monotonic() < deadline, "the devices did not enroll"
                 time.sleep(0.5)
+            # A tenth of the cameras failing is what this fleet tolerates: the
+            # rollout's gate (threshold 0.5) and blast-radius protection (which
+            # would hold the rollout at 5% of a role) are told so.
+            server.api(
+                "PUT",
+                "/v1/fleet/blast-radius",
+                {"warning": 0.5, "critical": 0.5, "emergency": 0.5},
+            )
             server.api(
                 "POST",
                 "/v1/rollouts",
