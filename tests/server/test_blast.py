@@ -211,6 +211,21 @@ def test_scopes_a_tiny_role_trips_nothing_a_failing_role_cannot_hide(
     assert set(cam) <= set(locks) and not set(web) & set(locks)
 
 
+def test_a_role_without_a_finished_rollout_goes_back_to_what_its_healthy_devices_run(
+    server: Any, repo: Any
+) -> None:
+    admin = server.token("admin")
+    first = repo.git("rev-parse", "HEAD")
+    bad = repo.commit({"roles/web/activate.sh": "#!/bin/sh\nexit 1\n"}, "broken")
+    web = _devices(server, "web", 20, commit=first)
+    _fail(server, web[:6], bad)  # 30%, and no rollout of web ever finished
+    server.tick()
+    (incident,) = server.request("GET", "/v1/incidents", admin).json()["incidents"]
+    pin = next(a for a in incident["actions"] if a["action"] == "pin")
+    assert pin["commit"] == first and "the commit its healthy devices run" in pin["detail"]
+    assert {c for c, _, _ in _locks(server).values()} == {first}
+
+
 def test_a_quiet_window_resolves_a_warning_and_halt_all_is_an_emergency(
     server: Any, repo: Any, clock: Any
 ) -> None:

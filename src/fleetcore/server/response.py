@@ -209,8 +209,10 @@ def _pin(
     policies = {p.device_id: p for p in ch.conn.execute(sa.select(t.device_policies))}
     now = ch.at
     for role in roles:
-        good = snap.stable_for(role)
+        good, source = snap.stable_for(role), "its last known good commit"
         if good is None or good == bad:
+            good, source = _healthy_commit(ch.conn, role, bad), "the commit its healthy devices run"
+        if good is None:
             inc.act(
                 ch,
                 incident_id,
@@ -258,11 +260,29 @@ def _pin(
             ch,
             incident_id,
             "pin",
-            f"role {role}: {pinned} device(s) pinned to {good[:12]}, its last known good commit",
+            f"role {role}: {pinned} device(s) pinned to {good[:12]}, {source}",
             role=role,
             commit=good,
             devices=pinned,
         )
+
+
+def _healthy_commit(conn: Connection, role: str, bad: str | None) -> str | None:
+    """The commit most healthy devices of the role run (not the suspect):
+    the good one, for a role whose rollouts never finished."""
+    row = conn.execute(
+        sa.select(t.devices.c.commit, sa.func.count().label("n"))
+        .where(
+            t.devices.c.role == role,
+            t.devices.c.status == "healthy",
+            t.devices.c.commit.is_not(None),
+            t.devices.c.commit != (bad or ""),
+        )
+        .group_by(t.devices.c.commit)
+        .order_by(sa.desc("n"), t.devices.c.commit)
+        .limit(1)
+    ).first()
+    return None if row is None else str(row.commit)
 
 
 def _release(ch: Change, incident_id: int, reading: Reading) -> None:
