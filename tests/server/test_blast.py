@@ -163,6 +163,9 @@ def test_tiers_hold_then_halt_then_pin_and_resume_all_lifts(
     assert resumes[web[9]] == 1 and resumes[web[0]] == 0
     _, desired = server.ctl.desired(web[0])
     assert (desired["commit"], desired["why"]) == (first, "lock")
+    metrics = server.request("GET", "/metrics").text
+    assert 'fleetcore_incident_open{level="emergency"} 1.0' in metrics
+    assert 'fleetcore_incident_open{level="warning"} 0.0' in metrics
     status = server.request("GET", "/v1/fleet/status", admin).json()["blast_radius"]
     assert status["incident"]["id"] == incident["id"]
     assert (status["warning"], status["min_devices"]) == (0.05, 2)

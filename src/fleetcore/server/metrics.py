@@ -20,6 +20,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
+from fleetcore.server import schema
 from fleetcore.server import store as t
 
 if TYPE_CHECKING:
@@ -79,6 +80,11 @@ class FleetCollector(Collector):
                 )
             ]
             progress = [(ro, step_progress(ctl, conn, ro)[-1]) for ro in active]
+            incident = conn.execute(
+                sa.select(schema.incidents.c.level)
+                .where(schema.incidents.c.state == "open")
+                .limit(1)
+            ).first()
 
         def gauge(
             name: str, help_: str, labels: list[str], samples: list[tuple[list[str], float]]
@@ -124,6 +130,13 @@ class FleetCollector(Collector):
             "Current step (0-based) of each active rollout.",
             ["rollout", "role"],
             [([str(ro.id), ro.role or "*"], ro.step) for ro, _ in progress],
+        )
+        level = None if incident is None else incident.level
+        yield gauge(
+            "fleetcore_incident_open",
+            "1 for the level of the open blast-radius incident, 0 for the others.",
+            ["level"],
+            [([name], float(name == level)) for name in ("warning", "critical", "emergency")],
         )
         yield GaugeMetricFamily(
             "fleetcore_sse_streams", "Connected event streams.", value=ctl.hub.connected
