@@ -93,7 +93,6 @@ def respond(ctx: Context) -> bool:
         return True
     roles = _pinned_roles(ctx, reading) if level == "emergency" else ()
     where = t.devices.c.role.in_(roles) if roles else None
-    alert = None
     with ctx.change(ENGINE, tell=Moved("policy-changed", where)) as ch:
         if not ctx.store.sqlite:
             # Replicas sharing one database: one of them opens the incident.
@@ -115,7 +114,7 @@ def respond(ctx: Context) -> bool:
             _release(ch, incident_id, reading)
         alert = _alert(level, incident_id, reading.commit, reading.roles, why, ch.at)
         inc.act(ch, incident_id, "alert", f"{alert.name} sent", alert=alert.name)
-    ctx.alert(alert)
+        ch.alert(alert)
     return True
 
 
@@ -337,25 +336,28 @@ def _alert(
     )
 
 
+def _resolved(incident: inc.Incident, summary: str, at: float) -> Alert:
+    return Alert(
+        name="incident-resolved",
+        severity="info",
+        summary=summary,
+        labels={
+            "severity": incident.level,
+            "commit": incident.commit or "",
+            "role": ",".join(incident.roles),
+            "incident": str(incident.id),
+        },
+        detail={"incident": incident.id, "level": incident.level},
+        at=at,
+        resolved=True,
+    )
+
+
 def _resolve(ctx: Context, current: inc.Incident, why: str) -> None:
     with ctx.change(ENGINE, bump=False) as ch:
         inc.update(ch, current.id, state="resolved", resolved_at=ch.at)
         inc.act(ch, current.id, "resolve", why)
-    ctx.alert(
-        Alert(
-            name="incident-resolved",
-            severity="info",
-            summary=f"incident {current.id} resolved: {why}",
-            labels={
-                "severity": current.level,
-                "commit": current.commit or "",
-                "role": ",".join(current.roles),
-                "incident": str(current.id),
-            },
-            at=ctx.ts(),
-            resolved=True,
-        )
-    )
+        ch.alert(_resolved(current, f"incident {current.id} resolved: {why}", ch.at))
 
 
 # -- operators ----------------------------------------------------------------------
@@ -442,7 +444,7 @@ class BlastRadius:
             _halt(ch, incident_id, why)
             if req.rollback:
                 _pin(self.ctx, ch, incident_id, roles, f"blast radius: {why}", commit)
-        self.ctx.alert(_alert("emergency", incident_id, commit, reading.roles, why, self.ctx.ts()))
+            ch.alert(_alert("emergency", incident_id, commit, reading.roles, why, ch.at))
         return self.incident(incident_id)
 
     def resume_all(self, op: Operator, req: b.ActionRequest) -> dict[str, Any]:
@@ -470,28 +472,14 @@ class BlastRadius:
                     ),
                     lifted=lifted,
                 )
+                summary = f"incident {current.id} resolved by {op.name}: {req.reason}"
+                ch.alert(_resolved(current, summary.rstrip(": "), ch.at))
                 closed.append(current)
                 current = inc.open_incident(ch.conn)
             ch.audit(
                 "fleet.resume_all",
                 reason=req.reason,
                 detail={"lifted": lifted, "incidents": [c.id for c in closed]},
-            )
-        for c in closed:
-            self.ctx.alert(
-                Alert(
-                    name="incident-resolved",
-                    severity="info",
-                    summary=f"incident {c.id} resolved by {op.name}: {req.reason}",
-                    labels={
-                        "severity": c.level,
-                        "commit": c.commit or "",
-                        "role": ",".join(c.roles),
-                        "incident": str(c.id),
-                    },
-                    at=self.ctx.ts(),
-                    resolved=True,
-                )
             )
         return {"lifted": lifted, "resolved": [c.id for c in closed]}
 
