@@ -120,12 +120,16 @@ def _commits(server: ServerProcess) -> dict[str, int]:
     return {c["commit"]: c["devices"] for c in server.api("GET", "/v1/fleet/status")["commits"]}
 
 
-def test_a_commit_that_breaks_pi3_is_stopped_at_the_canaries(tmp_path: Path) -> None:
+def test_a_commit_that_breaks_pi3_is_stopped_at_the_canaries(
+    tmp_path: Path, alertmanager: Any
+) -> None:
     repo = FleetRepo.create(tmp_path / "repo")
     good = repo.commit({"roles/web/activate.sh": "#!/bin/sh\n"}, "v1")
     bad = repo.commit({"roles/web/activate.sh": "#!/bin/sh\n# v2\n"}, "v2")
     with (
-        ServerProcess(tmp_path / "data", repo.path) as server,
+        ServerProcess(
+            tmp_path / "data", repo.path, extra=("--alerts", alertmanager.channel_url)
+        ) as server,
         _simulated(
             server, "--label", "hardware=pi4:70%,pi3:30%", "--fail", f"{bad[:10]}:hardware=pi3"
         ),
@@ -144,7 +148,9 @@ def test_a_commit_that_breaks_pi3_is_stopped_at_the_canaries(tmp_path: Path) -> 
                 ),
                 {"c": bad},
             ).scalar_one()
-        log = server.log.read_text()
+        alert = alertmanager.wait_for(
+            lambda a: a["labels"]["alertname"] == "incident-emergency", timeout=60
+        )
     print(
         f"\n{DEVICES} devices: first failure to emergency halt {elapsed:.1f}s "
         f"({elapsed / REPORT:.2f} report intervals); {ran} devices ever ran the commit"
@@ -154,8 +160,10 @@ def test_a_commit_that_breaks_pi3_is_stopped_at_the_canaries(tmp_path: Path) -> 
     assert incident["commit"] == bad
     assert shown["pattern"]["same_hardware"] == "pi3"
     assert any(a["action"] == "pin" for a in shown["actions"])
-    # The alert went to the alert channels (logged when there are none).
-    assert "incident-emergency" in log
+    assert alert is not None, alertmanager.alerts()
+    labels = alert["labels"]
+    assert (labels["severity"], labels["commit"], labels["role"]) == ("emergency", bad, "web")
+    assert labels["incident"] == str(incident["id"])
 
 
 def test_two_percent_random_failures_raise_no_false_alarm(tmp_path: Path) -> None:
@@ -254,7 +262,8 @@ def test_real_agents_go_through_an_emergency_onto_the_pinned_commit(
         "v2 breaks three devices",
     )
     with ServerProcess(tmp_path / "data", fleet_repo.path) as server:
-        assert _fleet(server, "blast-radius", "--min-devices", "2").returncode == 0
+        # Three failing devices make the emergency (60% of five), not two.
+        assert _fleet(server, "blast-radius", "--min-devices", "3").returncode == 0
         enrollment = server.enrollment_token()
         envs = {}
         for name in names:
@@ -284,11 +293,14 @@ def test_real_agents_go_through_an_emergency_onto_the_pinned_commit(
         server.api(
             "POST",
             "/v1/rollouts",
-            {"commit": bad, "strategy": "percentage",
+            {"commit": bad, "strategy": "percentage", "threshold": 1.0,
              "steps": [{"options": {"percent": 100}, "wait_seconds": 600}]},
         )  # fmt: skip
-        first = [once(n).returncode for n in names]  # update 2 of 2 this hour
-        assert first == [1, 1, 1, 0, 0]
+        # The healthy ones first (update 2 of 2 this hour), then the three
+        # that fail: the rollout's own gate is out of the way (threshold 1).
+        first = {n: once(n).returncode for n in reversed(names)}
+        assert first == {"pi-4": 0, "pi-3": 0, "pi-2": 1, "pi-1": 1, "pi-0": 1}
+        assert running("pi-3") == running("pi-4") == bad
         incident = _emergency(server)
         # The pin passes the throttle: pi-3 and pi-4 already used their hour's updates.
         again = {n: once(n) for n in names}
