@@ -730,3 +730,41 @@ def test_staging_devices_are_a_group_and_gate_the_merge(
     assert by_config.once() == 0 and by_config.running() == v1
     status = json.loads(fleet("status", "--json").stdout)
     assert [d["device_id"] for d in status["branches"]["staging"]["devices"]] == ["pi-s1"]
+
+
+def test_a_running_agent_reports_its_resources_for_prometheus(
+    server: ControlServer, tmp_path: Path
+) -> None:
+    """Real CPU, memory, disk and network figures from a running agent come
+    out of the server's /metrics as that device's series."""
+    labels = '[labels]\nhardware = "pi4"\n'
+    device = ManagedDevice(tmp_path, server, "pi-res", "general", extra=labels)
+    proc = subprocess.Popen(
+        [*FLEETCORE, "agent", "run", "--config", str(device.config)],
+        env=device.env,
+        stderr=subprocess.DEVNULL,
+    )
+
+    def series(name: str) -> float | None:
+        text = requests.get(f"{server.url}/metrics", timeout=30).text
+        prefix = f'fleetcore_device_{name}{{device="pi-res"}} '
+        return next(
+            (float(x[len(prefix) :]) for x in text.splitlines() if x.startswith(prefix)), None
+        )
+
+    try:
+        deadline = time.monotonic() + 60
+        # A rate needs two reports; the first report's CPU covers the time since boot.
+        while series("network_receive_bytes_per_second") is None:
+            assert time.monotonic() < deadline, "no network rate reached /metrics"
+            time.sleep(0.5)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    for name in ("cpu_ratio", "memory_ratio", "disk_ratio"):
+        value = series(name)
+        assert value is not None and 0 <= value <= 1, (name, value)
+    disk = os.statvfs(tmp_path)
+    assert abs(series("disk_ratio") - (1 - disk.f_bavail / disk.f_blocks)) < 0.02  # type: ignore[operator]
+    info = requests.get(f"{server.url}/metrics", timeout=30).text
+    assert 'device="pi-res",hardware="pi4"' in info

@@ -3,6 +3,7 @@ and on demand for the release that runs."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from fleetcore.checks import runner
 from fleetcore.config.role import RoleConfig
 from fleetcore.config.units import Duration
 from fleetcore.errors import FleetcoreError
+
+log = logging.getLogger("fleetcore.agent")
 
 
 def wait_healthy(
@@ -63,5 +66,8 @@ def recheck(ctx: AgentContext, journal: Journal, state: State) -> State:
         name, _ = select_activator(ctx.pm, release_dir, role_cfg, source=ctx.role_file)
         wait_healthy(ctx, release_dir, commit, role_cfg, name, read_env(store, current))
     except FleetcoreError as exc:
+        # The release that runs no longer passes its checks: a service is
+        # down (CRITICAL, as the seed's log levels have it).
+        log.critical("service down: %s", exc)
         return journal.status(state, "degraded", str(exc))
     return journal.status(state, "healthy", "")

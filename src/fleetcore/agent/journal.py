@@ -221,7 +221,9 @@ class Journal:
         else:
             changes["consecutive_failures"] = 0
         state = self._change(state, **changes)
-        log.warning("mode %s -> %s: %s", old, mode, reason)
+        # The seed's levels: safe mode is CRITICAL (someone must look), leaving it a warning.
+        level = logging.CRITICAL if mode == "safe_mode" else logging.WARNING
+        log.log(level, "mode %s -> %s: %s", old, mode, reason)
         self.ctx.pm.notify(
             "fleetcore_mode_changed",
             change=ModeChange(device=self.ctx.device, old=old, new=mode, reason=reason),

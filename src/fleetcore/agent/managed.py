@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from fleetcore import __version__
+from fleetcore.agent.sampling import Resources
 from fleetcore.config.agent import AgentConfig, Server
 from fleetcore.config.convert import structure
 from fleetcore.config.fleet import MaintenanceWindow
@@ -182,8 +183,20 @@ class ServerClient:
         )
 
     def report_status(self, report: Mapping[str, Any]) -> None:
-        with self._open("POST", f"/v1/devices/{self._id()}/status", body=dict(report)):
-            pass
+        path = f"/v1/devices/{self._id()}/status"
+        try:
+            with self._open("POST", path, body=dict(report)):
+                pass
+        except ServerRefused as exc:
+            # A server older than the agent refuses keys it does not know
+            # (400 naming the key): it still gets everything else.
+            newer = [k for k in NEWER_REPORT_KEYS if k in report and k in str(exc)]
+            if not newer:
+                raise
+            log.debug("the server does not take %s yet", ", ".join(newer))
+            older = {k: v for k, v in report.items() if k not in NEWER_REPORT_KEYS}
+            with self._open("POST", path, body=older):
+                pass
 
     def send_history(self, entries: Sequence[Mapping[str, Any]]) -> None:
         if entries:
@@ -352,13 +365,21 @@ class EventListener:
             delay = min(delay * 2, 60.0)
 
 
+NEWER_REPORT_KEYS = (
+    "network_receive_bytes_per_second",
+    "network_transmit_bytes_per_second",
+    "containers",
+)
+"""Status report keys that servers before device metrics refuse."""
+
+
 def status_report(agent: Any) -> dict[str, Any]:
     """The seed's devices-table fields, as the server's status endpoint takes them."""
     from fleetcore.agent.report import status_report as local
 
     report = local(agent.config)
     last = report.get("last_update") or {}
-    disk = os.statvfs(agent.store.root)
+    resources = agent.sampler.sample()
     return {
         "hostname": socket.gethostname(),
         "role": agent.config.role,
@@ -370,12 +391,12 @@ def status_report(agent: Any) -> dict[str, Any]:
         "last_update_result": last.get("result"),
         "current_error": report["status_reason"] or report.get("drift_reason") or None,
         "ip_address": _local_ip(agent.config.server.url if agent.config.server else ""),
-        "cpu_percent": round(min(100.0, os.getloadavg()[0] / (os.cpu_count() or 1) * 100), 1),
-        "memory_percent": _memory_percent(),
-        "disk_percent": round(100 * (1 - disk.f_bavail / disk.f_blocks), 1)
-        if disk.f_blocks
-        else None,
-        "network_kbps": _network_kbps(),
+        "cpu_percent": resources.cpu_percent,
+        "memory_percent": resources.memory_percent,
+        "disk_percent": resources.disk_percent,
+        "network_kbps": _kbps(resources),
+        "network_receive_bytes_per_second": resources.network_receive_bytes_per_second,
+        "network_transmit_bytes_per_second": resources.network_transmit_bytes_per_second,
         "mode": report["mode"] if report["mode"] != "normal" else report["network"],
         "pending_commit": report["pending_commit"],
         # Every report: an edited [labels] reaches the server without enrolling again.
@@ -392,36 +413,12 @@ def _uptime() -> float:
         return time.monotonic()
 
 
-def _memory_percent() -> float | None:
-    try:
-        info = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
-        total = int(info["MemTotal"].split()[0])
-        available = int(info["MemAvailable"].split()[0])
-        return round(100 * (1 - available / total), 1)
-    except (OSError, KeyError, ValueError):
-        return None
-
-
-_last_net: tuple[float, int] | None = None
-
-
-def _network_kbps() -> float | None:
-    """Average throughput of all interfaces but loopback since the last report."""
-    global _last_net
-    try:
-        total = 0
-        for line in Path("/proc/net/dev").read_text().splitlines()[2:]:
-            name, _, fields = line.partition(":")
-            if name.strip() != "lo":
-                values = fields.split()
-                total += int(values[0]) + int(values[8])
-    except (OSError, ValueError, IndexError):
-        return None
-    now = time.monotonic()
-    previous, _last_net = _last_net, (now, total)
-    if previous is None or now <= previous[0]:
-        return None
-    return round((total - previous[1]) * 8 / 1000 / (now - previous[0]), 1)
+def _kbps(resources: Resources) -> float | None:
+    """Both directions in kilobits per second: what servers before the
+    separate byte rates read."""
+    rx = resources.network_receive_bytes_per_second
+    tx = resources.network_transmit_bytes_per_second
+    return None if rx is None or tx is None else round((rx + tx) * 8 / 1000, 1)
 
 
 def _local_ip(url: str) -> str | None:

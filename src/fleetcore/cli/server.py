@@ -98,6 +98,13 @@ def _listen(value: str) -> tuple[str, int]:
     "installs without a first rollout); roles that have one are left alone "
     "[env FLEETCORE_SERVER_INITIAL_RELEASE].",
 )
+@click.option(
+    "--device-metrics/--no-device-metrics",
+    default=True,
+    show_default=True,
+    help="Serve each device's CPU, memory, disk, network and container series on "
+    "/metrics (at most 68 series a device); off for very large fleets.",
+)
 @click.pass_obj
 def run(
     app: App,
@@ -111,6 +118,7 @@ def run(
     max_streams: int,
     alerts: tuple[str, ...],
     initial_release: str | None,
+    device_metrics: bool,
 ) -> None:
     """Serve the device API, the operator API, /metrics and the dashboard.
 
@@ -151,6 +159,7 @@ def run(
         max_streams=max_streams,
         alerts=alerts,
         initial_release=initial_release,
+        device_metrics=device_metrics,
     )
     serve(config, host, port, pm)
 

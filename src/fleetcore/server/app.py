@@ -62,6 +62,8 @@ class ServerConfig:
     keepalive: float = 15.0
     max_body: int = 1024 * 1024
     now: Callable[[], dt.datetime] | None = None
+    device_metrics: bool = True
+    """Per-device series on /metrics (``--no-device-metrics`` turns them off)."""
     events: tuple[str, ...] = ()
     """Event channels besides SSE (``--events``): URLs or channel names."""
     max_streams: int = 0
@@ -152,7 +154,7 @@ def build(config: ServerConfig, pm: PluginManager | None = None) -> tuple[Starle
             raise ConfigError("--initial-release", [exc.message]) from None
     secrets = RoleSecrets(ctl, load_key(config.data_dir))
     reports = GroupCommit(ctl.report_status_batch, name="status-writer")
-    latencies = Latencies()
+    latencies = Latencies(device_metrics=config.device_metrics)
     api = Api(ctl, config.max_body)
     routes = [
         *device_routes(api, reports),

@@ -96,6 +96,34 @@ class EnrollRequest:
     """``[server] branch`` of the device's agent.toml: follow it instead of rollouts."""
 
 
+def _non_negative(_inst: Any, attr: Any, value: float | int | None) -> None:
+    if value is not None and value < 0:
+        raise ValueError(f"{attr.name} must not be negative, got {value}")
+
+
+def _at_most(limit: int) -> Any:
+    def check(_inst: Any, attr: Any, value: list[Any] | None) -> None:
+        if value is not None and len(value) > limit:
+            raise ValueError(f"at most {limit} {attr.name}, got {len(value)}")
+
+    return check
+
+
+MAX_CONTAINERS = 20
+"""Containers per status report: bounds the per-device series on /metrics."""
+
+
+@frozen(kw_only=True)
+class ContainerSample:
+    """One container's resource use, as the device's container plugin measured it."""
+
+    name: str = field(validator=checked(_short(200)))
+    cpu_percent: float | None = field(default=None, validator=checked(_non_negative))
+    memory_bytes: float | None = field(default=None, validator=checked(_non_negative))
+    memory_limit_bytes: float | None = field(default=None, validator=checked(_non_negative))
+    restarts: int = field(default=0, validator=checked(_non_negative))
+
+
 @frozen(kw_only=True)
 class StatusReport:
     status: str = field(validator=checked(one_of(*STATUSES)))
@@ -112,6 +140,16 @@ class StatusReport:
     memory_percent: float | None = None
     disk_percent: float | None = None
     network_kbps: float | None = None
+    network_receive_bytes_per_second: float | None = field(
+        default=None, validator=checked(_non_negative)
+    )
+    network_transmit_bytes_per_second: float | None = field(
+        default=None, validator=checked(_non_negative)
+    )
+    containers: list[ContainerSample] | None = field(
+        default=None, validator=checked(_at_most(MAX_CONTAINERS))
+    )
+    """Left out (or null) by agents without a container plugin."""
     mode: str | None = field(default=None, validator=checked(_short(50)))
     pending_commit: str | None = field(default=None, validator=checked(_short(64)))
     labels: dict[str, str] | None = field(default=None, validator=checked(valid_labels))

@@ -41,6 +41,25 @@ DEVICE_FIELDS = (
 )
 
 
+METRIC_FIELDS = (
+    "network_receive_bytes_per_second",
+    "network_transmit_bytes_per_second",
+    "containers",
+)
+"""Kept together as JSON in the ``metrics`` column (read back by /metrics)."""
+
+
+def metrics_text(req: b.StatusReport) -> str:
+    return json.dumps(
+        {
+            "network_receive_bytes_per_second": req.network_receive_bytes_per_second,
+            "network_transmit_bytes_per_second": req.network_transmit_bytes_per_second,
+            "containers": [b.converter.unstructure(c) for c in req.containers or ()],
+        },
+        separators=(",", ":"),
+    )
+
+
 def labels_text(labels: dict[str, str]) -> str:
     """A device's labels as its ``labels`` column holds them: a JSON object."""
     return json.dumps(labels, sort_keys=True, separators=(",", ":"))
@@ -109,6 +128,8 @@ class Devices:
                 values = {k: getattr(req, k) for k in DEVICE_FIELDS if k in raw}
                 if req.labels is not None:  # left out: the labels stay as they are
                     values["labels"] = labels_text(req.labels)
+                if any(k in raw for k in METRIC_FIELDS):
+                    values["metrics"] = metrics_text(req)
                 values["status"] = req.status
                 values["last_seen"] = now
                 groups.setdefault(tuple(sorted(values)), {})[device_id] = values

@@ -32,8 +32,10 @@ BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.
 class Latencies:
     """One app's metrics registry, with its request latency histogram."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, device_metrics: bool = True) -> None:
         self.registry = CollectorRegistry()
+        self.device_metrics = device_metrics
+        """Per-device series (``fleetcore.server.device_metrics``); off for huge fleets."""
         self._histogram = Histogram(
             "fleetcore_http_request_duration_seconds",
             "Time to answer API requests.",
@@ -53,6 +55,10 @@ class Latencies:
             if self._fleet is None:
                 self._fleet = FleetCollector(ctl)
                 self.registry.register(self._fleet)
+                if self.device_metrics:
+                    from fleetcore.server.device_metrics import DeviceCollector
+
+                    self.registry.register(DeviceCollector(ctl))
 
 
 class FleetCollector(Collector):

@@ -53,6 +53,8 @@ devices = sa.Table(
     sa.Column("labels", sa.Text),
     # [server] branch of the device's agent.toml: it follows that branch.
     sa.Column("branch", sa.String(255)),
+    # JSON object: the report's network byte rates and containers (migration 11).
+    sa.Column("metrics", sa.Text),
 )
 
 device_policies = sa.Table(
@@ -270,6 +272,11 @@ def _migration_10(conn: Connection) -> None:
     conn.execute(sa.text("CREATE INDEX IF NOT EXISTS history_received_at ON history (received_at)"))
 
 
+def _migration_11(conn: Connection) -> None:
+    # Device metrics beyond the percentages: network byte rates, containers.
+    conn.execute(sa.text("ALTER TABLE devices ADD COLUMN metrics TEXT"))
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _migration_1,
     _migration_2,
@@ -281,6 +288,7 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     _migration_8,
     _migration_9,
     _migration_10,
+    _migration_11,
 ]
 """Ordered; version N is ``MIGRATIONS[N-1]``. Append, never edit one that
 shipped; the table definitions above are always the newest schema."""

@@ -342,6 +342,8 @@ class VirtualDevice:
             "memory_percent": round(rng.uniform(20, 70), 1),
             "disk_percent": round(rng.uniform(10, 80), 1),
             "network_kbps": round(rng.uniform(1, 3000), 1),
+            "network_receive_bytes_per_second": round(rng.uniform(100, 300_000), 1),
+            "network_transmit_bytes_per_second": round(rng.uniform(100, 100_000), 1),
             "mode": self.mode,
         }
         if self.spec.labels:

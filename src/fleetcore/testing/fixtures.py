@@ -7,7 +7,7 @@ Enable them in a ``conftest.py``::
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -117,6 +117,28 @@ def webhook_receiver() -> Iterator[object]:
     receiver = WebhookReceiver.start()
     yield receiver
     receiver.stop()
+
+
+def prometheus() -> Iterator[Callable[..., object]]:
+    """Start a real Prometheus (Debian's ``prometheus``) on a free loopback
+    port: ``prometheus(targets, rules=[...])`` returns a
+    :class:`fleetcore.testing.prometheus.Prometheus` scraping ``targets``
+    every second; stopped after the test."""
+    from fleetcore.testing.prometheus import Prometheus
+
+    started: list[Prometheus] = []
+
+    def start(targets: list[str], rules: list[Path] | None = None) -> Prometheus:
+        prom = Prometheus.start(targets, rules or [])
+        if prom is None:
+            missing("prometheus (Debian package prometheus)")
+            raise AssertionError("unreachable")
+        started.append(prom)
+        return prom
+
+    yield start
+    for prom in started:
+        prom.stop()
 
 
 @pytest.fixture(scope="session")
