@@ -16,7 +16,8 @@ if [ "${1:-}" = "--tests" ]; then
   command -v initdb >/dev/null || [ -x /usr/lib/postgresql/15/bin/initdb ] || want+=(postgresql)
   command -v chromium >/dev/null || want+=(chromium)
   command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || want+=(mosquitto)
-  command -v promtool >/dev/null || want+=(prometheus)   # checks a real /metrics scrape
+  command -v promtool >/dev/null || want+=(prometheus)   # promtool, and a real Prometheus scraping a server
+  command -v systemd-analyze >/dev/null || want+=(systemd)   # verifies the shipped units
   command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || want+=(haproxy)
   # receives the server's alerts in the alert-channel tests
   command -v prometheus-alertmanager >/dev/null || want+=(prometheus-alertmanager)

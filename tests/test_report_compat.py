@@ -23,7 +23,7 @@ from fleetcore.config.agent import load_agent_config
 class OlderServer(BaseHTTPRequestHandler):
     bodies: list[dict[str, Any]] = []
 
-    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+    def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         self.bodies.append(body)
         unknown = sorted(k for k in body if k in NEWER_REPORT_KEYS)

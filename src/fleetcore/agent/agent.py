@@ -66,7 +66,12 @@ class Agent:
         self.pipeline = Pipeline(self.ctx, self.journal, self.rollback)
         self.partitions = Partitions(self.ctx, self.journal, self._after_outage)
         self.cycle = Cycle(self.ctx, self.journal, self.desired, self.partitions, self.pipeline)
-        logs.set_context(device_id=config.device_id, role=config.role)
+        logs.set_context(
+            device_id=config.device_id,
+            role=config.role,
+            # The seed's Loki label (prod, staging): the device's `environment` label.
+            environment=config.labels.get("environment"),
+        )
 
     # -- what the CLI, the loop and the status report read ---------------------------
 

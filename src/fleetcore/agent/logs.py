@@ -1,7 +1,11 @@
-"""Logging for the agent: readable text by default, JSON lines on request.
+"""Logging for the agent: readable text by default, JSON lines on request,
+and journald's native protocol when systemd runs the agent.
 
 JSON lines carry ``device_id``, ``role`` and ``commit`` on every record, so
-journald and Loki can index them without parsing messages.
+Loki can index them without parsing messages. Under systemd (its
+``JOURNAL_STREAM`` names our stderr) each record goes to the journal as
+fields instead: ``MESSAGE``, ``PRIORITY``, ``DEVICE_ID``, ``ROLE``,
+``COMMIT``, ``ENVIRONMENT``, ``LOGGER`` and the code location.
 """
 
 from __future__ import annotations
@@ -10,6 +14,9 @@ import contextvars
 import datetime as dt
 import json
 import logging
+import os
+import socket
+import struct
 import sys
 from typing import Any
 
@@ -63,11 +70,103 @@ class TextFormatter(logging.Formatter):
         return line
 
 
+JOURNAL_SOCKET = "/run/systemd/journal/socket"
+# syslog priorities, as journalctl -p reads them.
+_PRIORITY = {"CRITICAL": 2, "ERROR": 3, "WARNING": 4, "INFO": 6, "DEBUG": 7}
+JOURNAL_FIELDS = (
+    ("device_id", "DEVICE_ID"),
+    ("role", "ROLE"),
+    ("commit", "COMMIT"),
+    ("environment", "ENVIRONMENT"),
+)
+
+
+def journal_socket(environ: Any = None) -> str | None:
+    """journald's socket when our stderr is connected to the journal: systemd
+    sets ``JOURNAL_STREAM`` to that stream's ``device:inode``. A child whose
+    stderr was redirected inherits the variable but not the stream, so both
+    must match. ``FLEETCORE_JOURNAL_SOCKET`` names another socket."""
+    env = os.environ if environ is None else environ
+    stream = env.get("JOURNAL_STREAM")
+    if not stream:
+        return None
+    try:
+        st = os.fstat(sys.stderr.fileno())
+    except (OSError, ValueError, AttributeError):
+        return None
+    if stream != f"{st.st_dev}:{st.st_ino}":
+        return None
+    return str(env.get("FLEETCORE_JOURNAL_SOCKET") or JOURNAL_SOCKET)
+
+
+def _field(name: str, value: str) -> bytes:
+    data = value.encode("utf-8", "replace")
+    if b"\n" in data:
+        # The native protocol's binary form: name, newline, little-endian length, data.
+        return name.encode() + b"\n" + struct.pack("<Q", len(data)) + data + b"\n"
+    return name.encode() + b"=" + data + b"\n"
+
+
+class JournalHandler(logging.Handler):
+    """Records as journal entries over journald's native datagram protocol."""
+
+    def __init__(self, path: str, identifier: str = "fleetcore") -> None:
+        super().__init__()
+        self.path = path
+        self.identifier = identifier
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+
+    def fields(self, record: logging.LogRecord) -> dict[str, str]:
+        message = record.getMessage()
+        if record.exc_info:
+            message += "\n" + logging.Formatter().formatException(record.exc_info)
+        fields = {
+            "MESSAGE": message,
+            "PRIORITY": str(_PRIORITY.get(record.levelname, 6)),
+            "SYSLOG_IDENTIFIER": self.identifier,
+            "LOGGER": record.name,
+            "CODE_FILE": record.pathname,
+            "CODE_LINE": str(record.lineno),
+            "CODE_FUNC": record.funcName,
+        }
+        for attr, name in JOURNAL_FIELDS:
+            value = getattr(record, attr, None)
+            if value:
+                fields[name] = str(value)
+        return fields
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            packet = b"".join(_field(k, v) for k, v in self.fields(record).items())
+            try:
+                self.sock.sendto(packet, self.path)
+            except OSError:
+                # Too big for one datagram (journald would take a memfd):
+                # the first 48 KiB of the message, rather than nothing.
+                fields = self.fields(record)
+                fields["MESSAGE"] = fields["MESSAGE"][: 48 * 1024]
+                self.sock.sendto(b"".join(_field(k, v) for k, v in fields.items()), self.path)
+        except Exception:
+            self.handleError(record)
+
+    def close(self) -> None:
+        self.sock.close()
+        super().close()
+
+
 def configure(fmt: str = "text", level: str = "INFO", stream: Any = None) -> None:
-    handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    journal = journal_socket() if stream is None else None
+    handler: logging.Handler
+    if journal is not None:
+        handler = JournalHandler(journal)
+    else:
+        handler = logging.StreamHandler(stream or sys.stderr)
+        handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handler.addFilter(_ContextFilter())
     root = logging.getLogger("fleetcore")
+    for old in root.handlers:
+        if isinstance(old, JournalHandler):
+            old.close()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     root.propagate = False
