@@ -11,8 +11,13 @@ PLUGINS = sorted(str(p) for p in Path("plugins").glob("fleetcore-*"))
 
 
 def install_all(session: nox.Session) -> None:
-    session.install("-e", ".[dev,server,postgres]", *[arg for p in PLUGINS for arg in ("-e", p)],
-                    "-e", "tests/_plugin")
+    session.install(
+        "-e",
+        ".[dev,server,postgres]",
+        *[arg for p in PLUGINS for arg in ("-e", p)],
+        "-e",
+        "tests/_plugin",
+    )
 
 
 @nox.session

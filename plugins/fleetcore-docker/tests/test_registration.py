@@ -20,7 +20,7 @@ def test_registered_through_the_entry_point():
         {
             "activator": ["compose"],
             "validate check": ["compose-config"],
-            "health check": ["containers"],
+            "health check": ["containers", "logs", "resources"],
         },
     )
     assert info.distribution == "fleetcore-docker"
@@ -39,16 +39,22 @@ def test_records_keep_the_contract(tmp_path):
     (validate,) = plugin.fleetcore_register_validate_checks()
     assert validate.name == "compose-config"
     check_check_record(validate, example={"timeout": "30s"})
-    (health,) = plugin.fleetcore_register_health_checks()
+    health, logs, resources = plugin.fleetcore_register_health_checks()
     assert health.name == "containers"
     options = check_check_record(health, example={"health_timeout": "10s", "observe": "1s"})
     assert options.health_timeout == Duration(10)
+    assert (logs.name, logs.default) == ("logs", False)
+    logs_options = check_check_record(logs, example={"patterns": ["(?i)oops"], "max_matches": 3})
+    assert logs_options.max_matches == 3
+    assert (resources.name, resources.default) == ("resources", False)
+    limits = check_check_record(resources, example={"max_memory": "200M", "max_cpu_percent": 150})
+    assert limits.max_memory.bytes == 200 * 2**20
 
 
 def test_detect_wants_a_compose_file(tmp_path, helpers):
     (activator,) = plugin.fleetcore_register_activators()
     (validate,) = plugin.fleetcore_register_validate_checks()
-    (health,) = plugin.fleetcore_register_health_checks()
+    health, *_opt_in = plugin.fleetcore_register_health_checks()
     ctx = helpers.check_ctx("health", tmp_path, None)
     (tmp_path / "activate.sh").write_text("#!/bin/sh\n")
     (tmp_path / "compose.override.yml").write_text("services: {}\n")

@@ -31,12 +31,24 @@ def wait_healthy(
     role_cfg: RoleConfig,
     activator: str,
     env: Mapping[str, str],
+    *,
+    after_activation: bool = True,
 ) -> None:
     """Let the release settle, then run its health checks up to ``attempts``
     rounds; raise Unhealthy if the last round fails."""
     health = role_cfg.health
+    activated_at = ctx.clock.now() if after_activation else None
     ctx.clock.sleep(health.settle.seconds)
-    context = check_ctx(ctx, "health", release_dir, commit, None, env=env, activator=activator)
+    context = check_ctx(
+        ctx,
+        "health",
+        release_dir,
+        commit,
+        None,
+        env=env,
+        activator=activator,
+        activated_at=activated_at,
+    )
     selected = runner.select(
         ctx.pm, "health", health, context, source=f"{ctx.role_file}@{commit[:12]}"
     )
@@ -64,7 +76,15 @@ def recheck(ctx: AgentContext, journal: Journal, state: State) -> State:
     release_dir = store.release_dir(current)
     try:
         name, _ = select_activator(ctx.pm, release_dir, role_cfg, source=ctx.role_file)
-        wait_healthy(ctx, release_dir, commit, role_cfg, name, read_env(store, current))
+        wait_healthy(
+            ctx,
+            release_dir,
+            commit,
+            role_cfg,
+            name,
+            read_env(store, current),
+            after_activation=False,
+        )
     except FleetcoreError as exc:
         # The release that runs no longer passes its checks: a service is
         # down (CRITICAL, as the seed's log levels have it).

@@ -252,6 +252,10 @@ class CheckContext:
     copy of the release, old-release cleanup, restarting services); None
     where no agent runs the checks."""
     now: dt.datetime = field(factory=lambda: dt.datetime.now(dt.UTC))
+    activated_at: dt.datetime | None = None
+    """For health checks after an update: when the release was activated (its
+    settle time began), e.g. to read logs from then on; None on a recheck of
+    the release that runs."""
 
 
 @frozen(kw_only=True)

@@ -11,7 +11,13 @@ from fleetcore.plugin.types import Activator, Check, DriftFix
 from fleetcore_docker import checks
 from fleetcore_docker.activator import ComposeActivator
 from fleetcore_docker.basics import has_compose_file
-from fleetcore_docker.options import ComposeConfigOptions, ComposeOptions, ContainersOptions
+from fleetcore_docker.options import (
+    ComposeConfigOptions,
+    ComposeOptions,
+    ContainersOptions,
+    LogsOptions,
+    ResourcesOptions,
+)
 
 PRIORITY = 100
 """Above the script activator: a role with a compose file is a compose role."""
@@ -42,12 +48,31 @@ def fleetcore_register_validate_checks() -> Iterator[Check]:
 
 @hookimpl
 def fleetcore_register_health_checks() -> Iterator[Check]:
+    from fleetcore_docker import usage
+
     yield Check(
         name="containers",
         summary="Every compose service runs, is healthy and is not restarting",
         run=checks.containers,
         config_type=ContainersOptions,
         applies=checks.applies,
+    )
+    # Opt-in: their limits are the role's to set.
+    yield Check(
+        name="logs",
+        summary="Containers log no more error lines since activation than allowed",
+        run=usage.logs,
+        config_type=LogsOptions,
+        applies=usage.applies,
+        default=False,
+    )
+    yield Check(
+        name="resources",
+        summary="Containers stay under the role's restart, memory and CPU limits",
+        run=usage.resources,
+        config_type=ResourcesOptions,
+        applies=usage.applies,
+        default=False,
     )
 
 
