@@ -43,6 +43,8 @@ class DesiredState:
     maintenance_window: MaintenanceWindow | None = None
     resume: int = 0
     """Managed mode: how often an operator let the device leave safe mode."""
+    safe_mode: int = 0
+    """Managed mode: how often an operator put the device in safe mode."""
     rollout_strategy: str | None = None
     rollout_options: Mapping[str, Any] | None = None
     """Managed mode: the rollout the server applied, so the device can check

@@ -131,8 +131,16 @@ class Cycle:
     def _safe_mode(
         self, state: State, desired: DesiredState, current_commit: str | None
     ) -> tuple[State, CycleResult | None]:
-        """Leave safe mode (a resume, a new forced version), or stay in it."""
+        """Enter safe mode (an operator's request), leave it (a resume, a new
+        forced version), or stay in it."""
         journal = self.journal
+        if desired.safe_mode != state.safe_mode_seen:
+            entering = desired.safe_mode > state.safe_mode_seen
+            state = journal.safe_mode_seen(state, desired.safe_mode)
+            if entering and state.mode != "safe_mode":
+                state = journal.set_mode(state, "safe_mode", "entered by an operator")
+                # A resume already counted must not lift the safe mode just entered.
+                state = journal.resume_seen(state, desired.resume)
         if state.mode == "safe_mode":
             if desired.resume > state.resume_seen:
                 state = journal.resume_seen(state, desired.resume)

@@ -60,6 +60,9 @@ class Journal:
     def resume_seen(self, state: State, resume: int) -> State:
         return self._change(state, resume_seen=resume)
 
+    def safe_mode_seen(self, state: State, count: int) -> State:
+        return self._change(state, safe_mode_seen=count)
+
     def contact(self, state: State, now: dt.datetime) -> State:
         """The repo answered; an outage, if there was one, is over."""
         return self._change(state, unreachable_since=None, last_contact=now)

@@ -170,6 +170,7 @@ class ServerClient:
             reason=body.get("reason") or "",
             branch=body.get("branch"),
             resume=int(body.get("resume") or 0),
+            safe_mode=int(body.get("safe_mode") or 0),
             rollout_strategy=(body.get("rollout") or {}).get("strategy"),
             rollout_options=(body.get("rollout") or {}).get("options"),
             maintenance_window=structure(

@@ -92,6 +92,8 @@ class State:
     last_deep_check: dt.datetime | None = None
     resume_seen: int = 0
     """The server's resume count last seen (managed mode)."""
+    safe_mode_seen: int = 0
+    """The server's enter-safe-mode count last seen (managed mode)."""
     drift: str = "unknown"
     """The last drift run's verdict: clean, fixed, left (or unknown)."""
     drift_reason: str = ""

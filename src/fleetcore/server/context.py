@@ -33,6 +33,7 @@ from fleetcore.server.desired_states import DesiredStates
 from fleetcore.server.events import EVERY_DEVICE, Event, EventHub
 from fleetcore.server.mirror import Mirror
 from fleetcore.server.relay import PgRelay
+from fleetcore.server.samples import Samples
 from fleetcore.server.store import Store, write_audit
 
 log = logging.getLogger("fleetcore.server")
@@ -113,6 +114,8 @@ class Context:
         self.states = DesiredStates(store, mirror, self.strategies, self.now)
         self.hub = hub or EventHub()
         self.channels = tuple(channels)
+        self.samples = Samples()
+        """The last hour of each device's resource figures (the dashboard's sparklines)."""
         self.relay: PgRelay | None = None
         # Where alerts go: set by the app to the alert channels it was
         # started with; by default they are only logged.

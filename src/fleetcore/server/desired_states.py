@@ -126,6 +126,7 @@ class DesiredStates:
         state, rollout = self.compute(snap, row, policy)
         data = desired_json(state, rollout)
         data["resume"] = int(policy.resumes or 0) if policy is not None else 0
+        data["safe_mode"] = int(policy.safe_mode_holds or 0) if policy is not None else 0
         return etag_of(snap.generation), data
 
     def desired_all(self, conn: Connection, where: Any = None) -> dict[str, tuple[str | None, str]]:

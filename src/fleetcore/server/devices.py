@@ -130,6 +130,17 @@ class Devices:
                     values["labels"] = labels_text(req.labels)
                 if any(k in raw for k in METRIC_FIELDS):
                     values["metrics"] = metrics_text(req)
+                self.ctx.samples.add(
+                    device_id,
+                    now,
+                    (
+                        req.cpu_percent,
+                        req.memory_percent,
+                        req.disk_percent,
+                        req.network_receive_bytes_per_second,
+                        req.network_transmit_bytes_per_second,
+                    ),
+                )
                 values["status"] = req.status
                 values["last_seen"] = now
                 groups.setdefault(tuple(sorted(values)), {})[device_id] = values

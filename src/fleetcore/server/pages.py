@@ -14,7 +14,7 @@ import datetime as dt
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
@@ -24,6 +24,7 @@ from starlette.routing import Route
 
 from fleetcore.config.units import Duration
 from fleetcore.server import bodies as b
+from fleetcore.server import dashboard as view
 from fleetcore.server.auth import Operator
 from fleetcore.server.rollouts import ACTIONS
 
@@ -42,6 +43,13 @@ def _short(commit: str | None) -> str:
 
 
 env.filters["short"] = _short
+env.filters["ago"] = view.ago
+env.filters["absolute"] = view.absolute
+env.filters["uptime"] = view.uptime
+env.filters["duration"] = view.duration
+env.filters["rate"] = view.rate
+env.filters["step_options"] = view.step_options
+STATIC = Path(__file__).parent / "static"
 
 
 async def _form(request: Request) -> dict[str, str]:
@@ -103,7 +111,9 @@ def _emergency(status: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
 
 def page_routes(ctl: Control) -> list[Route]:
     def render(name: str, status: int = 200, **context: Any) -> HTMLResponse:
-        return HTMLResponse(env.get_template(name).render(**context), status_code=status)
+        # Every page shows times relative to the server's clock.
+        html = env.get_template(name).render(now=ctl.now(), **context)
+        return HTMLResponse(html, status_code=status)
 
     async def who(request: Request) -> Operator | None:
         token = request.cookies.get(COOKIE)
@@ -145,12 +155,24 @@ def page_routes(ctl: Control) -> list[Route]:
         status = await run_in_threadpool(ctl.fleet_status)
         devices = await run_in_threadpool(ctl.devices)
         rollouts = await run_in_threadpool(ctl.rollouts, 20)
+        query = {
+            k: request.query_params.get(k, "") for k in ("q", "role", "segment", "status", "label")
+        }
+        found = view.filter_devices(devices, query)
         return render(
             "overview.html",
             op=op,
             s=status,
             em=_emergency(status, ctl.now()),
-            devices=devices,
+            summary=view.summary(status),
+            page=view.page_of(found, request.query_params.get("page")),
+            query=query,
+            args=urlencode({k: v for k, v in query.items() if v}),
+            filtered=any(query.values()),
+            roles=sorted({d["role"] for d in devices}),
+            segments=sorted({d["segment"] for d in devices}),
+            statuses=view.STATUSES,
+            active=[r for r in rollouts if r["state"] in ("running", "halted")],
             rollouts=rollouts,
             is_admin=op.role == "admin",
         )
@@ -180,6 +202,7 @@ def page_routes(ctl: Control) -> list[Route]:
             "device.html",
             op=op,
             d=data,
+            lines=view.sparklines(ctl.samples, data["device_id"], ctl.now()),
             is_admin=op.role == "admin",
             can_resume=op.role in ("operator", "admin"),
         )
@@ -274,6 +297,27 @@ def page_routes(ctl: Control) -> list[Route]:
     def resume_all(op: Operator, _params: dict[str, str], form: dict[str, str]) -> None:
         ctl.resume_all(op, b.ActionRequest(reason=_required_reason(form)))
 
+    def wake(op: Operator, params: dict[str, str], form: dict[str, str]) -> None:
+        reason = form.get("reason", "").strip() or "force update from the dashboard"
+        ctl.wake(op, params["device_id"], b.ActionRequest(reason=reason))
+
+    def safe_mode(op: Operator, params: dict[str, str], form: dict[str, str]) -> None:
+        ctl.enter_safe_mode(op, params["device_id"], b.ActionRequest(reason=_required_reason(form)))
+
+    async def static(request: Request) -> Response:
+        # The dashboard's few files, served by the server itself: the
+        # devices' networks often have no way to a CDN.
+        name = request.path_params["name"]
+        path = STATIC / name
+        if "/" in name or not path.is_file():
+            return Response("not found", status_code=404)
+        kind = "text/javascript" if name.endswith(".js") else "text/css"
+        return Response(
+            path.read_bytes(),
+            media_type=kind,
+            headers={"Cache-Control": "max-age=300"},
+        )
+
     return [
         Route("/", overview, methods=["GET"]),
         Route("/fleet/halt-all", policy_action("admin", halt_all), methods=["POST"]),
@@ -285,6 +329,11 @@ def page_routes(ctl: Control) -> list[Route]:
         Route("/devices/{device_id}/lock", policy_action("admin", lock), methods=["POST"]),
         Route("/devices/{device_id}/unlock", policy_action("admin", unlock), methods=["POST"]),
         Route("/devices/{device_id}/resume", policy_action("operator", resume), methods=["POST"]),
+        Route("/devices/{device_id}/wake", policy_action("operator", wake), methods=["POST"]),
+        Route(
+            "/devices/{device_id}/safe-mode", policy_action("operator", safe_mode), methods=["POST"]
+        ),
+        Route("/static/{name}", static, methods=["GET"]),
         Route("/login", login, methods=["GET", "POST"]),
         Route("/logout", logout, methods=["POST", "GET"]),
         Route("/devices/{device_id}", device, methods=["GET"]),

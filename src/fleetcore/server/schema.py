@@ -70,6 +70,8 @@ device_policies = sa.Table(
     sa.Column("maintenance_window", sa.Text),
     # Operators' "resume" actions: a device in safe mode leaves it when this grows.
     sa.Column("resumes", sa.Integer, nullable=False, default=0, server_default="0"),
+    # Operators' "enter safe mode" actions: the device enters it when this grows.
+    sa.Column("safe_mode_holds", sa.Integer, nullable=False, default=0, server_default="0"),
 )
 
 settings = sa.Table(
@@ -275,6 +277,13 @@ def _migration_10(conn: Connection) -> None:
 def _migration_11(conn: Connection) -> None:
     # Device metrics beyond the percentages: network byte rates, containers.
     conn.execute(sa.text("ALTER TABLE devices ADD COLUMN metrics TEXT"))
+
+
+def _migration_10(conn: Connection) -> None:
+    # The dashboard's "Enter safe mode" (the desired state's safe_mode count).
+    conn.execute(
+        sa.text("ALTER TABLE device_policies ADD COLUMN safe_mode_holds INTEGER NOT NULL DEFAULT 0")
+    )
 
 
 MIGRATIONS: list[Callable[[Connection], None]] = [

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from fleetcore.plugin.manager import PluginManager
+from fleetcore.server.actions import DeviceActions
 from fleetcore.server.auth import Auth
 from fleetcore.server.channels import ChannelPump
 from fleetcore.server.context import Context
@@ -51,6 +52,7 @@ class Control(Context):
         self.auth = Auth(self)
         self.device_api = Devices(self, self.auth)
         self.policy = Policy(self)
+        self.actions = DeviceActions(self)
         self.rollout_api = Rollouts(self)
         self.token_api = Tokens(self)
         self.views = Views(self)
@@ -90,6 +92,8 @@ class Control(Context):
         self.lock = pol.lock
         self.unlock = pol.unlock
         self.resume = pol.resume
+        self.wake = self.actions.wake
+        self.enter_safe_mode = self.actions.enter_safe_mode
         self.override = pol.override
         # rollouts
         self.start_rollout = ro.start

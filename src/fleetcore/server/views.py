@@ -32,6 +32,10 @@ def device_json(row: Any) -> dict[str, Any]:
     data["enrolled_at"] = iso(row.enrolled_at)
     data["revoked_at"] = iso(row.revoked_at)
     data["labels"] = labels_of(row.labels)
+    metrics = json.loads(row.metrics) if row.metrics else {}
+    for key in ("network_receive_bytes_per_second", "network_transmit_bytes_per_second"):
+        data[key] = metrics.get(key)
+    data["containers"] = metrics.get("containers") or []
     return data
 
 
@@ -117,11 +121,17 @@ class Views:
         with self.ctx.store.connect() as conn:
             rows = list(conn.execute(sa.select(t.devices)))
             snap = load_snapshot(conn, self.ctx.store)
+            hour = t.history.c.timestamp >= self.ctx.ts() - 3600
             recent = conn.execute(
                 sa.select(t.history.c.result, sa.func.count())
-                .where(t.history.c.timestamp >= self.ctx.ts() - 3600)
+                .where(hour)
                 .group_by(t.history.c.result)
             ).all()
+            average = conn.execute(
+                sa.select(sa.func.avg(t.history.c.duration_seconds)).where(
+                    hour, t.history.c.result == "success", t.history.c.duration_seconds > 0
+                )
+            ).scalar()
             active = [progress(self.ctx, conn, r) for r in snap.rollouts]
             pinned_by = _pinned_by(conn, snap.pin.commit) if snap.pin else None
             branches = branch_groups(self.ctx, conn, rows)
@@ -144,6 +154,8 @@ class Views:
                 for c, n in sorted(by_commit.items(), key=lambda kv: -kv[1])
             ],
             "updates_last_hour": {res: n for res, n in recent},
+            # The average time of the last hour's successful updates.
+            "update_seconds_last_hour": None if average is None else round(float(average), 1),
             "pin": None
             if pin is None
             else {

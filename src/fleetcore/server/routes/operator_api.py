@@ -116,6 +116,22 @@ def operator_routes(api: Api) -> list[Route]:
         count = await call(ctl.resume, op, request.path_params["device_id"], req)
         return JSONResponse({"device_id": request.path_params["device_id"], "resume": count})
 
+    @guarded
+    async def wake(request: Request) -> Response:
+        op = await api.operator(request, "operator")
+        req = await api.body_or_empty(request, b.ActionRequest)
+        device_id = request.path_params["device_id"]
+        await call(ctl.wake, op, device_id, req)
+        return JSONResponse({"device_id": device_id, "woken": True})
+
+    @guarded
+    async def safe_mode(request: Request) -> Response:
+        op = await api.operator(request, "operator")
+        req = await api.body_or_empty(request, b.ActionRequest)
+        device_id = request.path_params["device_id"]
+        count = await call(ctl.enter_safe_mode, op, device_id, req)
+        return JSONResponse({"device_id": device_id, "safe_mode": count})
+
     # -- credentials --
 
     @guarded
@@ -163,6 +179,8 @@ def operator_routes(api: Api) -> list[Route]:
         Route("/v1/rollouts/{rollout_id}/{action}", rollout_action, methods=["POST"]),
         Route("/v1/audit", audit, methods=["GET"]),
         Route("/v1/devices/{device_id}/resume", resume, methods=["POST"]),
+        Route("/v1/devices/{device_id}/wake", wake, methods=["POST"]),
+        Route("/v1/devices/{device_id}/safe-mode", safe_mode, methods=["POST"]),
         Route("/v1/devices/{device_id}/revoke", revoke_device, methods=["POST"]),
         Route("/v1/tokens", tokens, methods=["GET", "POST"]),
         Route("/v1/tokens/{token_id}", revoke_token, methods=["DELETE"]),
