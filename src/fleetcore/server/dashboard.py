@@ -195,7 +195,7 @@ def sparklines(samples: Samples, device_id: str, now: dt.datetime) -> dict[str, 
     end = now.timestamp()
     start = end - 3600
     series = samples.series(device_id, start)
-    lines = {
+    lines: dict[str, Any] = {
         name: sparkline(series[name], start, end, top=100.0) for name in ("cpu", "memory", "disk")
     }
     network = series["receive"] + series["transmit"]
