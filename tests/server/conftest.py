@@ -182,3 +182,43 @@ def make_server(
 def server(make_server: Callable[..., Server]) -> Server:
     """A server on SQLite (the embedded default)."""
     return make_server()
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[Any]:
+    """The system's Chromium through playwright (it cannot download browsers here)."""
+    import shutil
+
+    from fleetcore.testing.services import missing
+
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        missing("playwright")
+    path = "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else shutil.which("chromium")
+    if path is None:
+        missing("Chromium")
+    args = [
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+    ]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=path, args=args)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def artifacts(tmp_path: Path) -> Path:
+    """Where a test saves what a person should look at (screenshots):
+    ``$FLEETCORE_TEST_ARTIFACTS`` when set (CI keeps it), else the test's tmp folder."""
+    import os
+
+    root = os.environ.get("FLEETCORE_TEST_ARTIFACTS")
+    folder = Path(root) if root else tmp_path / "artifacts"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

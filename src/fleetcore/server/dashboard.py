@@ -83,8 +83,10 @@ def duration(seconds: float | None) -> str:
     if seconds < 60:
         return f"{seconds}s"
     if seconds < 3600:
-        return f"{seconds // 60}m {seconds % 60}s"
-    return f"{seconds // 3600}h {seconds % 3600 // 60}m"
+        minutes, rest = divmod(seconds, 60)
+        return f"{minutes}m {rest}s" if rest else f"{minutes}m"
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h {rest // 60}m" if rest // 60 else f"{hours}h"
 
 
 def rate(value: float | None) -> str:
@@ -193,8 +195,11 @@ def step_options(options: Mapping[str, Any]) -> str:
 def sparklines(samples: Samples, device_id: str, now: dt.datetime) -> dict[str, Any]:
     """The last hour of a device's figures as SVG polylines (empty: no samples)."""
     end = now.timestamp()
-    start = end - 3600
-    series = samples.series(device_id, start)
+    series = samples.series(device_id, end - 3600)
+    # A device seen for less than the hour gets the width of the page to
+    # itself (at least five minutes), not a sliver at the right-hand end.
+    first = min((points[0][0] for points in series.values() if points), default=end - 3600)
+    start = min(first, end - 300)
     lines: dict[str, Any] = {
         name: sparkline(series[name], start, end, top=100.0) for name in ("cpu", "memory", "disk")
     }
@@ -203,4 +208,5 @@ def sparklines(samples: Samples, device_id: str, now: dt.datetime) -> dict[str, 
     lines["receive"] = sparkline(series["receive"], start, end, top=top)
     lines["transmit"] = sparkline(series["transmit"], start, end, top=top)
     lines["count"] = max(len(points) for points in series.values())
+    lines["since"] = ago(dt.datetime.fromtimestamp(start, dt.UTC).isoformat(), now)
     return lines

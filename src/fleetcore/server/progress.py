@@ -117,6 +117,11 @@ def rollout_json(
         "progress": steps,
     }
     if detail:
+        # Every step, reached or not, for pages that show the whole plan.
+        data["plan"] = [
+            {"step": i, "options": ro.options(i), "wait_seconds": ro.steps[i]["wait_seconds"]}
+            for i in range(len(ro.steps))
+        ]
         rows = conn.execute(
             sa.select(t.decisions)
             .where(t.decisions.c.rollout_id == ro.id)

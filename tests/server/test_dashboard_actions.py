@@ -1,0 +1,152 @@
+"""The device page's quick actions on a real agent (``fleetcore agent run``
+against the server, its event stream open): Force update wakes it, Enter
+safe mode stops its updates, Leave safe mode lets it go on."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+FLEETCORE = [sys.executable, "-m", "fleetcore"]
+AGENT = """\
+device_id = "pi-act"
+role = "web"
+segment = "general"
+state_dir = "{state}"
+update_interval = "1h"
+
+[server]
+url = "{url}"
+report_interval = "1s"
+
+[throttle]
+min_interval = "0s"
+failure_pause = "0s"
+
+[retry]
+attempts = 1
+backoff = "10ms"
+
+[disk]
+reserve = "1M"
+"""
+
+
+class Agent:
+    """A real agent process and its stderr, line by line."""
+
+    def __init__(self, root: Path, server: Any) -> None:
+        root.mkdir(parents=True)
+        self.config = root / "agent.toml"
+        self.config.write_text(AGENT.format(state=root / "state", url=server.url))
+        env = {**os.environ, "FLEETCORE_TEST_OUT": str(root / "running.txt")}
+        enroll = subprocess.run(
+            [*FLEETCORE, "agent", "enroll", "--config", str(self.config),
+             "--enrollment-token", server.enrollment_token()],
+            capture_output=True, text=True, env=env, timeout=120,
+        )  # fmt: skip
+        assert enroll.returncode == 0, enroll.stderr
+        self.proc = subprocess.Popen(
+            [*FLEETCORE, "agent", "run", "--config", str(self.config)],
+            stderr=subprocess.PIPE, text=True, env=env,
+        )  # fmt: skip
+        self.lines: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.lines.append(line)
+
+    def wait_for(self, text: str, after: int = 0, timeout: float = 60) -> int:
+        """The index of the first line from ``after`` on that holds ``text``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for i, line in enumerate(self.lines[after:], after):
+                if text in line:
+                    return i
+            time.sleep(0.1)
+        raise AssertionError(f"the agent did not log {text!r}:\n{''.join(self.lines)}")
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(30)
+
+
+@pytest.fixture
+def agent(tmp_path: Path, server: Any, repo: Any) -> Iterator[Agent]:
+    # A release for it to run: the fleet repo's head, to every web device.
+    body = {
+        "commit": repo.git("rev-parse", "HEAD"),
+        "strategy": "percentage",
+        "role": "web",
+        "steps": [{"options": {"percent": 100}, "wait_seconds": 0}],
+    }
+    r = server.request("POST", "/v1/rollouts", server.token("operator"), json=body)
+    assert r.status_code == 201, r.text
+    running = Agent(tmp_path / "agent", server)
+    yield running
+    running.stop()
+
+
+def _status(server: Any) -> str:
+    return str(server.ctl.device("pi-act")["status"])
+
+
+def _wait(what: str, check: Any, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.2)
+
+
+def test_quick_actions_reach_a_real_agent(
+    chromium: Any, server: Any, agent: Agent, artifacts: Path
+) -> None:
+    _wait("the agent did not get healthy", lambda: _status(server) == "healthy")
+    # Its event stream is open: what the server sends reaches it.
+    _wait("no event stream", lambda: server.ctl.hub.connected >= 1)
+    first = len(agent.lines)
+    page = chromium.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(server.url + "/login")
+    page.fill("input[name=token]", server.token("operator"))
+    page.click("button[type=submit]")
+    page.goto(server.url + "/devices/pi-act")
+
+    # Force update: the agent runs a cycle now, not in an hour.
+    page.click("#force-update")
+    page.wait_for_url(server.url + "/devices/pi-act")
+    agent.wait_for("woken by a server event", after=first)
+    audit = server.request("GET", "/v1/audit", server.token("viewer")).json()["audit"]
+    assert ("device.wake", "pi-act") in [(a["action"], a["target"]) for a in audit]
+
+    # Enter safe mode: a reason, then the agent stops updating and says so.
+    page.fill("#quick-actions input[name=reason]", "site visit at 14:00")
+    page.click("#enter-safe-mode")
+    page.wait_for_url(server.url + "/devices/pi-act")
+    agent.wait_for("mode normal -> safe_mode: entered by an operator")
+    _wait("the server did not hear of safe mode", lambda: _status(server) == "safe_mode")
+    # The open page follows: the status changes without a reload.
+    page.wait_for_function(
+        "document.querySelector('#device').innerText.includes('safe mode')", timeout=30000
+    )
+    page.reload()
+    assert page.locator("#leave-safe-mode").is_visible()
+    page.screenshot(path=str(artifacts / "device-safe-mode.png"), full_page=True)
+
+    # Leave safe mode: the agent goes back to normal.
+    page.fill("#quick-actions input[name=reason]", "visit over")
+    page.click("#leave-safe-mode")
+    page.wait_for_url(server.url + "/devices/pi-act")
+    agent.wait_for("mode safe_mode -> normal: resumed from the control server")
+    _wait("the server did not hear it left", lambda: _status(server) != "safe_mode")
+    page.close()
