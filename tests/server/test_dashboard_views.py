@@ -106,7 +106,7 @@ def test_the_overview_shows_shares_updates_and_pages_of_devices(
     assert "100%" in page.inner_text("#commits")
     # 50 devices a page.
     assert page.locator("#devices tr").count() == 51
-    assert "1–50 of 60 devices" in page.inner_text("#pager")
+    assert "1\u201350 of 60 devices" in page.inner_text("#pager")  # an en dash
     _shots(page, artifacts, "overview")
     page.click("#pager a[rel=next]")
     page.wait_for_url("**page=2")
@@ -149,10 +149,11 @@ def test_a_device_page_in_words_with_sparklines_and_live_updates(
                       network_receive_bytes_per_second=2048.0 * (minute + 1),
                       network_transmit_bytes_per_second=512.0, **figures)  # fmt: skip
         clock.advance(60)
-    _history(server, "cam-042", cred, timestamp=(clock.now() - dt.timedelta(minutes=2)).isoformat(),
-             from_commit="a" * 40, to_commit=head, result="success", duration_seconds=42)  # fmt: skip
+    two_minutes_ago = (clock.now() - dt.timedelta(minutes=2)).isoformat()
+    _history(server, "cam-042", cred, timestamp=two_minutes_ago, from_commit="a" * 40,
+             to_commit=head, result="success", duration_seconds=42)  # fmt: skip
     server.report("cam-042", cred, status="healthy", commit=head, cpu_percent=25.0,
-                  last_update=(clock.now() - dt.timedelta(minutes=2)).isoformat(),
+                  last_update=two_minutes_ago,
                   last_update_result="success", **figures)  # fmt: skip
     clock.advance(30)
 
