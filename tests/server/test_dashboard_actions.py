@@ -150,3 +150,32 @@ def test_quick_actions_reach_a_real_agent(
     agent.wait_for("mode safe_mode -> normal: resumed from the control server")
     _wait("the server did not hear it left", lambda: _status(server) != "safe_mode")
     page.close()
+
+
+def _fleet_cli(server: Any, token: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*FLEETCORE, "fleet", "--server", server.url, "--token", token, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_the_same_actions_from_the_api_and_the_cli(server: Any) -> None:
+    cred = server.enroll("pi-1")
+    operator, viewer = server.token("operator"), server.token("viewer")
+    r = _fleet_cli(server, operator, "safe-mode", "pi-1", "--reason", "site visit")
+    assert r.returncode == 0, r.stderr
+    assert server.desired("pi-1", cred)["safe_mode"] == 1
+    r = _fleet_cli(server, operator, "wake", "pi-1")
+    assert r.returncode == 0 and "check for updates now" in r.stdout
+    # A viewer may not; an unknown device is bad input; a reason is required.
+    r = _fleet_cli(server, viewer, "safe-mode", "pi-1", "--reason", "x")
+    assert r.returncode == 1 and "operator" in r.stderr
+    assert _fleet_cli(server, operator, "wake", "nope").returncode == 2
+    assert _fleet_cli(server, operator, "safe-mode", "pi-1").returncode == 2
+    assert server.desired("pi-1", cred)["safe_mode"] == 1
+    audit = server.request("GET", "/v1/audit", viewer).json()["audit"]
+    done = [(a["action"], a["target"], a["reason"]) for a in audit]
+    assert ("device.safe_mode", "pi-1", "site visit") in done
+    assert ("device.wake", "pi-1", "") in done
