@@ -32,6 +32,7 @@ def test_enroll_desired_status_history(make_server: Any, db_url: str | None, rep
         "maintenance_window",
         "rollout",
         "resume",
+        "safe_mode",
     }
     etag = r.headers["etag"]
     r = server.request("GET", "/v1/devices/pi-1/desired", cred, headers={"If-None-Match": etag})
@@ -170,7 +171,8 @@ def test_migrations_bring_an_older_database_up_to_date(db_url: str | None, tmp_p
     assert store.schema_version() == len(MIGRATIONS)
     # Make it look like a database from before migrations 4 (rollouts.roles),
     # 5 (role_secrets), 6 (resumes), 7 (who created and revoked what), 8
-    # (device labels) and 9 (the branch a device's agent.toml follows).
+    # (device labels), 9 (the branch a device's agent.toml follows), 10
+    # (device metrics) and 11 (safe-mode holds).
     with store.begin() as conn:
         conn.execute(sa.text("ALTER TABLE rollouts DROP COLUMN roles"))
         conn.execute(sa.text("DROP TABLE role_secrets"))
@@ -180,6 +182,8 @@ def test_migrations_bring_an_older_database_up_to_date(db_url: str | None, tmp_p
         conn.execute(sa.text("ALTER TABLE devices DROP COLUMN revoked_at"))
         conn.execute(sa.text("ALTER TABLE devices DROP COLUMN labels"))
         conn.execute(sa.text("ALTER TABLE devices DROP COLUMN branch"))
+        conn.execute(sa.text("ALTER TABLE devices DROP COLUMN metrics"))
+        conn.execute(sa.text("ALTER TABLE device_policies DROP COLUMN safe_mode_holds"))
         conn.execute(sa.text("DELETE FROM schema_migrations WHERE version >= 4"))
     store.close()
     store = Store(url)
@@ -191,12 +195,12 @@ def test_migrations_bring_an_older_database_up_to_date(db_url: str | None, tmp_p
     assert "role_secrets" in tables
     with store.connect() as conn:
         policy_columns = {c["name"] for c in sa.inspect(conn).get_columns("device_policies")}
-    assert "resumes" in policy_columns
+    assert {"resumes", "safe_mode_holds"} <= policy_columns
     with store.connect() as conn:
         token_columns = {c["name"] for c in sa.inspect(conn).get_columns("tokens")}
         device_columns = {c["name"] for c in sa.inspect(conn).get_columns("devices")}
     assert {"created_by", "revoked_at", "revoked_by"} <= token_columns
-    assert {"revoked_at", "labels", "branch"} <= device_columns
+    assert {"revoked_at", "labels", "branch", "metrics"} <= device_columns
     # Opening an up-to-date database changes nothing.
     store.close()
     assert Store(url).schema_version() == len(MIGRATIONS)
