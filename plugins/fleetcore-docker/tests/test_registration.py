@@ -21,6 +21,7 @@ def test_registered_through_the_entry_point():
             "activator": ["compose"],
             "validate check": ["compose-config"],
             "health check": ["containers", "logs", "resources"],
+            "resource probe": ["compose"],
         },
     )
     assert info.distribution == "fleetcore-docker"

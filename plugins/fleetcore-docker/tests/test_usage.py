@@ -123,3 +123,38 @@ def test_bad_options_are_errors_naming_the_key() -> None:
     with pytest.raises(ConfigError) as exc:
         structure({"max_cpu_percent": 0}, ResourcesOptions, source="r", root="health.resources")
     assert exc.value.problems[0].endswith("@ health.resources.max_cpu_percent")
+
+
+def test_the_probe_measures_the_projects_containers(docker_engine, project, make_release, helpers):
+    from fleetcore_docker.usage import ContainerProbe
+
+    release = make_release(
+        "v1",
+        {
+            "spin": helpers.service(docker_engine, ["sh", "-c", "while :; do :; done"]),
+            "calm": helpers.service(docker_engine, ["sleep", "600"], mem_limit="64m"),
+        },
+    )
+    ComposeActivator(FAST).start(helpers.activation_ctx(release, project))
+    probe = ContainerProbe()
+    first = probe.containers(helpers.DEVICE, project)
+    assert len(first) == 2 and all(
+        u.cpu_percent is None for u in first
+    )  # a rate needs two readings
+    time.sleep(1.5)
+    usage = {u.name: u for u in probe.containers(helpers.DEVICE, project)}
+    assert len(usage) == 2
+    spin = next(u for n, u in usage.items() if "spin" in n)
+    calm = next(u for n, u in usage.items() if "calm" in n)
+    assert spin.cpu_percent is not None and spin.cpu_percent > 20, spin
+    assert calm.cpu_percent is not None and calm.cpu_percent < spin.cpu_percent
+    assert calm.memory_limit_bytes == 64 * 2**20
+    assert calm.memory_bytes is not None and 0 < calm.memory_bytes < 64 * 2**20
+    assert spin.memory_limit_bytes is None and spin.restarts == 0
+    # Another project's containers are not this device's.
+    assert probe.containers(helpers.DEVICE, project + "-other") == []
+
+
+def test_the_probe_is_registered() -> None:
+    pm = PluginManager()
+    assert "compose" in pm.registry("resource probe")

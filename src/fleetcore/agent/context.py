@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fleetcore.agent.clock import Clock
+from fleetcore.agent.probes import Probes
 from fleetcore.agent.sampling import Sampler
 from fleetcore.agent.state import Network, StateStore
 from fleetcore.config.agent import AgentConfig
@@ -43,6 +44,8 @@ class AgentContext:
         """The network mode as of this cycle: retries are cut short when offline."""
         self.sampler = Sampler(self.store.root)
         """Resource use between two status reports."""
+        self.probes = Probes(pm, self.device)
+        """The plugins' resource probes (containers), for the status report."""
         self.secret_values: frozenset[str] = frozenset()
         """Values of the release's secrets: masked in every message we write."""
         self.progress: Callable[[str, int | None], Callable[[int], None]] | None = None

@@ -381,6 +381,7 @@ def status_report(agent: Any) -> dict[str, Any]:
     report = local(agent.config)
     last = report.get("last_update") or {}
     resources = agent.sampler.sample()
+    containers = agent.probes.containers()
     return {
         "hostname": socket.gethostname(),
         "role": agent.config.role,
@@ -404,7 +405,7 @@ def status_report(agent: Any) -> dict[str, Any]:
         "labels": dict(agent.config.labels),
         # So does [server] branch (None: back to rollouts).
         "branch": agent.config.server.branch if agent.config.server else None,
-    }
+    } | ({} if containers is None else {"containers": containers})
 
 
 def _uptime() -> float:

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
         EventChannel,
         Fetcher,
         ModeChange,
+        ResourceProbe,
         RolloutStrategy,
         SecretsProvider,
         UpdateRecord,
@@ -378,6 +379,31 @@ def fleetcore_mode_changed(change: ModeChange) -> None:
     """
 
 
+@hookspec
+def fleetcore_register_resource_probes() -> Iterable[ResourceProbe]:
+    """Register ways of measuring what a device runs, for its status report.
+
+    Called by the agent before its first status report in managed mode, and
+    by ``fleetcore plugins``. Return or yield
+    :class:`~fleetcore.plugin.types.ResourceProbe` records. Every installed
+    probe runs (there is nothing to select): the agent builds each once and
+    asks it for :class:`~fleetcore.plugin.types.ContainerUsage` values before
+    each report; the server exports them as ``fleetcore_container_*``.
+    The core measures CPU, memory, disk and network itself; probes add what
+    only a plugin can see (containers).
+
+    Example::
+
+        @hookimpl
+        def fleetcore_register_resource_probes():
+            yield ResourceProbe(
+                name="podman",
+                summary="CPU, memory and restarts of the role's Podman containers",
+                factory=PodmanProbe,   # .containers(device, project) -> [ContainerUsage]
+            )
+    """
+
+
 REGISTER_HOOKS = {
     "fetcher": "fleetcore_register_fetchers",
     "activator": "fleetcore_register_activators",
@@ -392,6 +418,7 @@ REGISTER_HOOKS = {
     "drift check": "fleetcore_register_drift_checks",
     "drift fix": "fleetcore_register_drift_fixes",
     "linter": "fleetcore_register_linters",
+    "resource probe": "fleetcore_register_resource_probes",
 }
 """Kind of named thing -> the register hook that provides it."""
 

@@ -56,6 +56,7 @@ RecordKind = Literal[
     "drift check",
     "drift fix",
     "linter",
+    "resource probe",
 ]
 """The kinds of named record, keys of :data:`hookspecs.REGISTER_HOOKS`."""
 

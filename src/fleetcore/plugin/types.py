@@ -259,6 +259,38 @@ class CheckContext:
 
 
 @frozen(kw_only=True)
+class ContainerUsage:
+    """One container's resource use, as a resource probe measured it for the
+    device's status report (and the server's ``fleetcore_container_*`` series)."""
+
+    name: str
+    cpu_percent: float | None = None
+    """Percent of one CPU since the previous measurement (above 100 on several)."""
+    memory_bytes: float | None = None
+    memory_limit_bytes: float | None = None
+    """The container's own limit; None without one."""
+    restarts: int = 0
+
+
+@frozen(kw_only=True)
+class ResourceProbe:
+    """Measures what the device runs, for each status report.
+
+    ``factory()`` is called once per agent process; the object it returns
+    has ``containers(device, project) -> Iterable[ContainerUsage]``, called
+    before each status report (so it may keep the last readings to work out
+    rates). ``project`` is the stable name of the device's services
+    (``fleetcore-<role>``). A probe with nothing to measure here (no
+    container engine on this device) returns nothing; one that raises is
+    logged and left out of that report.
+    """
+
+    name: str = field(validator=_name)
+    summary: str
+    factory: Callable[[], Any]
+
+
+@frozen(kw_only=True)
 class Check:
     """A named check. ``run(ctx)`` returns or yields :class:`Finding` objects,
     nothing when all is well; raising is reported as a failed finding.

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from fleetcore.plugin import hookimpl
-from fleetcore.plugin.types import Activator, Check, DriftFix
+from fleetcore.plugin.types import Activator, Check, DriftFix, ResourceProbe
 from fleetcore_docker import checks
 from fleetcore_docker.activator import ComposeActivator
 from fleetcore_docker.basics import has_compose_file
@@ -73,6 +73,20 @@ def fleetcore_register_health_checks() -> Iterator[Check]:
         config_type=ResourcesOptions,
         applies=usage.applies,
         default=False,
+    )
+
+
+@hookimpl
+def fleetcore_register_resource_probes() -> Iterator[ResourceProbe]:
+    def factory() -> object:
+        from fleetcore_docker.usage import ContainerProbe
+
+        return ContainerProbe()
+
+    yield ResourceProbe(
+        name="compose",
+        summary="CPU, memory and restarts of the role's containers, for the status report",
+        factory=factory,
     )
 
 

@@ -33,7 +33,7 @@ from attrs import frozen
 
 from fleetcore.activate.interface import project_name
 from fleetcore.errors import FleetcoreError
-from fleetcore.plugin.types import CheckContext, Finding
+from fleetcore.plugin.types import CheckContext, ContainerUsage, DeviceInfo, Finding
 from fleetcore_docker.basics import has_compose_file
 from fleetcore_docker.options import LogsOptions, ResourcesOptions
 
@@ -261,3 +261,62 @@ def _memory(u: Usage, options: ResourcesOptions, subject: str) -> Iterator[Findi
                 expected=f"at most {options.max_memory_percent:g}% of the limit",
                 found=f"{percent:.0f}%",
             )
+
+
+class ContainerProbe:
+    """The ``compose`` resource probe: each running container of the role's
+    project, for the status report. The engine's one-shot stats answer at
+    once; CPU is worked out from the counters' growth since the previous
+    report, as the agent does for the device's own CPU."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, tuple[int, int]] = {}
+
+    def containers(self, device: DeviceInfo, project: str) -> list[ContainerUsage]:
+        import docker
+
+        from fleetcore_docker.compose import compose_project
+        from fleetcore_docker.observe import PROJECT_LABEL
+
+        try:
+            client = docker.from_env()
+        except docker.errors.DockerException:
+            return []  # no engine on this device: nothing to measure
+        try:
+            found = client.containers.list(
+                filters={"label": f"{PROJECT_LABEL}={compose_project(project)}"},
+                ignore_removed=True,
+            )
+            usages = [self._usage(c) for c in found]
+        except (docker.errors.DockerException, OSError):
+            return []
+        finally:
+            client.close()
+        seen = {c.id for c in found}
+        self._last = {k: v for k, v in self._last.items() if k in seen}
+        return usages
+
+    def _usage(self, container: Any) -> ContainerUsage:
+        stats = container.stats(stream=False, one_shot=True)
+        cpu = stats.get("cpu_stats") or {}
+        total = int((cpu.get("cpu_usage") or {}).get("total_usage") or 0)
+        system = int(cpu.get("system_cpu_usage") or 0)
+        online = int(cpu.get("online_cpus") or 1)
+        cpu_percent = None
+        previous = self._last.get(container.id)
+        if previous is not None and system > previous[1] and total >= previous[0]:
+            cpu_percent = round(100 * (total - previous[0]) / (system - previous[1]) * online, 1)
+        self._last[container.id] = (total, system)
+        memory = stats.get("memory_stats") or {}
+        used = memory.get("usage")
+        if used is not None:
+            detail = memory.get("stats") or {}
+            used -= detail.get("inactive_file", detail.get("total_inactive_file", 0))
+        limit = container.attrs["HostConfig"].get("Memory") or None
+        return ContainerUsage(
+            name=container.name,
+            cpu_percent=cpu_percent,
+            memory_bytes=float(used) if used is not None else None,
+            memory_limit_bytes=float(limit) if limit else None,
+            restarts=int(container.attrs.get("RestartCount") or 0),
+        )
