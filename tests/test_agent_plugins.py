@@ -147,7 +147,7 @@ def test_every_hook_is_documented_and_tested() -> None:
     )
     plugins = "\n".join(p.read_text() for p in root.glob("plugins/*/src/**/*.py"))
     hooks = [n for n in dir(hookspecs) if n.startswith("fleetcore_")]
-    assert len(hooks) == 17
+    assert len(hooks) == 18
     for name in hooks:
         assert (getattr(hookspecs, name).__doc__ or "").strip(), f"{name} has no docstring"
         assert f"`{name}" in guide, f"{name} is not in docs/plugins.md"
