@@ -768,3 +768,48 @@ def test_a_running_agent_reports_its_resources_for_prometheus(
     assert abs(series("disk_ratio") - (1 - disk.f_bavail / disk.f_blocks)) < 0.02  # type: ignore[operator]
     info = requests.get(f"{server.url}/metrics", timeout=30).text
     assert 'device="pi-res",hardware="pi4"' in info
+
+
+def test_agent_run_serves_its_own_metrics_when_asked(server: ControlServer, tmp_path: Path) -> None:
+    """--metrics-listen: the device's series on a local /metrics, in a format
+    promtool accepts, with the server's names and labels."""
+    import shutil
+
+    from fleetcore.testing.services import missing
+
+    device = ManagedDevice(
+        tmp_path, server, "pi-lan", "general", extra='[labels]\nhardware = "pi5"\n'
+    )
+    port = free_port()
+    proc = subprocess.Popen(
+        [*FLEETCORE, "agent", "run", "--config", str(device.config),
+         "--metrics-listen", f"127.0.0.1:{port}"],
+        env=device.env, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        assert wait_for_port(port, timeout=60), "the agent serves no metrics"
+        first = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=30)
+        time.sleep(0.5)
+        second = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=30)
+        missing_page = requests.get(f"http://127.0.0.1:{port}/other", timeout=30)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    assert first.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
+    text = second.text
+    assert 'fleetcore_device_info{agent_version="' in text
+    assert 'device="pi-lan",hardware="pi5"' in text
+    assert 'fleetcore_device_status{device="pi-lan",status="' in text
+    for name in ("cpu_ratio", "memory_ratio", "disk_ratio", "network_receive_bytes_per_second"):
+        assert f'fleetcore_device_{name}{{device="pi-lan"}} ' in text, name
+    assert missing_page.status_code == 404
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        missing("promtool (Debian package prometheus)")
+        return
+    check = subprocess.run(
+        [promtool, "check", "metrics"], input=text, capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    # The endpoint goes with the agent.
+    assert not wait_for_port(port, timeout=0.5)

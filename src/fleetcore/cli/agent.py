@@ -76,15 +76,40 @@ def once(app: App, config_path: Path, as_json: bool, no_handoff: bool) -> None:
 
 @agent.command()
 @config_option
+@click.option(
+    "--metrics-listen",
+    metavar="HOST:PORT",
+    envvar="FLEETCORE_AGENT_METRICS",
+    help="Also serve this device's metrics on http://HOST:PORT/metrics for a Prometheus "
+    "on the same network (off by default) [env FLEETCORE_AGENT_METRICS].",
+)
 @click.pass_obj
-def run(app: App, config_path: Path) -> None:
+def run(app: App, config_path: Path, metrics_listen: str | None) -> None:
     """Run update cycles forever, every update_interval.
 
     SIGHUP runs a cycle at once; SIGTERM finishes the current cycle and exits.
     """
     from fleetcore.agent.loop import run_forever
 
-    run_forever(_agent(app, config_path))
+    the_agent = _agent(app, config_path)
+    exporter = None
+    if metrics_listen:
+        from fleetcore.agent.exporter import MetricsExporter
+
+        host, _, port = metrics_listen.rpartition(":")
+        if not host or not port.isdigit():
+            raise click.BadParameter(
+                f"expected HOST:PORT, got {metrics_listen!r}", param_hint="--metrics-listen"
+            )
+        try:
+            exporter = MetricsExporter(the_agent.ctx, host.strip("[]"), int(port)).start()
+        except OSError as exc:
+            app.abort(f"cannot serve metrics on {metrics_listen}: {exc}", 2)
+    try:
+        run_forever(the_agent)
+    finally:
+        if exporter is not None:
+            exporter.stop()
 
 
 @agent.command()
