@@ -1,6 +1,7 @@
 """The device page's quick actions on a real agent (``fleetcore agent run``
-against the server, its event stream open): Force update wakes it, Enter
-safe mode stops its updates, Leave safe mode lets it go on."""
+against the server, its event stream open): Force update wakes it, Check
+now runs a deep drift check whose verdict the page shows, Enter safe mode
+stops its updates, Leave safe mode lets it go on."""
 
 from __future__ import annotations
 
@@ -129,6 +130,18 @@ def test_quick_actions_reach_a_real_agent(
     audit = server.request("GET", "/v1/audit", server.token("viewer")).json()["audit"]
     assert ("device.wake", "pi-act") in [(a["action"], a["target"]) for a in audit]
 
+    # Check now: a deep drift check, whose verdict the page shows.
+    assert "none yet" in page.inner_text("#drift")
+    page.click("#check-now")
+    page.wait_for_url(server.url + "/devices/pi-act")
+    agent.wait_for("asked by the server for a deep drift check", after=first)
+    page.wait_for_function(
+        "document.querySelector('#drift').innerText.includes('clean')", timeout=30000
+    )
+    # (when: the agent's clock; this server's is a test clock, months behind)
+    assert page.get_attribute("#drift time", "datetime")
+    assert ": clean" in page.inner_text("#drift td")
+
     # Enter safe mode: a reason, then the agent stops updating and says so.
     page.fill("#quick-actions input[name=reason]", "site visit at 14:00")
     page.click("#enter-safe-mode")
@@ -169,6 +182,8 @@ def test_the_same_actions_from_the_api_and_the_cli(server: Any) -> None:
     assert server.desired("pi-1", cred)["safe_mode"] == 1
     r = _fleet_cli(server, operator, "wake", "pi-1")
     assert r.returncode == 0 and "check for updates now" in r.stdout
+    r = _fleet_cli(server, operator, "check", "pi-1")
+    assert r.returncode == 0 and "deep drift check" in r.stdout
     # A viewer may not; an unknown device is bad input; a reason is required.
     r = _fleet_cli(server, viewer, "safe-mode", "pi-1", "--reason", "x")
     assert r.returncode == 1 and "operator" in r.stderr
@@ -179,3 +194,4 @@ def test_the_same_actions_from_the_api_and_the_cli(server: Any) -> None:
     done = [(a["action"], a["target"], a["reason"]) for a in audit]
     assert ("device.safe_mode", "pi-1", "site visit") in done
     assert ("device.wake", "pi-1", "") in done
+    assert ("device.check", "pi-1", "") in done

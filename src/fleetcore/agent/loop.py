@@ -44,6 +44,8 @@ SERVER_EVENT = -1
 """Marks a wake-up by the server's event stream among received signals."""
 HANDOFF = -2
 """Marks a wake-up by ``fleetcore agent once`` handing off its cycle."""
+CHECK_NOW = -3
+"""Marks a server's ``check-now`` event: a deep drift check, not an update."""
 WHY = {SERVER_EVENT: "a server event", HANDOFF: "`fleetcore agent once`"}
 
 
@@ -88,8 +90,8 @@ def run_forever(agent: Agent, *, max_cycles: int | None = None) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, on_signal)
 
-    def on_event(_event: str) -> None:
-        received.append(SERVER_EVENT)
+    def on_event(event: str) -> None:
+        received.append(CHECK_NOW if event == "check-now" else SERVER_EVENT)
         agent.clock.wake()
 
     def on_handoff() -> None:
@@ -139,6 +141,12 @@ def run_forever(agent: Agent, *, max_cycles: int | None = None) -> None:
             clock.sleep(wait)
         if _stopping(received):
             break
+        if CHECK_NOW in received:
+            received.remove(CHECK_NOW)
+            log.info("asked by the server for a deep drift check")
+            next_deep = clock.monotonic()
+            # Its findings reach the server right after it.
+            next_report = clock.monotonic()
         if received:
             why = next((WHY[r] for r in received if r in WHY), "SIGHUP")
             log.info("woken by %s, checking for updates now", why)

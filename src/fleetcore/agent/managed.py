@@ -35,6 +35,7 @@ from fleetcore.fetch.interface import Fetched
 from fleetcore.files import atomic_write, atomic_write_json
 from fleetcore.http import Client as HttpClient
 from fleetcore.http import RedirectError, Response, StatusError, TransportError
+from fleetcore.plugin.protocols import EVENT_NAMES
 from fleetcore.policy import DesiredState
 from fleetcore.release import Manifest
 
@@ -356,7 +357,7 @@ class EventListener:
             try:
                 for event, payload in self.client.events(self.stop):
                     delay = 1.0
-                    if event in ("update-available", "policy-changed"):
+                    if event in EVENT_NAMES:
                         log.info("server event %s %s", event, payload.get("commit", ""))
                         self.wake(event)
             except (FleetcoreError, OSError, ValueError) as exc:
@@ -370,6 +371,7 @@ NEWER_REPORT_KEYS = (
     "network_receive_bytes_per_second",
     "network_transmit_bytes_per_second",
     "containers",
+    "drift",
 )
 """Status report keys that servers before device metrics refuse."""
 
@@ -405,6 +407,12 @@ def status_report(agent: Any) -> dict[str, Any]:
         "labels": dict(agent.config.labels),
         # So does [server] branch (None: back to rollouts).
         "branch": agent.config.server.branch if agent.config.server else None,
+        # The last drift check, for the dashboard's "Check now".
+        "drift": {
+            "verdict": report["drift"],
+            "reason": report["drift_reason"],
+            "checked_at": report["last_deep_check"] or report["last_light_check"],
+        },
     } | ({} if containers is None else {"containers": containers})
 
 

@@ -187,8 +187,9 @@ class Strategy(Protocol):
 
 # -- event channels ---------------------------------------------------------------
 
-EVENT_NAMES = ("update-available", "policy-changed")
-"""The events a subscriber passes on to ``wake``; it ignores any other name."""
+EVENT_NAMES = ("update-available", "policy-changed", "check-now")
+"""The events a subscriber passes on to ``wake``; it ignores any other name.
+``check-now`` asks for a deep drift check rather than an update."""
 
 
 class EventPublisher(Protocol):

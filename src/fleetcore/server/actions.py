@@ -37,6 +37,16 @@ class DeviceActions:
             ]
         )
 
+    def check_now(self, op: Operator, device_id: str, req: b.ActionRequest) -> None:
+        """Ask the device for a deep drift check now; it reports the findings
+        right after (its last check shows on its page)."""
+        op.require("operator")
+        with self.ctx.store.connect() as conn:
+            device_row(conn, device_id)
+        with self.ctx.change(op.name, bump=False) as ch:
+            ch.audit("device.check", target=device_id, reason=req.reason)
+        self.ctx.publish([Event(device_id, "check-now", {})])
+
     def enter_safe_mode(self, op: Operator, device_id: str, req: b.ActionRequest) -> int:
         """Stop the device's updates until an operator resumes it."""
         op.require("operator")

@@ -125,6 +125,16 @@ class ContainerSample:
 
 
 @frozen(kw_only=True)
+class DriftSummary:
+    """The device's last drift check, as its status report carries it."""
+
+    verdict: str = field(validator=checked(_short(20)))
+    """clean, fixed, left or unknown."""
+    reason: str = field(default="", validator=checked(_short(4000)))
+    checked_at: str | None = field(default=None, validator=checked(_short(64)))
+
+
+@frozen(kw_only=True)
 class StatusReport:
     status: str = field(validator=checked(one_of(*STATUSES)))
     hostname: str | None = field(default=None, validator=checked(_short(255)))
@@ -150,6 +160,7 @@ class StatusReport:
         default=None, validator=checked(_at_most(MAX_CONTAINERS))
     )
     """Left out (or null) by agents without a container plugin."""
+    drift: DriftSummary | None = None
     mode: str | None = field(default=None, validator=checked(_short(50)))
     pending_commit: str | None = field(default=None, validator=checked(_short(64)))
     labels: dict[str, str] | None = field(default=None, validator=checked(valid_labels))

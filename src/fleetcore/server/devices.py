@@ -45,8 +45,10 @@ METRIC_FIELDS = (
     "network_receive_bytes_per_second",
     "network_transmit_bytes_per_second",
     "containers",
+    "drift",
 )
-"""Kept together as JSON in the ``metrics`` column (read back by /metrics)."""
+"""Kept together as JSON in the ``metrics`` column (read back by /metrics and
+the dashboard)."""
 
 
 def metrics_text(req: b.StatusReport) -> str:
@@ -55,6 +57,7 @@ def metrics_text(req: b.StatusReport) -> str:
             "network_receive_bytes_per_second": req.network_receive_bytes_per_second,
             "network_transmit_bytes_per_second": req.network_transmit_bytes_per_second,
             "containers": [b.converter.unstructure(c) for c in req.containers or ()],
+            "drift": None if req.drift is None else b.converter.unstructure(req.drift),
         },
         separators=(",", ":"),
     )

@@ -301,6 +301,10 @@ def page_routes(ctl: Control) -> list[Route]:
         reason = form.get("reason", "").strip() or "force update from the dashboard"
         ctl.wake(op, params["device_id"], b.ActionRequest(reason=reason))
 
+    def check_now(op: Operator, params: dict[str, str], form: dict[str, str]) -> None:
+        reason = form.get("reason", "").strip() or "check now from the dashboard"
+        ctl.check_now(op, params["device_id"], b.ActionRequest(reason=reason))
+
     def safe_mode(op: Operator, params: dict[str, str], form: dict[str, str]) -> None:
         ctl.enter_safe_mode(op, params["device_id"], b.ActionRequest(reason=_required_reason(form)))
 
@@ -330,6 +334,7 @@ def page_routes(ctl: Control) -> list[Route]:
         Route("/devices/{device_id}/unlock", policy_action("admin", unlock), methods=["POST"]),
         Route("/devices/{device_id}/resume", policy_action("operator", resume), methods=["POST"]),
         Route("/devices/{device_id}/wake", policy_action("operator", wake), methods=["POST"]),
+        Route("/devices/{device_id}/check", policy_action("operator", check_now), methods=["POST"]),
         Route(
             "/devices/{device_id}/safe-mode", policy_action("operator", safe_mode), methods=["POST"]
         ),

@@ -93,6 +93,7 @@ class Control(Context):
         self.unlock = pol.unlock
         self.resume = pol.resume
         self.wake = self.actions.wake
+        self.check_now = self.actions.check_now
         self.enter_safe_mode = self.actions.enter_safe_mode
         self.override = pol.override
         # rollouts

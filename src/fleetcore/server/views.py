@@ -36,6 +36,7 @@ def device_json(row: Any) -> dict[str, Any]:
     for key in ("network_receive_bytes_per_second", "network_transmit_bytes_per_second"):
         data[key] = metrics.get(key)
     data["containers"] = metrics.get("containers") or []
+    data["drift"] = metrics.get("drift")
     return data
 
 

@@ -1,4 +1,4 @@
-"""``fleetcore fleet wake | safe-mode``: quick actions on one device, as the
+"""``fleetcore fleet wake | check | safe-mode``: quick actions on one device, as the
 dashboard's device page has them (``resume`` lets it leave safe mode)."""
 
 from __future__ import annotations
@@ -17,6 +17,15 @@ def wake(device_id: str, reason: str) -> None:
     maintenance window and locks still hold)."""
     client().call("POST", f"/v1/devices/{device_id}/wake", {"reason": reason})
     click.echo(f"{device_id} was told to check for updates now")
+
+
+@fleet.command()
+@click.argument("device_id")
+@click.option("--reason", default="", help="Why (for the audit log).")
+def check(device_id: str, reason: str) -> None:
+    """Ask DEVICE for a deep drift check now; its findings show in `fleet device`."""
+    client().call("POST", f"/v1/devices/{device_id}/check", {"reason": reason})
+    click.echo(f"{device_id} was asked for a deep drift check")
 
 
 @fleet.command("safe-mode")

@@ -125,6 +125,14 @@ def operator_routes(api: Api) -> list[Route]:
         return JSONResponse({"device_id": device_id, "woken": True})
 
     @guarded
+    async def check_now(request: Request) -> Response:
+        op = await api.operator(request, "operator")
+        req = await api.body_or_empty(request, b.ActionRequest)
+        device_id = request.path_params["device_id"]
+        await call(ctl.check_now, op, device_id, req)
+        return JSONResponse({"device_id": device_id, "asked": True})
+
+    @guarded
     async def safe_mode(request: Request) -> Response:
         op = await api.operator(request, "operator")
         req = await api.body_or_empty(request, b.ActionRequest)
@@ -180,6 +188,7 @@ def operator_routes(api: Api) -> list[Route]:
         Route("/v1/audit", audit, methods=["GET"]),
         Route("/v1/devices/{device_id}/resume", resume, methods=["POST"]),
         Route("/v1/devices/{device_id}/wake", wake, methods=["POST"]),
+        Route("/v1/devices/{device_id}/check", check_now, methods=["POST"]),
         Route("/v1/devices/{device_id}/safe-mode", safe_mode, methods=["POST"]),
         Route("/v1/devices/{device_id}/revoke", revoke_device, methods=["POST"]),
         Route("/v1/tokens", tokens, methods=["GET", "POST"]),
