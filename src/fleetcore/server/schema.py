@@ -279,7 +279,7 @@ def _migration_11(conn: Connection) -> None:
     conn.execute(sa.text("ALTER TABLE devices ADD COLUMN metrics TEXT"))
 
 
-def _migration_10(conn: Connection) -> None:
+def _migration_11(conn: Connection) -> None:
     # The dashboard's "Enter safe mode" (the desired state's safe_mode count).
     conn.execute(
         sa.text("ALTER TABLE device_policies ADD COLUMN safe_mode_holds INTEGER NOT NULL DEFAULT 0")

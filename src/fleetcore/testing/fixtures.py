@@ -119,6 +119,7 @@ def webhook_receiver() -> Iterator[object]:
     receiver.stop()
 
 
+@pytest.fixture
 def prometheus() -> Iterator[Callable[..., object]]:
     """Start a real Prometheus (Debian's ``prometheus``) on a free loopback
     port: ``prometheus(targets, rules=[...])`` returns a
