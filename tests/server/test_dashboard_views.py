@@ -268,3 +268,7 @@ def test_samples_are_bounded_and_spaced() -> None:
     assert sparkline([(0.0, 50.0), (60.0, 100.0)], 0, 60, top=100, width=60, height=22) == (
         "0.0,11.0 60.0,1.0"
     )
+
+
+def test_one_sample_still_draws_a_line() -> None:
+    assert sparkline([(60.0, 50.0)], 0, 60, top=100, width=60, height=22) == "52.0,11.0 60.0,11.0"

@@ -393,7 +393,10 @@ def status_report(agent: Any) -> dict[str, Any]:
         "uptime_seconds": int(_uptime()),
         "last_update": last.get("timestamp"),
         "last_update_result": last.get("result"),
-        "current_error": report["status_reason"] or report.get("drift_reason") or None,
+        # Drift left unfixed is an error; "no drift" is not.
+        "current_error": report["status_reason"]
+        or (report["drift_reason"] if report["drift"] == "left" else None)
+        or None,
         "ip_address": _local_ip(agent.config.server.url if agent.config.server else ""),
         "cpu_percent": resources.cpu_percent,
         "memory_percent": resources.memory_percent,

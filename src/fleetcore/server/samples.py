@@ -83,8 +83,7 @@ def sparkline(
         x = (at - start) / (end - start) * width
         y = height - min(value, peak) / peak * (height - 2) - 1
         coords.append(f"{x:.1f},{y:.1f}")
-    if len(coords) == 1:  # one sample: a short flat line, so it shows
-        coords.append(
-            f"{min(width, float(coords[0].split(',')[0]) + 3):.1f},{coords[0].split(',')[1]}"
-        )
+    if len(coords) == 1:  # one sample: a short flat line ending at it, so it shows
+        first_x, first_y = coords[0].split(",")
+        coords.insert(0, f"{max(0.0, float(first_x) - 8):.1f},{first_y}")
     return " ".join(coords)
