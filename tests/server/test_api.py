@@ -172,7 +172,7 @@ def test_migrations_bring_an_older_database_up_to_date(db_url: str | None, tmp_p
     # Make it look like a database from before migrations 4 (rollouts.roles),
     # 5 (role_secrets), 6 (resumes), 7 (who created and revoked what), 8
     # (device labels), 9 (the branch a device's agent.toml follows), 10
-    # (device metrics) and 11 (safe-mode holds).
+    # (device metrics), 11 (safe-mode holds) and 12 (device logs).
     with store.begin() as conn:
         conn.execute(sa.text("ALTER TABLE rollouts DROP COLUMN roles"))
         conn.execute(sa.text("DROP TABLE role_secrets"))
@@ -184,6 +184,7 @@ def test_migrations_bring_an_older_database_up_to_date(db_url: str | None, tmp_p
         conn.execute(sa.text("ALTER TABLE devices DROP COLUMN branch"))
         conn.execute(sa.text("ALTER TABLE devices DROP COLUMN metrics"))
         conn.execute(sa.text("ALTER TABLE device_policies DROP COLUMN safe_mode_holds"))
+        conn.execute(sa.text("DROP TABLE device_logs"))
         conn.execute(sa.text("DELETE FROM schema_migrations WHERE version >= 4"))
     store.close()
     store = Store(url)
@@ -192,7 +193,7 @@ def test_migrations_bring_an_older_database_up_to_date(db_url: str | None, tmp_p
         columns = {c["name"] for c in sa.inspect(conn).get_columns("rollouts")}
         tables = set(sa.inspect(conn).get_table_names())
     assert "roles" in columns
-    assert "role_secrets" in tables
+    assert {"role_secrets", "device_logs"} <= tables
     with store.connect() as conn:
         policy_columns = {c["name"] for c in sa.inspect(conn).get_columns("device_policies")}
     assert {"resumes", "safe_mode_holds"} <= policy_columns

@@ -1,6 +1,7 @@
 """The device page's quick actions on a real agent (``fleetcore agent run``
 against the server, its event stream open): Force update wakes it, Check
-now runs a deep drift check whose verdict the page shows, Enter safe mode
+now runs a deep drift check whose verdict the page shows, View logs shows
+the lines it uploads, Enter safe mode
 stops its updates, Leave safe mode lets it go on."""
 
 from __future__ import annotations
@@ -142,6 +143,18 @@ def test_quick_actions_reach_a_real_agent(
     assert page.get_attribute("#drift time", "datetime")
     assert ": clean" in page.inner_text("#drift td")
 
+    # View logs: the agent uploads its recent lines, the page shows them.
+    page.click("#view-logs")
+    page.wait_for_url(server.url + "/devices/pi-act/logs?asked=1")
+    page.wait_for_function(
+        "document.querySelector('#logs-live').innerText.includes('agent started for pi-act')",
+        timeout=30000,
+    )
+    assert "Taken " in page.inner_text("#taken")
+    assert "woken by a server event" in page.inner_text("#lines")
+    page.screenshot(path=str(artifacts / "device-logs.png"), full_page=True)
+    page.goto(server.url + "/devices/pi-act")
+
     # Enter safe mode: a reason, then the agent stops updating and says so.
     page.fill("#quick-actions input[name=reason]", "site visit at 14:00")
     page.click("#enter-safe-mode")
@@ -195,3 +208,18 @@ def test_the_same_actions_from_the_api_and_the_cli(server: Any) -> None:
     assert ("device.safe_mode", "pi-1", "site visit") in done
     assert ("device.wake", "pi-1", "") in done
     assert ("device.check", "pi-1", "") in done
+
+
+def test_log_uploads_are_the_devices_own_and_checked(server: Any) -> None:
+    cred, other = server.enroll("pi-1"), server.enroll("pi-2")
+    viewer = server.token("viewer")
+    assert server.request("GET", "/v1/devices/pi-1/logs", viewer).json()["logs"] is None
+    assert server.request("POST", "/v1/devices/pi-1/logs/request", viewer).status_code == 403
+    body = {"taken_at": "2026-01-01T12:00:00+00:00", "lines": ["12:00:00 info    started"]}
+    r = server.request("POST", "/v1/devices/pi-1/logs", other, json=body)
+    assert r.status_code == 403  # another device's credential
+    r = server.request("POST", "/v1/devices/pi-1/logs", cred, json={**body, "lines": ["x" * 2001]})
+    assert r.status_code == 400 and "lines" in r.json()["error"]
+    assert server.request("POST", "/v1/devices/pi-1/logs", cred, json=body).status_code == 204
+    logs = server.request("GET", "/v1/devices/pi-1/logs", viewer).json()["logs"]
+    assert logs == {"taken_at": body["taken_at"], "lines": body["lines"]}

@@ -18,6 +18,7 @@ import os
 import socket
 import struct
 import sys
+from collections import deque
 from typing import Any
 
 _context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
@@ -154,6 +155,34 @@ class JournalHandler(logging.Handler):
         super().close()
 
 
+RECENT = 200
+"""Log lines the agent keeps in memory for an operator's "View logs"."""
+_recent: deque[str] = deque(maxlen=RECENT)
+
+
+class RecentLines(logging.Handler):
+    """The last :data:`RECENT` records as text lines, whatever else logging
+    does with them: what the agent uploads when the server asks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(TextFormatter())
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            _recent.append(
+                dt.datetime.fromtimestamp(record.created, dt.UTC).strftime("%Y-%m-%d ")
+                + self.format(record)
+            )
+        except Exception:
+            self.handleError(record)
+
+
+def recent_lines() -> list[str]:
+    """The agent's recent log lines, oldest first."""
+    return list(_recent)
+
+
 def configure(fmt: str = "text", level: str = "INFO", stream: Any = None) -> None:
     journal = journal_socket() if stream is None else None
     handler: logging.Handler
@@ -167,6 +196,8 @@ def configure(fmt: str = "text", level: str = "INFO", stream: Any = None) -> Non
     for old in root.handlers:
         if isinstance(old, JournalHandler):
             old.close()
-    root.handlers[:] = [handler]
+    recent = RecentLines()
+    recent.addFilter(_ContextFilter())
+    root.handlers[:] = [handler, recent]
     root.setLevel(level.upper())
     root.propagate = False

@@ -24,6 +24,7 @@ SIGHUP, and that cycle's result is sent back to it.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import random
 import signal
@@ -46,6 +47,9 @@ HANDOFF = -2
 """Marks a wake-up by ``fleetcore agent once`` handing off its cycle."""
 CHECK_NOW = -3
 """Marks a server's ``check-now`` event: a deep drift check, not an update."""
+SEND_LOGS = -4
+"""Marks a server's ``send-logs`` event: upload the recent log lines."""
+EVENT_MARKS = {"check-now": CHECK_NOW, "send-logs": SEND_LOGS}
 WHY = {SERVER_EVENT: "a server event", HANDOFF: "`fleetcore agent once`"}
 
 
@@ -91,7 +95,7 @@ def run_forever(agent: Agent, *, max_cycles: int | None = None) -> None:
         signal.signal(signum, on_signal)
 
     def on_event(event: str) -> None:
-        received.append(CHECK_NOW if event == "check-now" else SERVER_EVENT)
+        received.append(EVENT_MARKS.get(event, SERVER_EVENT))
         agent.clock.wake()
 
     def on_handoff() -> None:
@@ -141,6 +145,10 @@ def run_forever(agent: Agent, *, max_cycles: int | None = None) -> None:
             clock.sleep(wait)
         if _stopping(received):
             break
+        if SEND_LOGS in received:
+            while SEND_LOGS in received:
+                received.remove(SEND_LOGS)
+            _guarded(lambda: _send_logs(agent))
         if CHECK_NOW in received:
             received.remove(CHECK_NOW)
             log.info("asked by the server for a deep drift check")
@@ -215,6 +223,19 @@ def _cycle(agent: Agent) -> dict[str, Any]:
         "pending_commit": result.pending_commit,
         "exit_code": result.exit_code,
     }
+
+
+def _send_logs(agent: Agent) -> None:
+    from fleetcore.agent.logs import recent_lines
+
+    if agent.client is None:
+        return
+    log.info("sending the recent log lines the server asked for")
+    lines = [agent.ctx.redact(line) for line in recent_lines()]
+    try:
+        agent.client.send_logs(dt.datetime.now(dt.UTC).isoformat(), lines)
+    except (FleetcoreError, OSError) as exc:
+        log.warning("could not send the log lines: %s", exc)
 
 
 def _check(agent: Agent, *, deep: bool) -> None:

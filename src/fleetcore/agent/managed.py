@@ -200,6 +200,12 @@ class ServerClient:
             with self._open("POST", path, body=older):
                 pass
 
+    def send_logs(self, taken_at: str, lines: Sequence[str]) -> None:
+        """The recent log lines an operator asked for (``send-logs``)."""
+        body = {"taken_at": taken_at, "lines": [line[:2000] for line in lines[-500:]]}
+        with self._open("POST", f"/v1/devices/{self._id()}/logs", body=body):
+            pass
+
     def send_history(self, entries: Sequence[Mapping[str, Any]]) -> None:
         if entries:
             with self._open(

@@ -187,9 +187,10 @@ class Strategy(Protocol):
 
 # -- event channels ---------------------------------------------------------------
 
-EVENT_NAMES = ("update-available", "policy-changed", "check-now")
+EVENT_NAMES = ("update-available", "policy-changed", "check-now", "send-logs")
 """The events a subscriber passes on to ``wake``; it ignores any other name.
-``check-now`` asks for a deep drift check rather than an update."""
+``check-now`` asks for a deep drift check rather than an update,
+``send-logs`` for the agent's recent log lines."""
 
 
 class EventPublisher(Protocol):

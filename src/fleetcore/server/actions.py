@@ -8,6 +8,11 @@ sees it on its next poll).
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
+import sqlalchemy as sa
+
 from fleetcore.server import bodies as b
 from fleetcore.server import schema as t
 from fleetcore.server.auth import Operator
@@ -46,6 +51,37 @@ class DeviceActions:
         with self.ctx.change(op.name, bump=False) as ch:
             ch.audit("device.check", target=device_id, reason=req.reason)
         self.ctx.publish([Event(device_id, "check-now", {})])
+
+    def request_logs(self, op: Operator, device_id: str) -> None:
+        """Ask the device to upload its recent log lines (``send-logs``)."""
+        op.require("operator")
+        with self.ctx.store.connect() as conn:
+            device_row(conn, device_id)
+        self.ctx.publish([Event(device_id, "send-logs", {})])
+
+    def store_logs(self, device_id: str, req: b.LogUpload) -> None:
+        """The device's upload replaces its previous one."""
+        with self.ctx.store.begin() as conn:
+            conn.execute(t.device_logs.delete().where(t.device_logs.c.device_id == device_id))
+            conn.execute(
+                t.device_logs.insert().values(
+                    device_id=device_id,
+                    taken_at=req.taken_at,
+                    received_at=self.ctx.ts(),
+                    lines=json.dumps(req.lines),
+                )
+            )
+
+    def logs(self, device_id: str) -> dict[str, Any] | None:
+        """The latest upload: ``{"taken_at", "lines"}``; None before any."""
+        with self.ctx.store.connect() as conn:
+            device_row(conn, device_id)
+            row = conn.execute(
+                sa.select(t.device_logs).where(t.device_logs.c.device_id == device_id)
+            ).first()
+        if row is None:
+            return None
+        return {"taken_at": row.taken_at, "lines": json.loads(row.lines)}
 
     def enter_safe_mode(self, op: Operator, device_id: str, req: b.ActionRequest) -> int:
         """Stop the device's updates until an operator resumes it."""

@@ -170,6 +170,21 @@ class StatusReport:
     Left out (older agents), it stays as it is."""
 
 
+def _log_lines(_inst: Any, attr: Any, value: list[str]) -> None:
+    if len(value) > 500:
+        raise ValueError(f"at most 500 {attr.name}, got {len(value)}")
+    if any(len(line) > 2000 for line in value):
+        raise ValueError(f"{attr.name} must be at most 2000 characters each")
+
+
+@frozen(kw_only=True)
+class LogUpload:
+    """A device's recent log lines, sent when an operator asked for them."""
+
+    taken_at: str = field(validator=checked(_short(64)))
+    lines: list[str] = field(validator=checked(_log_lines))
+
+
 @frozen(kw_only=True)
 class HistoryEntry:
     timestamp: dt.datetime

@@ -207,6 +207,30 @@ def page_routes(ctl: Control) -> list[Route]:
             can_resume=op.role in ("operator", "admin"),
         )
 
+    async def device_logs(request: Request) -> Response:
+        op = await who(request)
+        if op is None:
+            return to_login()
+        device_id = request.path_params["device_id"]
+        if request.method == "POST":
+            try:
+                await run_in_threadpool(ctl.request_logs, op, device_id)
+            except b.ApiError as exc:
+                return render("error.html", status=exc.status, op=op, message=exc.message)
+            return RedirectResponse(f"/devices/{quote(device_id)}/logs?asked=1", status_code=303)
+        try:
+            logs = await run_in_threadpool(ctl.device_logs, device_id)
+        except b.ApiError as exc:
+            return render("error.html", status=exc.status, op=op, message=exc.message)
+        return render(
+            "device_logs.html",
+            op=op,
+            device_id=device_id,
+            logs=logs,
+            asked=bool(request.query_params.get("asked")),
+            can_ask=op.role in ("operator", "admin"),
+        )
+
     async def rollout(request: Request) -> Response:
         op = await who(request)
         if op is None:
@@ -342,6 +366,7 @@ def page_routes(ctl: Control) -> list[Route]:
         Route("/login", login, methods=["GET", "POST"]),
         Route("/logout", logout, methods=["POST", "GET"]),
         Route("/devices/{device_id}", device, methods=["GET"]),
+        Route("/devices/{device_id}/logs", device_logs, methods=["GET", "POST"]),
         Route("/rollouts/{rollout_id}", rollout, methods=["GET"]),
         Route("/rollouts/{rollout_id}/{action}", rollout_action, methods=["POST"]),
     ]

@@ -57,6 +57,17 @@ devices = sa.Table(
     sa.Column("metrics", sa.Text),
 )
 
+# The log lines a device uploaded when an operator asked (View logs): the
+# latest upload per device only.
+device_logs = sa.Table(
+    "device_logs",
+    metadata,
+    sa.Column("device_id", sa.String(200), primary_key=True),
+    sa.Column("taken_at", sa.String(64), nullable=False),
+    sa.Column("received_at", sa.Float, nullable=False),
+    sa.Column("lines", sa.Text, nullable=False),  # JSON list of strings
+)
+
 device_policies = sa.Table(
     "device_policies",
     metadata,
@@ -286,6 +297,11 @@ def _migration_11(conn: Connection) -> None:
     )
 
 
+def _migration_12(conn: Connection) -> None:
+    # The dashboard's "View logs": each device's latest upload.
+    device_logs.create(conn, checkfirst=True)
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _migration_1,
     _migration_2,
@@ -298,6 +314,7 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     _migration_9,
     _migration_10,
     _migration_11,
+    _migration_12,
 ]
 """Ordered; version N is ``MIGRATIONS[N-1]``. Append, never edit one that
 shipped; the table definitions above are always the newest schema."""

@@ -94,6 +94,9 @@ class Control(Context):
         self.resume = pol.resume
         self.wake = self.actions.wake
         self.check_now = self.actions.check_now
+        self.request_logs = self.actions.request_logs
+        self.store_logs = self.actions.store_logs
+        self.device_logs = self.actions.logs
         self.enter_safe_mode = self.actions.enter_safe_mode
         self.override = pol.override
         # rollouts

@@ -70,6 +70,15 @@ def device_routes(api: Api, reports: GroupCommit) -> list[Route]:
         await call(ctl.add_history, device_id, req)
         return Response(status_code=204)
 
+    @guarded
+    async def upload_logs(request: Request) -> Response:
+        device_id = request.path_params["device_id"]
+        who = await api.caller(request)
+        await call(ctl.device_access, who, device_id, True)
+        req = await api.body(request, b.LogUpload)
+        await call(ctl.store_logs, device_id, req)
+        return Response(status_code=204)
+
     open_stream = Response(status_code=200)  # a marker: the checks passed
 
     @guarded
@@ -137,6 +146,7 @@ def device_routes(api: Api, reports: GroupCommit) -> list[Route]:
         Route("/v1/devices/{device_id}/desired", desired, methods=["GET"]),
         Route("/v1/devices/{device_id}/status", status, methods=["POST"]),
         Route("/v1/devices/{device_id}/history", add_history, methods=["POST"]),
+        Route("/v1/devices/{device_id}/logs", upload_logs, methods=["POST"]),
         Route("/v1/devices/{device_id}/events", Events(), methods=["GET"]),
         Route("/v1/archives/{commit}/{role}", archive, methods=["GET"]),
         Route("/v1/manifests/{commit}/{role}", manifest, methods=["GET"]),

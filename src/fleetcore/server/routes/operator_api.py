@@ -133,6 +133,21 @@ def operator_routes(api: Api) -> list[Route]:
         return JSONResponse({"device_id": device_id, "asked": True})
 
     @guarded
+    async def request_logs(request: Request) -> Response:
+        op = await api.operator(request, "operator")
+        device_id = request.path_params["device_id"]
+        await call(ctl.request_logs, op, device_id)
+        return JSONResponse({"device_id": device_id, "asked": True})
+
+    @guarded
+    async def device_logs(request: Request) -> Response:
+        await api.operator(request, "viewer")
+        device_id = request.path_params["device_id"]
+        return JSONResponse(
+            {"device_id": device_id, "logs": await call(ctl.device_logs, device_id)}
+        )
+
+    @guarded
     async def safe_mode(request: Request) -> Response:
         op = await api.operator(request, "operator")
         req = await api.body_or_empty(request, b.ActionRequest)
@@ -189,6 +204,8 @@ def operator_routes(api: Api) -> list[Route]:
         Route("/v1/devices/{device_id}/resume", resume, methods=["POST"]),
         Route("/v1/devices/{device_id}/wake", wake, methods=["POST"]),
         Route("/v1/devices/{device_id}/check", check_now, methods=["POST"]),
+        Route("/v1/devices/{device_id}/logs", device_logs, methods=["GET"]),
+        Route("/v1/devices/{device_id}/logs/request", request_logs, methods=["POST"]),
         Route("/v1/devices/{device_id}/safe-mode", safe_mode, methods=["POST"]),
         Route("/v1/devices/{device_id}/revoke", revoke_device, methods=["POST"]),
         Route("/v1/tokens", tokens, methods=["GET", "POST"]),
