@@ -171,8 +171,8 @@ def test_migrations_bring_an_older_database_up_to_date(db_url: str | None, tmp_p
     assert store.schema_version() == len(MIGRATIONS)
     # Make it look like a database from before migrations 4 (rollouts.roles),
     # 5 (role_secrets), 6 (resumes), 7 (who created and revoked what), 8
-    # (device labels), 9 (the branch a device's agent.toml follows), 10
-    # (device metrics), 11 (safe-mode holds) and 12 (device logs).
+    # (device labels), 9 (the branch a device's agent.toml follows), 11
+    # (device metrics), 12 (safe-mode holds) and 13 (device logs).
     with store.begin() as conn:
         conn.execute(sa.text("ALTER TABLE rollouts DROP COLUMN roles"))
         conn.execute(sa.text("DROP TABLE role_secrets"))

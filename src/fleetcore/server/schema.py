@@ -290,14 +290,14 @@ def _migration_11(conn: Connection) -> None:
     conn.execute(sa.text("ALTER TABLE devices ADD COLUMN metrics TEXT"))
 
 
-def _migration_11(conn: Connection) -> None:
+def _migration_12(conn: Connection) -> None:
     # The dashboard's "Enter safe mode" (the desired state's safe_mode count).
     conn.execute(
         sa.text("ALTER TABLE device_policies ADD COLUMN safe_mode_holds INTEGER NOT NULL DEFAULT 0")
     )
 
 
-def _migration_12(conn: Connection) -> None:
+def _migration_13(conn: Connection) -> None:
     # The dashboard's "View logs": each device's latest upload.
     device_logs.create(conn, checkfirst=True)
 
@@ -315,6 +315,7 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     _migration_10,
     _migration_11,
     _migration_12,
+    _migration_13,
 ]
 """Ordered; version N is ``MIGRATIONS[N-1]``. Append, never edit one that
 shipped; the table definitions above are always the newest schema."""

@@ -6,7 +6,16 @@ codes: 0 done, 1 refused or failed, 2 bad usage or input, 5 server
 unreachable.
 """
 
-from fleetcore.cli.fleet import access, actions, branches, incidents, policy, rollouts, status, watch
+from fleetcore.cli.fleet import (
+    access,
+    actions,
+    branches,
+    incidents,
+    policy,
+    rollouts,
+    status,
+    watch,
+)
 from fleetcore.cli.fleet.group import fleet
 
 __all__ = [
