@@ -140,7 +140,16 @@ class ServerClient:
             },
         ) as response:
             answer = json.loads(response.read())
-        credential = str(answer["credential"])
+        return self._keep(str(answer["credential"]))
+
+    def rotate(self) -> str:
+        """A new credential for this device, asked for with its current one:
+        the server forgets the old one as it answers."""
+        with self._open("POST", f"/v1/devices/{self._id()}/credential", body={}) as response:
+            answer = json.loads(response.read())
+        return self._keep(str(answer["credential"]))
+
+    def _keep(self, credential: str) -> str:
         path = credential_path(self.config)
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, credential.encode() + b"\n", mode=0o600)

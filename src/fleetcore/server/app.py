@@ -40,6 +40,7 @@ from fleetcore.server.mirror import Mirror
 from fleetcore.server.pages import page_routes
 from fleetcore.server.routes import Api, error
 from fleetcore.server.routes.device_api import device_routes
+from fleetcore.server.routes.enrollment_api import enrollment_routes
 from fleetcore.server.routes.incident_api import incident_routes
 from fleetcore.server.routes.operator_api import operator_routes
 from fleetcore.server.routes.secrets_api import secret_routes
@@ -158,6 +159,7 @@ def build(config: ServerConfig, pm: PluginManager | None = None) -> tuple[Starle
         *device_routes(api, reports),
         *operator_routes(api),
         *incident_routes(api),
+        *enrollment_routes(api),
         *secret_routes(api, secrets),
         *system_routes(ctl, latencies),
         *page_routes(ctl),

@@ -53,6 +53,9 @@ devices = sa.Table(
     sa.Column("labels", sa.Text),
     # [server] branch of the device's agent.toml: it follows that branch.
     sa.Column("branch", sa.String(255)),
+    # Enrolled with a token that requires an admin's acceptance, not yet
+    # accepted: no desired state, no archives, no secrets.
+    sa.Column("pending", sa.Boolean, nullable=False, default=False, server_default=sa.false()),
 )
 
 device_policies = sa.Table(
@@ -92,6 +95,15 @@ tokens = sa.Table(
     sa.Column("created_by", sa.String(200)),
     sa.Column("revoked_at", sa.Float),
     sa.Column("revoked_by", sa.String(200)),
+    # Enrollment tokens' scope: the device role (in ``role``) and segment a
+    # device may enroll with (NULL: any), how often the token may be used
+    # (NULL: until it expires), and whether devices wait for an admin.
+    sa.Column("segment", sa.String(50)),
+    sa.Column("max_uses", sa.Integer),
+    sa.Column("uses", sa.Integer, nullable=False, default=0, server_default="0"),
+    sa.Column(
+        "require_approval", sa.Boolean, nullable=False, default=False, server_default=sa.false()
+    ),
 )
 
 rollouts = sa.Table(
@@ -198,6 +210,29 @@ incidents = sa.Table(
     sa.Column("actions", sa.Text, nullable=False, default="[]"),
 )
 
+device_secrets = sa.Table(
+    "device_secrets",
+    metadata,
+    # A device's own secrets; a name here wins over its role's secret of that name.
+    sa.Column("device_id", sa.String(200), primary_key=True),
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("ciphertext", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("updated_by", sa.String(200), nullable=False, default=""),
+)
+
+reenroll_approvals = sa.Table(
+    "reenroll_approvals",
+    metadata,
+    # An admin's one-time permission to enroll an existing device id again
+    # with an enrollment token; used up by that enrollment, or expired.
+    sa.Column("device_id", sa.String(200), primary_key=True),
+    sa.Column("expires_at", sa.Float, nullable=False),
+    sa.Column("approved_by", sa.String(200), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False, default=""),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
 
 def create_tables(conn: Connection) -> None:
     """Today's schema, at once (a new database)."""
@@ -270,6 +305,22 @@ def _migration_10(conn: Connection) -> None:
     conn.execute(sa.text("CREATE INDEX IF NOT EXISTS history_received_at ON history (received_at)"))
 
 
+def _migration_11(conn: Connection) -> None:
+    # Enrollment that cannot take a device over: scoped, counted enrollment
+    # tokens, devices pending acceptance, one-time re-enrollment approvals,
+    # and per-device secrets.
+    for table, column, kind in (
+        ("tokens", "segment", "VARCHAR(50)"),
+        ("tokens", "max_uses", "INTEGER"),
+        ("tokens", "uses", "INTEGER NOT NULL DEFAULT 0"),
+        ("tokens", "require_approval", "BOOLEAN NOT NULL DEFAULT FALSE"),
+        ("devices", "pending", "BOOLEAN NOT NULL DEFAULT FALSE"),
+    ):
+        conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN {column} {kind}"))
+    device_secrets.create(conn, checkfirst=True)
+    reenroll_approvals.create(conn, checkfirst=True)
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _migration_1,
     _migration_2,
@@ -281,6 +332,7 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     _migration_8,
     _migration_9,
     _migration_10,
+    _migration_11,
 ]
 """Ordered; version N is ``MIGRATIONS[N-1]``. Append, never edit one that
 shipped; the table definitions above are always the newest schema."""

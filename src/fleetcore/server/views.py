@@ -32,6 +32,7 @@ def device_json(row: Any) -> dict[str, Any]:
     data["enrolled_at"] = iso(row.enrolled_at)
     data["revoked_at"] = iso(row.revoked_at)
     data["labels"] = labels_of(row.labels)
+    data["pending"] = bool(row.pending)
     return data
 
 

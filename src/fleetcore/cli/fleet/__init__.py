@@ -1,17 +1,27 @@
 """``fleetcore fleet``: operators drive the control server.
 
 The group is in ``group.py``; each module here adds the commands of one area
-(status, rollouts and watch, policy, access, branches, incidents). Exit
-codes: 0 done, 1 refused or failed, 2 bad usage or input, 5 server
+(status, device, rollouts and watch, policy, access, branches, incidents).
+Exit codes: 0 done, 1 refused or failed, 2 bad usage or input, 5 server
 unreachable.
 """
 
-from fleetcore.cli.fleet import access, branches, incidents, policy, rollouts, status, watch
+from fleetcore.cli.fleet import (
+    access,
+    branches,
+    device,
+    incidents,
+    policy,
+    rollouts,
+    status,
+    watch,
+)
 from fleetcore.cli.fleet.group import fleet
 
 __all__ = [
     "access",
     "branches",
+    "device",
     "fleet",
     "incidents",
     "policy",

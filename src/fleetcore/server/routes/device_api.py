@@ -14,6 +14,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from fleetcore.server import bodies as b
+from fleetcore.server.auth import Caller, DeviceCaller
 from fleetcore.server.groupcommit import GroupCommit
 from fleetcore.server.mirror import COMMIT_RE, Mirror
 from fleetcore.server.routes import Api, call, guarded, read_json
@@ -113,9 +114,14 @@ def device_routes(api: Api, reports: GroupCommit) -> list[Route]:
             raise b.ApiError(404, f"commit {commit[:12]} has no folder roles/{role}", "role")
         return commit, role
 
+    def member(who: Caller) -> None:
+        # A device pending acceptance gets no role content.
+        if isinstance(who, DeviceCaller):
+            who.require_accepted()
+
     @guarded
     async def archive(request: Request) -> Response:
-        await api.caller(request)
+        member(await api.caller(request))
         commit, role = await call(commit_role, request)
         path = await call(mirror.archive, commit, role)
         return file_response(
@@ -124,7 +130,7 @@ def device_routes(api: Api, reports: GroupCommit) -> list[Route]:
 
     @guarded
     async def manifest(request: Request) -> Response:
-        await api.caller(request)
+        member(await api.caller(request))
         commit, role = await call(commit_role, request)
         data = (await call(mirror.manifest, commit, role)).to_json()
         etag = Mirror.etag("manifest", commit, role)
