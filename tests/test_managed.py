@@ -730,3 +730,43 @@ def test_staging_devices_are_a_group_and_gate_the_merge(
     assert by_config.once() == 0 and by_config.running() == v1
     status = json.loads(fleet("status", "--json").stdout)
     assert [d["device_id"] for d in status["branches"]["staging"]["devices"]] == ["pi-s1"]
+
+
+def test_an_agent_rotates_its_credential_and_cannot_be_enrolled_over(
+    server: ControlServer, tmp_path: Path
+) -> None:
+    device = ManagedDevice(tmp_path, server, "pi-rot", "general")
+    credential = device.root / "state" / "credential"
+    old = credential.read_text().strip()
+
+    # Enrolling the same id again with the token alone is refused; the
+    # device's credential keeps working.
+    def enroll(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*FLEETCORE, "agent", "enroll", "--config", str(device.config), *args],
+            capture_output=True,
+            text=True,
+            env=device.env,
+        )
+
+    again = enroll("--enrollment-token", server.enrollment)
+    assert again.returncode == 1, again.stderr
+    assert "already enrolled" in again.stderr and "--rotate" in again.stderr
+    assert credential.read_text().strip() == old
+    # 0 or 3 (deferred: nothing released yet); a refused credential fails.
+    assert device.once() in (0, 3)
+
+    # Without a token and without --rotate: a usage error.
+    assert enroll().returncode == 2
+    rotated = enroll("--rotate", "--json")
+    assert rotated.returncode == 0, rotated.stderr
+    assert json.loads(rotated.stdout)["device_id"] == "pi-rot"
+    new = credential.read_text().strip()
+    assert new != old and credential.stat().st_mode & 0o777 == 0o600
+    refused = requests.get(
+        f"{server.url}/v1/devices/pi-rot/desired",
+        timeout=10,
+        headers={"Authorization": f"Bearer {old}"},
+    )
+    assert refused.status_code == 401
+    assert device.once() in (0, 3)

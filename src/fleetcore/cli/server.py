@@ -258,9 +258,7 @@ def enrollment_token(
         seconds = Duration.parse(ttl).seconds
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--ttl") from None
-    scope = EnrollmentScope(
-        segment=segment, max_uses=max_uses, require_approval=require_approval
-    )
+    scope = EnrollmentScope(segment=segment, max_uses=max_uses, require_approval=require_approval)
     store = Store(database_url(data_dir, db_url))
     click.echo(store.create_token("enrollment", device_role, name=name, ttl=seconds, scope=scope))
     store.close()

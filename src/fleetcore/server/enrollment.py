@@ -208,9 +208,7 @@ class Enrollment:
             device_row(ch.conn, device_id)
             expires_at = ch.at + req.ttl_seconds
             ch.conn.execute(
-                t.reenroll_approvals.delete().where(
-                    t.reenroll_approvals.c.device_id == device_id
-                )
+                t.reenroll_approvals.delete().where(t.reenroll_approvals.c.device_id == device_id)
             )
             ch.conn.execute(
                 t.reenroll_approvals.insert().values(
@@ -243,4 +241,3 @@ class Enrollment:
             ch.audit("device.accept", target=device_id, reason=req.reason)
         self.auth.forget(device_id)
         return {"device_id": device_id, "pending": False}
-

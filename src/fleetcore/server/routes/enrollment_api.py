@@ -39,7 +39,9 @@ def enrollment_routes(api: Api) -> list[Route]:
     async def accept(request: Request) -> Response:
         op = await api.operator(request, "admin")
         req = await api.body_or_empty(request, b.ActionRequest)
-        return JSONResponse(await call(ctl.accept_device, op, request.path_params["device_id"], req))
+        return JSONResponse(
+            await call(ctl.accept_device, op, request.path_params["device_id"], req)
+        )
 
     return [
         Route("/v1/enrollment-tokens", enrollment_token, methods=["POST"]),

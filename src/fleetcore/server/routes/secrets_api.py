@@ -1,5 +1,6 @@
 """The secrets API: a device reads its role's secrets and its own;
-operators list the names and admins set, rotate and unset them (see :mod:`fleetcore.server.secrets`)."""
+operators list the names and admins set, rotate and unset them (see
+:mod:`fleetcore.server.secrets`)."""
 
 from __future__ import annotations
 
