@@ -770,3 +770,30 @@ def test_an_agent_rotates_its_credential_and_cannot_be_enrolled_over(
     )
     assert refused.status_code == 401
     assert device.once() in (0, 3)
+
+
+def test_a_managed_device_refuses_to_go_back_unless_pinned(
+    server: ControlServer, tmp_path: Path
+) -> None:
+    device = ManagedDevice(tmp_path, server, "pi-back", "general")
+    v1 = server.repo.head()
+    everyone(server, v1)
+    assert device.once() == 0 and device.running() == v1
+    v2 = server.repo.commit(script_role("v2"), "v2")
+    server.api("POST", "/v1/hooks/git")
+    everyone(server, v2)
+    assert device.once() == 0 and device.running() == v2
+
+    # A rollout of the older commit is not an operator's way back: refused,
+    # the device stays, and the history (here and on the server) says why.
+    everyone(server, v1)
+    assert device.once() == 1
+    assert device.running() == v2
+    history = server.api("GET", "/v1/devices/pi-back").json()["history"]
+    assert any(
+        h["to_commit"] == v1 and h["reason"].startswith(f"rollback refused: {v1} is an ancestor")
+        for h in history
+    ), history
+
+    server.api("PUT", "/v1/fleet/pin", json={"commit": v1, "reason": "v2 is broken"})
+    assert device.once() == 0 and device.running() == v1

@@ -201,6 +201,11 @@ class ServerClient:
             ):
                 pass
 
+    def relation(self, old: str, new: str) -> str:
+        with self._open("GET", f"/v1/relation/{_q(old)}/{_q(new)}") as response:
+            body = json.loads(response.read())
+        return str(body.get("relation"))
+
     def secrets(self) -> dict[str, str]:
         """This device's secrets for its role, from the server's secrets API."""
         with self._open("GET", f"/v1/devices/{self._id()}/secrets") as response:
@@ -323,6 +328,10 @@ class ServerSource:
                     if handle is not None:
                         out[name] = handle.read(1 << 20)
             return out
+
+    def relation(self, old: str, new: str) -> str:
+        """How ``new`` relates to ``old``, from the server's mirror (rollback protection)."""
+        return self.client.relation(old, new)
 
     def fetch(self, commit: str, role: str, workdir: Path) -> Fetched:
         manifest = self.client.manifest(commit, role)

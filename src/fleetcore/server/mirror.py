@@ -115,6 +115,21 @@ class Mirror:
             found = self.resolve(ref)
         return found
 
+    def relation(self, old: str, new: str) -> str:
+        """How commit ``new`` relates to ``old`` in the mirror's history:
+        ``same``, ``descendant``, ``ancestor`` or ``unrelated``."""
+        if old == new:
+            return "same"
+
+        def contains(older: str, newer: str) -> bool:
+            return (
+                self._git("merge-base", "--is-ancestor", older, newer, check=False).returncode == 0
+            )
+
+        if contains(old, new):
+            return "descendant"
+        return "ancestor" if contains(new, old) else "unrelated"
+
     def has_role(self, commit: str, role: str) -> bool:
         result = self._git("cat-file", "-e", f"{commit}:roles/{role}", check=False)
         return result.returncode == 0

@@ -140,6 +140,40 @@ class GitSource:
         manifest = Manifest(commit=commit, role=role, entries=entries)
         return Fetched(archive=archive, prefix=prefix, manifest=manifest)
 
+    def relation(self, old: str, new: str) -> str:
+        """How ``new`` relates to ``old``: ``descendant`` (its history holds
+        ``old``), ``ancestor``, ``unrelated`` or ``same``. The cache is shallow:
+        history is deepened until git can tell (rollback protection)."""
+        if old == new:
+            return "same"
+        self._ensure(old)
+        self._ensure(new)
+        for deepen in ("--deepen=100", "--unshallow", None):
+            if self._is_ancestor(old, new):
+                return "descendant"
+            if self._is_ancestor(new, old):
+                return "ancestor"
+            if deepen is None or not (self._cache_repo() / "shallow").exists():
+                return "unrelated"
+            result = self._git(
+                "fetch",
+                "--quiet",
+                "--no-tags",
+                deepen,
+                "--",
+                self.url,
+                f"{old}:{REF_PREFIX}{old}",
+                f"{new}:{REF_PREFIX}{new}",
+                action="git fetch (history) from",
+            )
+            if not result.ok:
+                raise git_error("git fetch of history from", self.url, result.stderr)
+        return "unrelated"
+
+    def _is_ancestor(self, older: str, newer: str) -> bool:
+        result = self._git("merge-base", "--is-ancestor", older, newer, action="git merge-base in")
+        return result.ok
+
     # -- the cache ----------------------------------------------------------------------
 
     def _git(self, *args: str, action: str, input: bytes | None = None) -> GitResult:

@@ -138,8 +138,22 @@ def device_routes(api: Api, reports: GroupCommit) -> list[Route]:
             return Response(status_code=304, headers={"ETag": etag})
         return JSONResponse(data, headers={"ETag": etag})
 
+    @guarded
+    async def relation(request: Request) -> Response:
+        # Rollback protection for devices without git: how their next commit
+        # relates to the one they run, from the mirror's full history.
+        member(await api.caller(request))
+        old, new = request.path_params["old"], request.path_params["new"]
+        for name, commit in (("old", old), ("new", new)):
+            if not COMMIT_RE.match(commit):
+                raise b.ApiError(400, f"not a full commit id: {commit!r}", name)
+            if await call(mirror.resolve, commit) != commit:
+                raise b.ApiError(404, f"unknown commit {commit}", name)
+        return JSONResponse({"relation": await call(mirror.relation, old, new)})
+
     return [
         Route("/v1/enroll", enroll, methods=["POST"]),
+        Route("/v1/relation/{old}/{new}", relation, methods=["GET"]),
         Route("/v1/devices/{device_id}/desired", desired, methods=["GET"]),
         Route("/v1/devices/{device_id}/status", status, methods=["POST"]),
         Route("/v1/devices/{device_id}/history", add_history, methods=["POST"]),

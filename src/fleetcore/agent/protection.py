@@ -1,0 +1,64 @@
+"""Rollback protection: the agent never moves back in history on the
+word of whoever can move a branch.
+
+A commit that is an ancestor of the one the device runs (a branch reset or
+force-pushed to an old, perhaps vulnerable release) is deployed only when
+the desired state says why in a way only an operator causes: a fleet pin, a
+device lock, a rollout's stable commit (a rollout aborted or halted back to
+it), or an emergency. A commit unrelated to the running one (a rewritten
+history) is refused the same way, except for a device following another
+branch by an operator's override, whose history may well diverge.
+
+How two commits relate is the source's answer (the ``relation`` method of a
+fetcher's source; the server's mirror in managed mode). A source that
+cannot tell leaves the device unprotected, which is logged once.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+log = logging.getLogger("fleetcore.agent")
+
+OPERATOR_WHYS = frozenset({"pin", "lock", "stable", "emergency"})
+"""Desired states only an operator causes: they may send a device back."""
+
+RELATIONS = ("same", "descendant", "ancestor", "unrelated")
+
+_warned: set[str] = set()
+
+
+def relation_of(source: Any, current: str, commit: str) -> str | None:
+    """How ``commit`` relates to ``current``: ``descendant`` (it contains
+    ``current``), ``ancestor``, ``unrelated`` or ``same``; None when the
+    source cannot tell. Raises FetchError when it cannot reach the repo."""
+    if current == commit:
+        return "same"
+    ask = getattr(source, "relation", None)
+    if ask is None:
+        name = type(source).__name__
+        if name not in _warned:
+            _warned.add(name)
+            log.warning("%s cannot tell how commits relate: no rollback protection", name)
+        return None
+    answer = ask(current, commit)
+    return answer if answer in RELATIONS else None
+
+
+def rollback_refusal(relation: str | None, current: str, commit: str, why: str) -> str | None:
+    """Why moving from ``current`` to ``commit`` is refused, or None."""
+    if relation in (None, "same", "descendant") or why in OPERATOR_WHYS:
+        return None
+    if relation == "ancestor":
+        return (
+            f"rollback refused: {commit} is an ancestor of {current}, which this device runs, "
+            f"and the desired state ({why}) is no pin, lock, stable commit or emergency"
+        )
+    if why == "override":
+        return None  # another branch, on an operator's override: its history may diverge
+    return (
+        f"rollback refused: {commit} is unrelated to {current}, which this device runs "
+        f"(rewritten history?), and the desired state ({why}) is no pin, lock, stable "
+        "commit or emergency"
+    )
