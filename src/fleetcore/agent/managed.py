@@ -164,6 +164,7 @@ class ServerClient:
         if cached and cached.get("etag") and not fresh:
             headers = {"If-None-Match": cached["etag"]}
         response = self._open("GET", f"/v1/devices/{self._id()}/desired", headers=headers)
+        issued_at = _issued_at(response.headers.get("X-Fleetcore-Issued-At"))
         with response:
             if response.status == 304 and cached:
                 body = cached["body"]
@@ -180,6 +181,7 @@ class ServerClient:
             resume=int(body.get("resume") or 0),
             rollout_strategy=(body.get("rollout") or {}).get("strategy"),
             rollout_options=(body.get("rollout") or {}).get("options"),
+            issued_at=issued_at,
             maintenance_window=structure(
                 window,
                 MaintenanceWindow,
@@ -467,6 +469,17 @@ def _read_json(path: Path) -> dict[str, Any] | None:
         return data if isinstance(data, dict) else None
     except (OSError, ValueError):
         return None
+
+
+def _issued_at(header: str | None) -> dt.datetime | None:
+    """The server's time on a desired state (None from servers that do not send it)."""
+    if not header:
+        return None
+    try:
+        value = dt.datetime.fromisoformat(header)
+    except ValueError:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
 def _q(part: str) -> str:

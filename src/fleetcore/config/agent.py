@@ -158,6 +158,10 @@ class Server:
     """Follow this branch's head instead of rollouts (a staging device). The
     server's override (``fleetcore fleet override --branch``) wins over it.
     Sent with the enrollment and every status report."""
+    max_desired_age: Duration = Duration(86400.0)
+    """The oldest server time a desired state may carry: an older answer
+    (a proxy or an attacker replaying the past) makes the device report
+    ``stale_desired_state`` (freeze protection)."""
 
 
 @frozen(kw_only=True)

@@ -28,7 +28,15 @@ from fleetcore.config.fleet import MaintenanceWindow
 
 T = TypeVar("T")
 
-STATUSES = ("healthy", "degraded", "safe_mode", "failed", "updating", "unknown")
+STATUSES = (
+    "healthy",
+    "degraded",
+    "safe_mode",
+    "failed",
+    "updating",
+    "unknown",
+    "stale_desired_state",
+)
 ROLES = ("viewer", "operator", "admin")
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 

@@ -42,8 +42,11 @@ def device_routes(api: Api, reports: GroupCommit) -> list[Route]:
             request.path_params["device_id"],
             request.headers.get("if-none-match"),
         )
+        # The server's time on every answer, 304s included: a device that
+        # keeps being handed an old one is being replayed the past.
+        issued = {"X-Fleetcore-Issued-At": ctl.now().isoformat()}
         if fast is not None:
-            return Response(status_code=304, headers={"ETag": fast})
+            return Response(status_code=304, headers={"ETag": fast, **issued})
         # Otherwise a poll that hits the ETag costs the credential lookup and one row.
         etag, data = await call(
             ctl.poll_desired,
@@ -52,8 +55,8 @@ def device_routes(api: Api, reports: GroupCommit) -> list[Route]:
             request.headers.get("if-none-match"),
         )
         if data is None:
-            return Response(status_code=304, headers={"ETag": etag})
-        return JSONResponse(data, headers={"ETag": etag, "Cache-Control": "no-cache"})
+            return Response(status_code=304, headers={"ETag": etag, **issued})
+        return JSONResponse(data, headers={"ETag": etag, "Cache-Control": "no-cache", **issued})
 
     @guarded
     async def status(request: Request) -> Response:
