@@ -34,6 +34,7 @@ from fleetcore.fetch.interface import Fetched
 from fleetcore.files import atomic_write, atomic_write_json
 from fleetcore.http import Client as HttpClient
 from fleetcore.http import RedirectError, Response, StatusError, TransportError
+from fleetcore.plugin.types import CommitProof
 from fleetcore.policy import DesiredState
 from fleetcore.release import Manifest
 
@@ -203,6 +204,20 @@ class ServerClient:
             ):
                 pass
 
+    def proof(self, commit: str, role: str) -> CommitProof:
+        import base64
+
+        with self._open("GET", f"/v1/proofs/{_q(commit)}/{_q(role)}") as response:
+            body = json.loads(response.read())
+        try:
+            return CommitProof(
+                commit_object=base64.b64decode(body["commit_object"]),
+                root_tree=base64.b64decode(body["root_tree"]),
+                roles_tree=base64.b64decode(body["roles_tree"]),
+            )
+        except (KeyError, TypeError, ValueError):
+            raise FetchError("the server's commit proof is malformed") from None
+
     def relation(self, old: str, new: str) -> str:
         with self._open("GET", f"/v1/relation/{_q(old)}/{_q(new)}") as response:
             body = json.loads(response.read())
@@ -334,6 +349,11 @@ class ServerSource:
     def relation(self, old: str, new: str) -> str:
         """How ``new`` relates to ``old``, from the server's mirror (rollback protection)."""
         return self.client.relation(old, new)
+
+    def proof(self, commit: str, role: str) -> CommitProof:
+        """The commit's objects from the server, for a signature check: the
+        device checks every hash itself, so the server need not be trusted."""
+        return self.client.proof(commit, role)
 
     def fetch(self, commit: str, role: str, workdir: Path) -> Fetched:
         manifest = self.client.manifest(commit, role)

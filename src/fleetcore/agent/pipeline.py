@@ -25,6 +25,7 @@ from fleetcore.agent.disk import current_size, ensure_space
 from fleetcore.agent.gates import attempts_after
 from fleetcore.agent.health import wait_healthy
 from fleetcore.agent.journal import Journal
+from fleetcore.agent.protection import commit_proof
 from fleetcore.agent.releases import (
     clean_releases,
     role_config_of,
@@ -191,10 +192,16 @@ class Pipeline:
             else None,
         )
         state = self.journal.phase(state, "verify", durable=False)
-        context = check_ctx(ctx, "verify", tree, commit, manifest, unpacked=unpacked)
-        # Verify checks guard the device, not the role: a role cannot opt out.
+        proof = commit_proof(ctx.source(), commit, ctx.device.role) if ctx.config.verify else None
+        context = check_ctx(ctx, "verify", tree, commit, manifest, unpacked=unpacked, proof=proof)
+        # Verify checks guard the device, not the role: a role cannot opt
+        # out; the device's agent.toml may add some ([verify.NAME]).
         selected = runner.select(
-            ctx.pm, "verify", CheckSelection(), context, source=ctx.config_source
+            ctx.pm,
+            "verify",
+            CheckSelection(options=dict(ctx.config.verify)),
+            context,
+            source=ctx.config_source,
         )
         if not selected:
             raise VerifyError(

@@ -19,6 +19,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from fleetcore.errors import FleetcoreError
+from fleetcore.plugin.types import CommitProof
+
 log = logging.getLogger("fleetcore.agent")
 
 OPERATOR_WHYS = frozenset({"pin", "lock", "stable", "emergency"})
@@ -62,3 +65,17 @@ def rollback_refusal(relation: str | None, current: str, commit: str, why: str) 
         f"(rewritten history?), and the desired state ({why}) is no pin, lock, stable "
         "commit or emergency"
     )
+
+
+def commit_proof(source: Any, commit: str, role: str) -> CommitProof | None:
+    """The commit's objects for the verify checks (a signature check), or
+    None when the source cannot give them; the check then refuses."""
+    ask = getattr(source, "proof", None)
+    if ask is None:
+        return None
+    try:
+        proof = ask(commit, role)
+    except FleetcoreError as exc:
+        log.warning("cannot get the objects of commit %s to verify it: %s", commit, exc)
+        return None
+    return proof if isinstance(proof, CommitProof) else None

@@ -189,6 +189,10 @@ class AgentConfig:
     partition: Partition = Partition()
     plugins: Plugins = Plugins()
     secrets: dict[str, dict[str, Any]] = field(factory=dict)
+    verify: dict[str, dict[str, Any]] = field(factory=dict)
+    """``[verify.NAME]`` tables: options of verify checks; naming one turns it
+    on (``[verify.signature]``: the trust root lives on the device, never in
+    the repo it protects)."""
     """``[secrets.NAME]`` tables: each secrets provider's device settings."""
     events: dict[str, dict[str, Any]] = field(factory=dict)
     """``[events.NAME]`` tables: the options of event channels (the one

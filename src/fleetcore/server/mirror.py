@@ -130,6 +130,19 @@ class Mirror:
             return "descendant"
         return "ancestor" if contains(new, old) else "unrelated"
 
+    def proof(self, commit: str, role: str) -> dict[str, str]:
+        """The raw commit object, root tree and ``roles`` tree, base64: a
+        device without git checks the commit's signature and that the role's
+        files are that commit's with them."""
+        import base64
+
+        objects = {
+            "commit_object": self._git("cat-file", "commit", commit).stdout,
+            "root_tree": self._git("cat-file", "tree", f"{commit}^{{tree}}").stdout,
+            "roles_tree": self._git("cat-file", "tree", f"{commit}:roles").stdout,
+        }
+        return {k: base64.b64encode(v).decode() for k, v in objects.items()}
+
     def has_role(self, commit: str, role: str) -> bool:
         result = self._git("cat-file", "-e", f"{commit}:roles/{role}", check=False)
         return result.returncode == 0

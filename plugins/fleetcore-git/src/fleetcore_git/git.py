@@ -70,6 +70,7 @@ from fleetcore_git._common import (
 
 if TYPE_CHECKING:
     from fleetcore.fetch.interface import Fetched
+    from fleetcore.plugin import CommitProof
     from fleetcore.plugin.release import ManifestEntry
 
 REF_PREFIX = "refs/fleetcore/commits/"
@@ -169,6 +170,28 @@ class GitSource:
             if not result.ok:
                 raise git_error("git fetch of history from", self.url, result.stderr)
         return "unrelated"
+
+    def proof(self, commit: str, role: str) -> CommitProof:
+        """The commit object (with its signature), its root tree and the
+        ``roles`` tree, raw: what a signature check verifies."""
+        from fleetcore.plugin import CommitProof
+
+        check_role(role)
+        self._ensure(commit)
+        objects = {}
+        for name, spec in (
+            ("commit", commit),
+            ("tree", f"{commit}^{{tree}}"),
+            ("roles", f"{commit}:roles"),
+        ):
+            kind = "commit" if name == "commit" else "tree"
+            result = self._git("cat-file", kind, spec, action="git cat-file in")
+            if not result.ok:
+                raise git_error(f"reading {spec} in the cache of", self.url, result.stderr)
+            objects[name] = result.stdout
+        return CommitProof(
+            commit_object=objects["commit"], root_tree=objects["tree"], roles_tree=objects["roles"]
+        )
 
     def _is_ancestor(self, older: str, newer: str) -> bool:
         result = self._git("merge-base", "--is-ancestor", older, newer, action="git merge-base in")

@@ -154,8 +154,16 @@ def device_routes(api: Api, reports: GroupCommit) -> list[Route]:
                 raise b.ApiError(404, f"unknown commit {commit}", name)
         return JSONResponse({"relation": await call(mirror.relation, old, new)})
 
+    @guarded
+    async def proof(request: Request) -> Response:
+        member(await api.caller(request))
+        commit, role = await call(commit_role, request)
+        data = await call(mirror.proof, commit, role)
+        return JSONResponse(data, headers={"Cache-Control": "private, max-age=86400"})
+
     return [
         Route("/v1/enroll", enroll, methods=["POST"]),
+        Route("/v1/proofs/{commit}/{role}", proof, methods=["GET"]),
         Route("/v1/relation/{old}/{new}", relation, methods=["GET"]),
         Route("/v1/devices/{device_id}/desired", desired, methods=["GET"]),
         Route("/v1/devices/{device_id}/status", status, methods=["POST"]),
