@@ -216,10 +216,10 @@ def test_replicas_refuse_a_revoked_device_at_once(
     r = there.request("POST", "/v1/devices/pi-1/status", cred, json={"status": "healthy"})
     assert r.status_code == 401
     assert there.request("GET", "/v1/devices/pi-1/desired", cred).status_code == 401
-    # Re-enrolling through one replica retires the old credential on the other too.
+    # Rotating through one replica retires the old credential on the other too.
     cred2 = here.enroll("pi-2")
     there.report("pi-2", cred2, status="healthy")
-    here.enroll("pi-2")
+    assert here.request("POST", "/v1/devices/pi-2/credential", cred2).status_code == 200
     assert _until(lambda: there.ctl.auth.remembered(f"Bearer {cred2}") is None)
     r = there.request("POST", "/v1/devices/pi-2/status", cred2, json={"status": "healthy"})
     assert r.status_code == 401
