@@ -215,3 +215,66 @@ def test_a_managed_device_checks_signatures_without_git(
         ), history
     finally:
         server.stop()
+
+
+def test_bundles_signed_by_an_allowed_key_are_applied(
+    device: Any, fleet_repo: FleetRepo, keys: Keys, tmp_path: Path
+) -> None:
+    import io
+    import sys
+    import tarfile
+
+    def fleetcore(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "fleetcore", *args], capture_output=True, text=True, timeout=120
+        )
+
+    alice, mallory = keys.make("alice"), keys.make("mallory")
+    allowed = keys.allowed(alice=alice)
+    v1 = fleet_repo.commit(script_role("v1"), "v1")
+
+    def bundle(name: str, *sign: str) -> Path:
+        out = tmp_path / f"{name}.bundle"
+        made = fleetcore("bundle", "create", "--repo", str(fleet_repo.path), "--commit", v1,
+                         "--role", "web", "-o", str(out), "--json", *sign)  # fmt: skip
+        assert made.returncode == 0, made.stderr
+        assert json.loads(made.stdout)["signed"] is bool(sign)
+        return out
+
+    # An air-gapped device that requires signatures.
+    dev = device(
+        repo="git://127.0.0.1:9/none",
+        extra=f'[verify.signature]\nallowed_signers = "{allowed}"\n',
+    )
+
+    def apply(path: Path) -> subprocess.CompletedProcess[str]:
+        return fleetcore("agent", "apply", "--bundle", str(path), "--config", str(dev.config_path))
+
+    for path, reason in (
+        (bundle("unsigned"), "is not signed"),
+        (bundle("mallory", "--sign", str(mallory)), "not in"),
+    ):
+        refused = apply(path)
+        assert refused.returncode == 1, refused.stdout
+        assert f"the bundle of commit {v1}" in refused.stdout and reason in refused.stdout
+        assert dev.running() is None
+        assert reason in _history(dev)[-1]["reason"]
+
+    # Signed by alice, but a file changed afterwards (the signature still
+    # covers the manifest): refused by the manifest check.
+    good = bundle("alice", "--sign", str(alice))
+    tampered = tmp_path / "tampered.bundle"
+    with tarfile.open(good) as src, tarfile.open(tampered, "w:gz") as out:
+        for member in src.getmembers():
+            data = src.extractfile(member).read() if member.isfile() else None  # type: ignore[union-attr]
+            if member.name.endswith("activate.sh"):
+                data = b"#!/bin/sh\necho evil\n"
+                member.size = len(data)
+            out.addfile(member, io.BytesIO(data) if data is not None else None)
+    refused = apply(tampered)
+    assert refused.returncode == 1 and "activate.sh" in refused.stdout
+    assert dev.running() is None
+
+    applied = apply(good)
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert dev.running() == f"v1 {v1}"

@@ -64,9 +64,13 @@ class Pipeline:
         why: str,
         fetch: Callable[[Path], Fetched],
         role_cfg: RoleConfig | None,
+        *,
+        signed_bundle: bool = False,
     ) -> CycleResult:
         """Deploy ``commit``. ``role_cfg`` is None when the role's config is to
-        be read from the release itself once verified (bundles)."""
+        be read from the release itself once verified (bundles);
+        ``signed_bundle``: a bundle whose signature the agent checked, so
+        the commit signature check does not run (it has no commit objects)."""
         ctx, store = self.ctx, self.store
         now = ctx.clock.now()
         started = ctx.clock.monotonic()
@@ -99,7 +103,9 @@ class Pipeline:
             ),
         )
         try:
-            state, release_dir, env, role_cfg = self.prepare(state, name, commit, fetch, role_cfg)
+            state, release_dir, env, role_cfg = self.prepare(
+                state, name, commit, fetch, role_cfg, signed_bundle=signed_bundle
+            )
         except DiskFull as exc:
             return self.rollback.abandon(state, "skipped", str(exc), started)
         except (FleetcoreError, OSError) as exc:
@@ -152,6 +158,8 @@ class Pipeline:
         commit: str,
         fetch: Callable[[Path], Fetched],
         role_cfg: RoleConfig | None,
+        *,
+        signed_bundle: bool = False,
     ) -> tuple[State, Path, dict[str, str], RoleConfig]:
         """Fetch, unpack, verify, add secrets and validate, all beside the
         running release. Returns the release folder, its environment and the
@@ -192,14 +200,17 @@ class Pipeline:
             else None,
         )
         state = self.journal.phase(state, "verify", durable=False)
-        proof = commit_proof(ctx.source(), commit, ctx.device.role) if ctx.config.verify else None
+        verify_options = dict(ctx.config.verify)
+        if signed_bundle:
+            verify_options.pop("signature", None)
+        proof = commit_proof(ctx.source(), commit, ctx.device.role) if verify_options else None
         context = check_ctx(ctx, "verify", tree, commit, manifest, unpacked=unpacked, proof=proof)
         # Verify checks guard the device, not the role: a role cannot opt
         # out; the device's agent.toml may add some ([verify.NAME]).
         selected = runner.select(
             ctx.pm,
             "verify",
-            CheckSelection(options=dict(ctx.config.verify)),
+            CheckSelection(options=verify_options),
             context,
             source=ctx.config_source,
         )

@@ -79,3 +79,30 @@ def commit_proof(source: Any, commit: str, role: str) -> CommitProof | None:
         log.warning("cannot get the objects of commit %s to verify it: %s", commit, exc)
         return None
     return proof if isinstance(proof, CommitProof) else None
+
+
+def bundle_refusal(
+    options: dict[str, Any], commit: str, signed: tuple[bytes, bytes | None] | None
+) -> str | None:
+    """Why a bundle is refused by ``[verify.signature]`` (its header, which
+    holds the manifest of every file, must be signed by an allowed key), or None."""
+    from pathlib import Path
+
+    from fleetcore import sshsig
+    from fleetcore.bundle import NAMESPACE
+
+    what = f"the bundle of commit {commit}"
+    if signed is None or signed[1] is None:
+        return f"{what} is not signed (`fleetcore bundle create --sign KEY`)"
+    revoked = options.get("revoked_keys")
+    try:
+        return sshsig.verify(
+            allowed_signers=Path(options["allowed_signers"]),
+            revoked_keys=Path(revoked) if revoked else None,
+            namespace=NAMESPACE,
+            data=signed[0],
+            signature=signed[1],
+            what=what,
+        )
+    except (KeyError, OSError) as exc:
+        return f"{what} cannot be verified: {exc}"

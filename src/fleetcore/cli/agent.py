@@ -101,10 +101,11 @@ def run(app: App, config_path: Path) -> None:
 def apply(app: App, config_path: Path, bundle_path: Path, as_json: bool) -> None:
     """Apply an offline bundle (air-gapped devices): verify, unpack, validate,
     activate and health-check it like any update."""
-    from fleetcore.bundle import open_bundle
+    from fleetcore.bundle import open_bundle, read_signed
 
     the_agent = _agent(app, config_path, progress=not as_json)
-    result = the_agent.apply(open_bundle(bundle_path))
+    fetched = open_bundle(bundle_path)
+    result = the_agent.apply(fetched, signed=read_signed(bundle_path))
     _report(app, result, as_json)
 
 

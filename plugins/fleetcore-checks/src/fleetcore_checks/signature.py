@@ -37,8 +37,6 @@ Needs ``ssh-keygen`` (OpenSSH 8.2 or later) on the device.
 from __future__ import annotations
 
 import hashlib
-import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -47,8 +45,8 @@ from attrs import field, frozen
 
 from fleetcore.plugin import Check, CheckContext, CommitProof, Finding, hookimpl
 from fleetcore.plugin.options import checked
+from fleetcore.plugin.signing import verify
 
-TIMEOUT = 30.0
 SSH_ARMOR = b"-----BEGIN SSH SIGNATURE-----"
 
 
@@ -139,57 +137,19 @@ def role_tree_id(ctx: CheckContext) -> str | None:
     return tree_id(root)
 
 
-def _ssh_keygen(args: list[str], stdin: bytes) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        ["ssh-keygen", *args],
-        input=stdin,
-        capture_output=True,
-        timeout=TIMEOUT,
-        check=False,
-    )
-
-
-def _last_line(raw: bytes) -> str:
-    lines = raw.decode(errors="replace").strip().splitlines()
-    return lines[-1] if lines else "no output"
-
-
 def verify_signature(
     options: SignatureOptions, commit: str, payload: bytes, signature: bytes
 ) -> str | None:
     """Why the signature does not hold, or None when an allowed, unrevoked
-    signer made it: ``ssh-keygen -Y find-principals`` then ``-Y verify``."""
-    with tempfile.TemporaryDirectory(prefix="fleetcore-sig-") as tmp:
-        sig_file = Path(tmp) / "commit.sig"
-        sig_file.write_bytes(signature)
-        found = _ssh_keygen(
-            ["-Y", "find-principals", "-s", str(sig_file), "-f", str(options.allowed_signers)],
-            b"",
-        )
-        principals = found.stdout.decode(errors="replace").split()
-        if found.returncode != 0 or not principals:
-            return f"commit {commit} is signed by a key that is not in {options.allowed_signers}"
-        revoked = ["-r", str(options.revoked_keys)] if options.revoked_keys else []
-        checked_ = _ssh_keygen(
-            [
-                "-Y",
-                "verify",
-                "-f",
-                str(options.allowed_signers),
-                "-I",
-                principals[0],
-                "-n",
-                options.namespace,
-                "-s",
-                str(sig_file),
-                *revoked,
-            ],
-            payload,
-        )
-        if checked_.returncode != 0:
-            reason = _last_line(checked_.stderr or checked_.stdout)
-            return f"commit {commit}: the signature by {principals[0]} does not verify ({reason})"
-    return None
+    signer made it."""
+    return verify(
+        allowed_signers=options.allowed_signers,
+        revoked_keys=options.revoked_keys,
+        namespace=options.namespace,
+        data=payload,
+        signature=signature,
+        what=f"commit {commit}",
+    )
 
 
 def check_proof(ctx: CheckContext, options: SignatureOptions, proof: CommitProof) -> list[str]:
