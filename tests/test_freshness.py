@@ -107,3 +107,22 @@ def test_a_replayed_desired_state_is_reported_stale(server: ControlServer, tmp_p
         assert "replayed" in (d["current_error"] or "")
     finally:
         replayer.shutdown()
+
+
+def test_a_git_only_device_on_an_old_head_reports_it(device: Any, fleet_repo: Any) -> None:
+    """``[verify] max_age``: the head's commit time (the repo helper dates its
+    commits at the start of 2026) against the bound."""
+    from fleetcore.agent.report import status_report
+    from fleetcore.config.agent import load_agent_config
+    from fleetcore.testing.gitrepo import script_role
+
+    v1 = fleet_repo.commit(script_role("v1"), "v1")
+    fresh = device("pi-fresh", extra='[verify]\nmax_age = "3650d"\n')
+    stale = device("pi-stale", extra='[verify]\nmax_age = "1d"\n')
+    for dev in (fresh, stale):
+        assert dev.agent().once().commit == v1
+    assert status_report(load_agent_config(fresh.config_path))["status"] == "healthy"
+    report = status_report(load_agent_config(stale.config_path))
+    assert report["status"] == "stale_desired_state"
+    assert "[verify] max_age" in report["status_reason"]
+    assert report["desired_issued_at"].startswith("2026-01-01")

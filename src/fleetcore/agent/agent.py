@@ -156,9 +156,11 @@ class Agent:
                     commit=manifest.commit,
                     message=f"already running {manifest.commit[:12]}",
                 )
-            required = "signature" in self.config.verify
+            required = "signature" in self.config.verify.checks
             if required:
-                refusal = bundle_refusal(self.config.verify["signature"], manifest.commit, signed)
+                refusal = bundle_refusal(
+                    self.config.verify.checks["signature"], manifest.commit, signed
+                )
                 if refusal is not None:
                     log.error("%s", refusal)
                     current = store.commit_of(store.current())

@@ -200,7 +200,7 @@ class Pipeline:
             else None,
         )
         state = self.journal.phase(state, "verify", durable=False)
-        verify_options = dict(ctx.config.verify)
+        verify_options = dict(ctx.config.verify.checks)
         if signed_bundle:
             verify_options.pop("signature", None)
         proof = commit_proof(ctx.source(), commit, ctx.device.role) if verify_options else None

@@ -16,6 +16,7 @@ cannot tell leaves the device unprotected, which is logged once.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from typing import Any
 
@@ -106,3 +107,20 @@ def bundle_refusal(
         )
     except (KeyError, OSError) as exc:
         return f"{what} cannot be verified: {exc}"
+
+
+def commit_time(source: Any, commit: str, role: str) -> dt.datetime | None:
+    """When ``commit`` was committed (its committer line), from the source's
+    commit objects; None when the source cannot say."""
+    proof = commit_proof(source, commit, role)
+    if proof is None:
+        return None
+    head = proof.commit_object.partition(b"\n\n")[0]
+    for line in head.split(b"\n"):
+        if line.startswith(b"committer "):
+            try:
+                stamp = int(line.rsplit(b" ", 2)[1])
+            except (IndexError, ValueError):
+                return None
+            return dt.datetime.fromtimestamp(stamp, dt.UTC)
+    return None

@@ -83,12 +83,18 @@ def management(config: AgentConfig) -> dict[str, str]:
 
 def _stale(config: AgentConfig, issued_at: dt.datetime | None) -> str:
     """Why the last desired state is stale (freeze protection), or ''."""
-    if config.server is None or issued_at is None:
+    limit = config.server.max_desired_age if config.server else config.verify.max_age
+    if limit is None or issued_at is None:
         return ""
-    bound = config.server.max_desired_age.seconds
+    bound = limit.seconds
     age = (dt.datetime.now(dt.UTC) - issued_at).total_seconds()
     if age <= bound:
         return ""
+    if config.server is None:
+        return (
+            f"the branch head was committed at {issued_at.isoformat()}, {age:.0f}s ago "
+            f"(more than [verify] max_age {bound:.0f}s): a frozen mirror or a stale branch"
+        )
     return (
         f"the desired state was issued by the server at {issued_at.isoformat()}, "
         f"{age:.0f}s ago (more than max_desired_age {bound:.0f}s): a stale or replayed answer"
