@@ -163,6 +163,12 @@ def test_a_device_waits_for_acceptance_when_its_token_requires_it(
         assert "fleetcore fleet device accept pi-1" in r.json()["error"]
     device = server.request("GET", "/v1/devices/pi-1", viewer).json()
     assert device["pending"] is True and device["status"] == "healthy"
+    # The dashboard says so, and what to do.
+    from fleetcore.server.pages import COOKIE
+
+    page = server.request("GET", "/devices/pi-1", cookies={COOKIE: viewer}).text
+    assert "pending: no desired state or secrets" in page
+    assert "fleetcore fleet device accept pi-1" in page
 
     r = server.request("POST", "/v1/devices/pi-1/accept", viewer, json={})
     assert r.status_code == 403
