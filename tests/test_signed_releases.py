@@ -187,7 +187,7 @@ def test_a_managed_device_checks_signatures_without_git(
     device checks every hash and the signature itself."""
     from tests.test_managed import ControlServer, ManagedDevice, everyone
 
-    alice = keys.make("alice")
+    alice, mallory = keys.make("alice"), keys.make("mallory")
     allowed = keys.allowed(alice=alice)
     sign_with(fleet_repo, alice)
     v1 = fleet_repo.commit(script_role("v1"), "v1 signed")
@@ -213,6 +213,15 @@ def test_a_managed_device_checks_signatures_without_git(
         assert any(
             h["to_commit"] == v2 and f"commit {v2} is not signed" in h["reason"] for h in history
         ), history
+        # Signed, by a key the device does not allow.
+        sign_with(fleet_repo, mallory)
+        v3 = fleet_repo.commit(script_role("v3"), "v3 by mallory")
+        server.api("POST", "/v1/hooks/git")
+        everyone(server, v3)
+        assert device.once() == 1
+        assert device.running() == v1
+        history = server.api("GET", "/v1/devices/pi-sig").json()["history"]
+        assert any(h["to_commit"] == v3 and "not in" in h["reason"] for h in history), history
     finally:
         server.stop()
 

@@ -149,6 +149,13 @@ class GitSource:
             return "same"
         self._ensure(old)
         self._ensure(new)
+        # The usual update is to a child of the running commit: the commit
+        # object's parent lines say so (a shallow cache hides its parents
+        # from rev-list, not from the object) without deepening the cache.
+        raw = self._git("cat-file", "commit", new, action="git cat-file in")
+        head = raw.stdout.partition(b"\n\n")[0].split(b"\n") if raw.ok else []
+        if f"parent {old}".encode() in head:
+            return "descendant"
         for deepen in ("--deepen=100", "--unshallow", None):
             if self._is_ancestor(old, new):
                 return "descendant"
