@@ -20,7 +20,7 @@ import datetime as dt
 import logging
 from typing import Any
 
-from fleetcore.errors import FleetcoreError
+from fleetcore.errors import FetchError, FleetcoreError
 from fleetcore.plugin.types import CommitProof
 
 log = logging.getLogger("fleetcore.agent")
@@ -46,7 +46,15 @@ def relation_of(source: Any, current: str, commit: str) -> str | None:
             _warned.add(name)
             log.warning("%s cannot tell how commits relate: no rollback protection", name)
         return None
-    answer = ask(current, commit)
+    try:
+        answer = ask(current, commit)
+    except FetchError:
+        raise
+    except FleetcoreError as exc:
+        # E.g. a control server from before rollback protection (404): in
+        # managed mode the server is trusted, so this is logged, not fatal.
+        log.warning("cannot tell how %s relates to %s: %s", commit, current, exc)
+        return None
     return answer if answer in RELATIONS else None
 
 
