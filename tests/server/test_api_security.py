@@ -56,7 +56,7 @@ def test_the_openapi_document_is_the_routes_and_bodies_the_server_checks(server:
     schemas = r.json()["components"]["schemas"]
     assert enroll["schema"] == {"$ref": "#/components/schemas/EnrollRequest"}
     assert set(schemas["EnrollRequest"]["properties"]) == {
-        "enrollment_token", "device_id", "role", "segment", "hostname", "labels",
+        "enrollment_token", "device_id", "role", "segment", "hostname", "labels", "branch",
     }  # fmt: skip
     assert schemas["EnrollRequest"]["required"] == ["enrollment_token", "device_id", "role"]
     assert schemas["EnrollRequest"]["additionalProperties"] is False

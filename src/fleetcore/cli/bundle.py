@@ -67,11 +67,9 @@ def create(
             pm.options(record, None, where="--fetcher", source="command line"),
         )
         commit = _resolve(source, local, ref)
-<<<<<<< HEAD
-        manifest = bundles.create(source, commit, role, output, progress=progress)
-=======
-        manifest = bundles.create(source, commit, role, output, sign_key=sign_key)
->>>>>>> e26c93f (Bundles: `fleetcore bundle create --sign KEY` signs the manifest with an SSH key; `agent apply` on a device with [verify.signature] refuses unsigned or wrongly signed bundles, naming the commit, in the history)
+        manifest = bundles.create(
+            source, commit, role, output, progress=progress, sign_key=sign_key
+        )
     summary = {
         "bundle": str(output),
         "commit": manifest.commit,

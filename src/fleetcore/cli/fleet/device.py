@@ -12,9 +12,11 @@ from __future__ import annotations
 from typing import Any
 
 import click
+from click.shell_completion import CompletionItem
 
 from fleetcore.cli.app import App
 from fleetcore.cli.fleet.common import JSON_OPT, client, short
+from fleetcore.cli.fleet.complete import complete_devices
 from fleetcore.cli.fleet.group import fleet
 
 
@@ -27,6 +29,14 @@ class DeviceGroup(click.Group):
             args = ["show", *args]
         return super().parse_args(ctx, args)
 
+    def shell_complete(self, ctx: click.Context, incomplete: str) -> list[CompletionItem]:
+        # `device ID` is the usual form: device ids first; the commands only
+        # once a word has begun (`device a` -> accept, allow-reenroll).
+        devices = complete_devices(ctx, click.Argument(["device_id"]), incomplete)
+        if not incomplete:
+            return devices
+        return [*super().shell_complete(ctx, incomplete), *devices]
+
 
 @fleet.group(cls=DeviceGroup)
 def device() -> None:
@@ -34,7 +44,7 @@ def device() -> None:
 
 
 @device.command("show")
-@click.argument("device_id")
+@click.argument("device_id", shell_complete=complete_devices)
 @JSON_OPT
 def show(device_id: str, as_json: bool) -> None:
     """One device: status, desired state, policy, history."""
@@ -59,7 +69,7 @@ def show(device_id: str, as_json: bool) -> None:
 
 
 @device.command("accept")
-@click.argument("device_id")
+@click.argument("device_id", shell_complete=complete_devices)
 @click.option("--reason", default="", help="Why (for the audit log).")
 @JSON_OPT
 def accept(device_id: str, reason: str, as_json: bool) -> None:
@@ -75,7 +85,7 @@ def accept(device_id: str, reason: str, as_json: bool) -> None:
 
 
 @device.command("allow-reenroll")
-@click.argument("device_id")
+@click.argument("device_id", shell_complete=complete_devices)
 @click.option("--reason", required=True, help="Why (for the audit log).")
 @click.option(
     "--ttl",

@@ -7,7 +7,6 @@ import click
 from fleetcore.cli.app import App
 from fleetcore.cli.fleet.branches import branch_lines
 from fleetcore.cli.fleet.common import JSON_OPT, client, rollout_line, short
-from fleetcore.cli.fleet.complete import complete_devices
 from fleetcore.cli.fleet.group import fleet
 
 
