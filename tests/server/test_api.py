@@ -174,7 +174,7 @@ def test_migrations_bring_an_older_database_up_to_date(db_url: str | None, tmp_p
     assert store.schema_version() == len(MIGRATIONS)
     # Make it look like a database from before migrations 4 (rollouts.roles),
     # 5 (role_secrets), 6 (resumes), 7 (who created and revoked what), 8
-    # (device labels), 9 (the branch a device's agent.toml follows) and 10
+    # (device labels), 9 (the branch a device's agent.toml follows) and 11
     # (scoped enrollment tokens, pending devices, re-enrollment approvals,
     # device secrets).
     with store.begin() as conn:
