@@ -54,6 +54,9 @@ BODIES: dict[tuple[str, str], type | None] = {
     ("DELETE", "/v1/secrets/{role}/{name}"): b.ActionRequest,
     ("PUT", "/v1/device-secrets/{device_id}/{name}"): SecretRequest,
     ("DELETE", "/v1/device-secrets/{device_id}/{name}"): b.ActionRequest,
+    ("PUT", "/v1/fleet/blast-radius"): b.BlastRadiusRequest,
+    ("POST", "/v1/fleet/halt-all"): b.HaltRequest,
+    ("POST", "/v1/fleet/resume-all"): b.ActionRequest,
     ("POST", "/v1/hooks/git"): None,
     ("POST", "/v1/bare"): None,
 }
