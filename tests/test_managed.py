@@ -813,3 +813,70 @@ def test_agent_run_serves_its_own_metrics_when_asked(server: ControlServer, tmp_
     assert check.returncode == 0, check.stdout + check.stderr
     # The endpoint goes with the agent.
     assert not wait_for_port(port, timeout=0.5)
+
+
+def test_an_agent_rotates_its_credential_and_cannot_be_enrolled_over(
+    server: ControlServer, tmp_path: Path
+) -> None:
+    device = ManagedDevice(tmp_path, server, "pi-rot", "general")
+    credential = device.root / "state" / "credential"
+    old = credential.read_text().strip()
+
+    # Enrolling the same id again with the token alone is refused; the
+    # device's credential keeps working.
+    def enroll(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*FLEETCORE, "agent", "enroll", "--config", str(device.config), *args],
+            capture_output=True,
+            text=True,
+            env=device.env,
+        )
+
+    again = enroll("--enrollment-token", server.enrollment)
+    assert again.returncode == 1, again.stderr
+    assert "already enrolled" in again.stderr and "--rotate" in again.stderr
+    assert credential.read_text().strip() == old
+    # 0 or 3 (deferred: nothing released yet); a refused credential fails.
+    assert device.once() in (0, 3)
+
+    # Without a token and without --rotate: a usage error.
+    assert enroll().returncode == 2
+    rotated = enroll("--rotate", "--json")
+    assert rotated.returncode == 0, rotated.stderr
+    assert json.loads(rotated.stdout)["device_id"] == "pi-rot"
+    new = credential.read_text().strip()
+    assert new != old and credential.stat().st_mode & 0o777 == 0o600
+    refused = requests.get(
+        f"{server.url}/v1/devices/pi-rot/desired",
+        timeout=10,
+        headers={"Authorization": f"Bearer {old}"},
+    )
+    assert refused.status_code == 401
+    assert device.once() in (0, 3)
+
+
+def test_a_managed_device_refuses_to_go_back_unless_pinned(
+    server: ControlServer, tmp_path: Path
+) -> None:
+    device = ManagedDevice(tmp_path, server, "pi-back", "general")
+    v1 = server.repo.head()
+    everyone(server, v1)
+    assert device.once() == 0 and device.running() == v1
+    v2 = server.repo.commit(script_role("v2"), "v2")
+    server.api("POST", "/v1/hooks/git")
+    everyone(server, v2)
+    assert device.once() == 0 and device.running() == v2
+
+    # A rollout of the older commit is not an operator's way back: refused,
+    # the device stays, and the history (here and on the server) says why.
+    everyone(server, v1)
+    assert device.once() == 1
+    assert device.running() == v2
+    history = server.api("GET", "/v1/devices/pi-back").json()["history"]
+    assert any(
+        h["to_commit"] == v1 and h["reason"].startswith(f"rollback refused: {v1} is an ancestor")
+        for h in history
+    ), history
+
+    server.api("PUT", "/v1/fleet/pin", json={"commit": v1, "reason": "v2 is broken"})
+    assert device.once() == 0 and device.running() == v1

@@ -7,7 +7,10 @@ the same unpack, verify, validate, activate and health steps as any update.
 
 A bundle is a gzip-compressed tar file whose first member is
 ``bundle.json`` (format, commit, role, creation time and the manifest with a
-sha256 for every file), followed by the role's files under ``role/``.
+sha256 for every file), then, when made with ``--sign KEY``,
+``bundle.json.sig`` (an SSH signature of those exact bytes, namespace
+``fleetcore-bundle``), followed by the role's files under ``role/``. The
+signature covers the manifest, and the manifest every file.
 A bundle from anywhere is untrusted input: it is read as a stream, the header
 is size-limited and validated, and every member goes through
 :func:`fleetcore.release.unpack`.
@@ -25,12 +28,16 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from fleetcore import sshsig
 from fleetcore.errors import UnsafeArchiveError, VerifyError
 from fleetcore.fetch.interface import Fetched, Source
 from fleetcore.release import Manifest, unpack
 
 FORMAT = "fleetcore-bundle/1"
 HEADER = "bundle.json"
+SIGNATURE = "bundle.json.sig"
+NAMESPACE = "fleetcore-bundle"
+MAX_SIGNATURE = 64 * 1024
 PREFIX = "role"
 MAX_HEADER = 64 * 1024 * 1024
 
@@ -43,12 +50,14 @@ def create(
     *,
     max_bytes: int = 2 * 1024**3,
     progress: Callable[[str, int | None], Callable[[int], None]] | None = None,
+    sign_key: Path | None = None,
 ) -> Manifest:
     """Write the bundle of ``role`` at ``commit`` to ``output``; return its manifest.
 
     The role is fetched and verified exactly as a device would, then its
-    sha256 manifest is written ahead of the files. ``progress`` (a command
-    on a terminal) makes a meter per step: ``(label, total) -> update(done)``.
+    sha256 manifest is written ahead of the files, signed with the SSH
+    private key ``sign_key`` when given. ``progress`` (a command on a
+    terminal) makes a meter per step: ``(label, total) -> update(done)``.
     """
     with tempfile.TemporaryDirectory(prefix="fleetcore-bundle-") as tmp:
         work = Path(tmp, "fetch")
@@ -82,6 +91,7 @@ def create(
             },
             indent=1,
         ).encode()
+        signature = sshsig.sign(sign_key, NAMESPACE, header) if sign_key else None
         partial = output.with_name(f".{output.name}.partial")
         # Fixed times and owners: the same commit gives the same bundle bytes.
         with (
@@ -92,6 +102,10 @@ def create(
             info = tarfile.TarInfo(HEADER)
             info.size = len(header)
             tar.addfile(info, io.BytesIO(header))
+            if signature is not None:
+                info = tarfile.TarInfo(SIGNATURE)
+                info.size = len(signature)
+                tar.addfile(info, io.BytesIO(signature))
             update = progress(f"write {output.name}", manifest.total_size) if progress else None
             done = 0
             for entry in manifest.entries:
@@ -111,6 +125,30 @@ def create(
                     update(done)
         os.replace(partial, output)
         return manifest
+
+
+def read_signed(path: Path) -> tuple[bytes, bytes | None]:
+    """The header's exact bytes and the bundle's signature (None: unsigned)."""
+    try:
+        with tarfile.open(path, mode="r|gz") as tar:
+            first = tar.next()
+            if first is None or first.name != HEADER or first.size > MAX_HEADER:
+                raise UnsafeArchiveError(f"{path}: not a fleetcore bundle (no {HEADER} first)")
+            handle = tar.extractfile(first)
+            assert handle is not None
+            header = handle.read()
+            second = tar.next()
+            if second is None or second.name != SIGNATURE or not second.isfile():
+                return header, None
+            if second.size > MAX_SIGNATURE:
+                raise UnsafeArchiveError(
+                    f"{path}: {SIGNATURE} is larger than {MAX_SIGNATURE} bytes"
+                )
+            handle = tar.extractfile(second)
+            assert handle is not None
+            return header, handle.read()
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise UnsafeArchiveError(f"{path}: not a readable bundle: {exc}") from None
 
 
 def open_bundle(path: Path) -> Fetched:

@@ -49,6 +49,8 @@ class DesiredState:
     rollout_options: Mapping[str, Any] | None = None
     """Managed mode: the rollout the server applied, so the device can check
     its own eligibility with the same strategy plugin."""
+    issued_at: dt.datetime | None = None
+    """Managed mode: the server's time when it answered (freshness)."""
 
     @property
     def updates_allowed(self) -> bool:

@@ -49,7 +49,7 @@ class Server:
         settings = {"tick_interval": 3600.0, "fetch_interval": 3600.0, "keepalive": 0.5}
         pm = config.pop("pm", None)
         settings.update(config)
-        app, self.ctl = build(
+        self.app, self.ctl = build(
             ServerConfig(
                 data_dir=self.data_dir,
                 repo=self.repo,
@@ -60,7 +60,7 @@ class Server:
             pm,
         )
         uv = uvicorn.Config(
-            app,
+            self.app,
             host="127.0.0.1",
             port=self.port,
             log_level="warning",

@@ -71,7 +71,11 @@ def test_enroll_desired_status_history(make_server: Any, db_url: str | None, rep
     assert d["last_seen"] is not None and d["hostname"] == "pi-1.local"
     assert len(d["history"]) == 1 and d["history"][0]["reason"] == "first release"
 
-    # Re-enrolling issues a new credential and revokes the old one, on the record.
+    # Re-enrolling (allowed once by an admin) issues a new credential and
+    # revokes the old one, on the record.
+    admin = server.token("admin")
+    r = server.request("POST", "/v1/devices/pi-1/allow-reenroll", admin, json={"reason": "new sd"})
+    assert r.status_code == 200, r.text
     new = server.enroll("pi-1", "web", "canary")
     assert server.request("GET", "/v1/devices/pi-1/desired", cred).status_code == 401
     assert server.request("GET", "/v1/devices/pi-1/desired", new).status_code == 200
@@ -172,8 +176,15 @@ def test_migrations_bring_an_older_database_up_to_date(db_url: str | None, tmp_p
     # Make it look like a database from before migrations 4 (rollouts.roles),
     # 5 (role_secrets), 6 (resumes), 7 (who created and revoked what), 8
     # (device labels), 9 (the branch a device's agent.toml follows), 11
-    # (device metrics), 12 (safe-mode holds) and 13 (device logs).
+    # (device metrics), 12 (safe-mode holds), 13 (device logs) and 14
+    # (scoped enrollment tokens, pending devices, re-enrollment approvals,
+    # device secrets).
     with store.begin() as conn:
+        for column in ("segment", "max_uses", "uses", "require_approval"):
+            conn.execute(sa.text(f"ALTER TABLE tokens DROP COLUMN {column}"))
+        conn.execute(sa.text("ALTER TABLE devices DROP COLUMN pending"))
+        conn.execute(sa.text("DROP TABLE device_secrets"))
+        conn.execute(sa.text("DROP TABLE reenroll_approvals"))
         conn.execute(sa.text("ALTER TABLE rollouts DROP COLUMN roles"))
         conn.execute(sa.text("DROP TABLE role_secrets"))
         conn.execute(sa.text("ALTER TABLE device_policies DROP COLUMN resumes"))
@@ -201,7 +212,11 @@ def test_migrations_bring_an_older_database_up_to_date(db_url: str | None, tmp_p
         token_columns = {c["name"] for c in sa.inspect(conn).get_columns("tokens")}
         device_columns = {c["name"] for c in sa.inspect(conn).get_columns("devices")}
     assert {"created_by", "revoked_at", "revoked_by"} <= token_columns
-    assert {"revoked_at", "labels", "branch", "metrics"} <= device_columns
+    assert {"revoked_at", "labels", "branch", "metrics", "pending"} <= device_columns
+    assert {"segment", "max_uses", "uses", "require_approval"} <= token_columns
+    with store.connect() as conn:
+        tables = set(sa.inspect(conn).get_table_names())
+    assert {"device_secrets", "reenroll_approvals"} <= tables
     # Opening an up-to-date database changes nothing.
     store.close()
     assert Store(url).schema_version() == len(MIGRATIONS)

@@ -54,9 +54,18 @@ def test_labels_are_stored_replaced_and_filtered(make_server: Any, db_url: str |
     r = server.request("GET", "/v1/devices", viewer, params={"label": "hardware"})
     assert r.status_code == 400 and r.json()["field"] == "label"
 
-    # A re-enrollment without labels keeps them; with labels, replaces them.
+    # A re-enrollment (allowed by an admin) without labels keeps them; with
+    # labels, replaces them.
+    admin = server.token("admin")
+
+    def allow() -> None:
+        r = server.request("POST", "/v1/devices/pi-2/allow-reenroll", admin, json={"reason": "x"})
+        assert r.status_code == 200, r.text
+
+    allow()
     server.enroll("pi-2")
     assert device("pi-2")["labels"] == {"hardware": "pi3", "network": "site-a"}
+    allow()
     server.enroll("pi-2", labels={"hardware": "pi5"})
     assert device("pi-2")["labels"] == {"hardware": "pi5"}
 

@@ -166,7 +166,13 @@ def test_a_revoked_device_is_refused_at_once_and_can_enroll_again(
     device = server.request("GET", "/v1/devices/pi-1", viewer).json()
     assert device["revoked_at"] is not None and device["status"] == "healthy"
 
-    # Enrolling again (with an enrollment token) gives it a working credential.
+    # An enrollment token alone does not bring it back; with an admin's
+    # one-time approval, enrolling again gives it a working credential.
+    token = server.enrollment_token()
+    body = {"enrollment_token": token, "device_id": "pi-1", "role": "web"}
+    assert server.request("POST", "/v1/enroll", json=body).status_code == 409
+    r = server.request("POST", "/v1/devices/pi-1/allow-reenroll", admin, json={"reason": "fixed"})
+    assert r.status_code == 200, r.text
     new = server.enroll("pi-1")
     assert server.desired("pi-1", new)["why"] == "hold"
     server.report("pi-1", new, status="healthy")
@@ -210,10 +216,10 @@ def test_replicas_refuse_a_revoked_device_at_once(
     r = there.request("POST", "/v1/devices/pi-1/status", cred, json={"status": "healthy"})
     assert r.status_code == 401
     assert there.request("GET", "/v1/devices/pi-1/desired", cred).status_code == 401
-    # Re-enrolling through one replica retires the old credential on the other too.
+    # Rotating through one replica retires the old credential on the other too.
     cred2 = here.enroll("pi-2")
     there.report("pi-2", cred2, status="healthy")
-    here.enroll("pi-2")
+    assert here.request("POST", "/v1/devices/pi-2/credential", cred2).status_code == 200
     assert _until(lambda: there.ctl.auth.remembered(f"Bearer {cred2}") is None)
     r = there.request("POST", "/v1/devices/pi-2/status", cred2, json={"status": "healthy"})
     assert r.status_code == 401
@@ -267,8 +273,11 @@ def test_a_lone_server_keeps_credentials_past_a_report_interval(server: Any, clo
     assert server.ctl.auth.remembered(header) == "pi-1"
     server.enroll("pi-2")
     assert server.ctl.auth.remembered(header) == "pi-1"
-    # Enrolling pi-1 again forgets its old credential at once.
-    server.enroll("pi-1")
+    # A refused takeover leaves it remembered; a rotation forgets it at once.
+    body = {"enrollment_token": server.enrollment_token(), "device_id": "pi-1", "role": "web"}
+    assert server.request("POST", "/v1/enroll", json=body).status_code == 409
+    assert server.ctl.auth.remembered(header) == "pi-1"
+    assert server.request("POST", "/v1/devices/pi-1/credential", cred).status_code == 200
     assert server.ctl.auth.remembered(header) is None
     r = server.request("POST", "/v1/devices/pi-1/status", cred, json={"status": "healthy"})
     assert r.status_code == 401

@@ -11,6 +11,7 @@ PLUGINS = {
     "health-script": {"health check": ["health-script"]},
     "http": {"health check": ["http"]},
     "manifest": {"verify check": ["manifest"]},
+    "signature": {"verify check": ["signature"]},
 }
 
 

@@ -21,7 +21,15 @@ from fleetcore.testing.conformance.activator import ActivatorKit
 from fleetcore.testing.conformance.checks import CheckKit
 from fleetcore.testing.conformance.drift import DriftFixKit, Repair, check_drift_fix_record
 from fleetcore.testing.services import free_port
-from fleetcore_checks import drift, health_script, http, manifest, script, validate_script
+from fleetcore_checks import (
+    drift,
+    health_script,
+    http,
+    manifest,
+    script,
+    signature,
+    validate_script,
+)
 
 
 def named(records: Any, name: str) -> Any:
@@ -150,6 +158,77 @@ class TestManifest(CheckKit):
             manifest=passing.manifest,
             unpacked=unpacked,
         )
+
+
+def _git(repo: Path, *args: str, stdin: bytes | None = None) -> bytes:
+    import subprocess
+
+    env = {**os.environ, "GIT_AUTHOR_NAME": "kit", "GIT_AUTHOR_EMAIL": "kit@example.com",
+           "GIT_COMMITTER_NAME": "kit", "GIT_COMMITTER_EMAIL": "kit@example.com"}  # fmt: skip
+    return subprocess.run(
+        ["git", "-C", str(repo), *args], input=stdin, env=env, capture_output=True, check=True
+    ).stdout
+
+
+class TestSignature(CheckKit):
+    """On a real repository with a real SSH key: a signed commit passes, the
+    same files in an unsigned commit fail."""
+
+    kind = "verify"
+
+    @pytest.fixture
+    def record(self) -> Check:
+        return named(signature.fleetcore_register_verify_checks(), "signature")
+
+    @pytest.fixture
+    def repo(self, tmp_path: Path) -> tuple[Path, Path]:
+        import subprocess
+
+        key = tmp_path / "kit-key"
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+        allowed = tmp_path / "allowed_signers"
+        allowed.write_text(f"kit@example.com {key.with_suffix('.pub').read_text()}")
+        repo = tmp_path / "repo"
+        _git(tmp_path, "init", "-q", str(repo))
+        write(repo, {f"roles/{DEVICE.role}/app.conf": "v=1\n"})
+        _git(repo, "add", "-A")
+        _git(repo, "-c", "gpg.format=ssh", "-c", f"user.signingkey={key}", "commit", "-q", "-S",
+             "-m", "signed")  # fmt: skip
+        return repo, allowed
+
+    @pytest.fixture
+    def options(self, repo: tuple[Path, Path]) -> Mapping[str, Any]:
+        return {"allowed_signers": str(repo[1])}
+
+    def _context(self, record: Check, options: Any, repo: Path, kit_release: Path) -> CheckContext:
+        from fleetcore.plugin import CommitProof
+        from fleetcore.plugin.release import ls_tree_args, read_role_tree
+
+        commit = _git(repo, "rev-parse", "HEAD").decode().strip()
+        tree = read_role_tree(_git(repo, *ls_tree_args(commit, DEVICE.role)), DEVICE.role)
+        proof = CommitProof(
+            commit_object=_git(repo, "cat-file", "commit", commit),
+            root_tree=_git(repo, "cat-file", "tree", f"{commit}^{{tree}}"),
+            roles_tree=_git(repo, "cat-file", "tree", f"{commit}:roles"),
+        )
+        trusted = Manifest(commit=commit, role=DEVICE.role, entries=tree.entries({}))
+        return check_context(
+            "verify", kit_release, record=record, options=options, commit=commit,
+            manifest=trusted, proof=proof,
+        )  # fmt: skip
+
+    @pytest.fixture
+    def passing(
+        self, record: Check, options: Any, repo: tuple[Path, Path], kit_release: Path
+    ) -> CheckContext:
+        return self._context(record, options, repo[0], kit_release)
+
+    @pytest.fixture
+    def failing(
+        self, record: Check, options: Any, repo: tuple[Path, Path], kit_release: Path
+    ) -> CheckContext:
+        _git(repo[0], "commit", "-q", "--amend", "--no-gpg-sign", "-m", "unsigned")
+        return self._context(record, options, repo[0], kit_release)
 
 
 # -- drift checks --------------------------------------------------------------------------------

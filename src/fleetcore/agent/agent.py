@@ -23,6 +23,7 @@ from fleetcore.agent.health import recheck
 from fleetcore.agent.journal import Journal
 from fleetcore.agent.partitions import Partitions
 from fleetcore.agent.pipeline import Pipeline
+from fleetcore.agent.protection import bundle_refusal
 from fleetcore.agent.results import CycleResult
 from fleetcore.agent.rollback import Rollback
 from fleetcore.agent.state import State, StateStore, history_json
@@ -133,9 +134,17 @@ class Agent:
                 return CycleResult(outcome="locked", message=str(exc))
             raise
 
-    def apply(self, fetched: Fetched, *, reason: str = "bundle") -> CycleResult:
+    def apply(
+        self,
+        fetched: Fetched,
+        *,
+        reason: str = "bundle",
+        signed: tuple[bytes, bytes | None] | None = None,
+    ) -> CycleResult:
         """Apply a release brought by hand (an offline bundle): the same
-        verify, unpack, validate, activate and health steps, no gates."""
+        verify, unpack, validate, activate and health steps, no gates.
+        ``signed``: the bundle's header bytes and signature, checked against
+        ``[verify.signature]`` when the device requires signatures."""
         store = self.store
         store.ensure()
         with exclusive_lock(store.lock_file):
@@ -152,10 +161,22 @@ class Agent:
                     commit=manifest.commit,
                     message=f"already running {manifest.commit[:12]}",
                 )
+            required = "signature" in self.config.verify.checks
+            if required:
+                refusal = bundle_refusal(
+                    self.config.verify.checks["signature"], manifest.commit, signed
+                )
+                if refusal is not None:
+                    log.error("%s", refusal)
+                    current = store.commit_of(store.current())
+                    self.journal.record(current, manifest.commit, "failed", 0.0, refusal)
+                    return CycleResult(outcome="failed", commit=current, message=refusal)
             # role.toml is read from the release once it is unpacked and verified.
             # A bundle comes by hand to a device that may never reach the repo:
             # no skip-to-latest after it.
-            return self.pipeline.deploy(state, manifest.commit, reason, lambda _w: fetched, None)
+            return self.pipeline.deploy(
+                state, manifest.commit, reason, lambda _w: fetched, None, signed_bundle=required
+            )
 
     def check(self, *, deep: bool, fix: bool) -> DriftResult:
         """A drift run under the agent's lock: find, fix, re-check, record."""

@@ -20,6 +20,7 @@ from fleetcore.agent.health import recheck
 from fleetcore.agent.journal import Journal
 from fleetcore.agent.partitions import Partitions
 from fleetcore.agent.pipeline import Pipeline
+from fleetcore.agent.protection import relation_of, rollback_refusal
 from fleetcore.agent.results import CycleResult
 from fleetcore.agent.state import State
 from fleetcore.errors import ConfigError, FetchError, FleetcoreError
@@ -50,6 +51,8 @@ class Cycle:
         self.desired = desired
         self.partitions = partitions
         self.pipeline = pipeline
+        self._refused: str | None = None
+        """The last commit refused by rollback protection (recorded once)."""
 
     def run(self, state: State) -> CycleResult:
         ctx, journal = self.ctx, self.journal
@@ -84,6 +87,14 @@ class Cycle:
         if desired.commit is None or desired.commit == current_commit:
             return self._converged(state, desired, current_commit)
         commit = desired.commit
+        if current_commit is not None:
+            try:
+                relation = relation_of(ctx.source(), current_commit, commit)
+            except FetchError as exc:
+                return CycleResult(outcome="unreachable", commit=current_commit, message=str(exc))
+            refusal = rollback_refusal(relation, current_commit, commit, desired.why)
+            if refusal is not None:
+                return self._refuse_rollback(commit, current_commit, refusal)
         try:
             role_cfg = self.desired.role_config(commit)
         except FetchError as exc:
@@ -197,6 +208,16 @@ class Cycle:
         now = self.ctx.clock.now()
         self.journal.record(current_commit, commit, "failed", 0.0, reason)
         self.journal.count_failure(attrs.evolve(state, last_attempt=now), reason)
+        return CycleResult(outcome="failed", commit=current_commit, message=reason)
+
+    def _refuse_rollback(self, commit: str, current_commit: str, reason: str) -> CycleResult:
+        """The device stays on its release; the history says why, once per
+        refused commit (not every cycle), and no failure is counted: nothing
+        on the device failed."""
+        if self._refused != commit:
+            self._refused = commit
+            self.journal.record(current_commit, commit, "failed", 0.0, reason)
+        log.error("%s", reason)
         return CycleResult(outcome="failed", commit=current_commit, message=reason)
 
     def _newer_commit(self, deployed: str) -> str | None:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 from fleetcore.agent.context import AgentContext
+from fleetcore.agent.protection import commit_time
 from fleetcore.agent.retry import retry
 from fleetcore.config.role import RoleConfig, parse_role_config
 from fleetcore.plugin.types import DeviceInfo
@@ -22,7 +23,8 @@ from fleetcore.policy import DesiredState, resolve
 from fleetcore.rollout.select import RolloutStrategies
 
 if TYPE_CHECKING:
-    from fleetcore.config.fleet import FleetPolicy
+    from fleetcore.config.fleet import DevicePolicy, FleetPolicy
+    from fleetcore.fetch.interface import Source
 
 log = logging.getLogger("fleetcore.agent")
 
@@ -66,7 +68,22 @@ class Desired:
         at = f"@{head[:12]}"
         fleet = parse_fleet_policy(files.get("fleet.toml"), f"fleet.toml{at}")
         device_policy = parse_device_policy(files.get(device_file), f"{device_file}{at}")
-        desired = resolve(
+        desired = self._resolve(ctx, fleet, device_policy, head, at, source)
+        if ctx.config.verify.max_age is not None:
+            # Freshness: how old the head is, from its commit object.
+            desired = attrs.evolve(desired, issued_at=commit_time(source, head, ctx.device.role))
+        return desired, head
+
+    def _resolve(
+        self,
+        ctx: AgentContext,
+        fleet: FleetPolicy,
+        device_policy: DevicePolicy,
+        head: str,
+        at: str,
+        source: Source,
+    ) -> DesiredState:
+        return resolve(
             device=ctx.device,
             fleet=fleet,
             device_policy=device_policy,
@@ -77,7 +94,6 @@ class Desired:
                 ctx, f"resolve branch {branch}", lambda: source.head(branch)
             ),
         )
-        return desired, head
 
     def double_check(self, desired: DesiredState) -> DesiredState:
         """Managed mode: a rollout's commit is taken only if the same strategy

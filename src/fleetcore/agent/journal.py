@@ -54,6 +54,7 @@ class Journal:
             desired_commit=desired.commit,
             desired_why=desired.why,
             desired_reason=desired.reason,
+            desired_issued_at=desired.issued_at,
             **answered,
         )
 

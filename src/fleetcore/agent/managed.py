@@ -36,6 +36,7 @@ from fleetcore.files import atomic_write, atomic_write_json
 from fleetcore.http import Client as HttpClient
 from fleetcore.http import RedirectError, Response, StatusError, TransportError
 from fleetcore.plugin.protocols import EVENT_NAMES
+from fleetcore.plugin.types import CommitProof
 from fleetcore.policy import DesiredState
 from fleetcore.release import Manifest
 
@@ -142,7 +143,16 @@ class ServerClient:
             },
         ) as response:
             answer = json.loads(response.read())
-        credential = str(answer["credential"])
+        return self._keep(str(answer["credential"]))
+
+    def rotate(self) -> str:
+        """A new credential for this device, asked for with its current one:
+        the server forgets the old one as it answers."""
+        with self._open("POST", f"/v1/devices/{self._id()}/credential", body={}) as response:
+            answer = json.loads(response.read())
+        return self._keep(str(answer["credential"]))
+
+    def _keep(self, credential: str) -> str:
         path = credential_path(self.config)
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, credential.encode() + b"\n", mode=0o600)
@@ -157,6 +167,7 @@ class ServerClient:
         if cached and cached.get("etag") and not fresh:
             headers = {"If-None-Match": cached["etag"]}
         response = self._open("GET", f"/v1/devices/{self._id()}/desired", headers=headers)
+        issued_at = _issued_at(response.headers.get("X-Fleetcore-Issued-At"))
         with response:
             if response.status == 304 and cached:
                 body = cached["body"]
@@ -174,6 +185,7 @@ class ServerClient:
             safe_mode=int(body.get("safe_mode") or 0),
             rollout_strategy=(body.get("rollout") or {}).get("strategy"),
             rollout_options=(body.get("rollout") or {}).get("options"),
+            issued_at=issued_at,
             maintenance_window=structure(
                 window,
                 MaintenanceWindow,
@@ -212,6 +224,25 @@ class ServerClient:
                 "POST", f"/v1/devices/{self._id()}/history", body={"entries": list(entries)}
             ):
                 pass
+
+    def proof(self, commit: str, role: str) -> CommitProof:
+        import base64
+
+        with self._open("GET", f"/v1/proofs/{_q(commit)}/{_q(role)}") as response:
+            body = json.loads(response.read())
+        try:
+            return CommitProof(
+                commit_object=base64.b64decode(body["commit_object"]),
+                root_tree=base64.b64decode(body["root_tree"]),
+                roles_tree=base64.b64decode(body["roles_tree"]),
+            )
+        except (KeyError, TypeError, ValueError):
+            raise FetchError("the server's commit proof is malformed") from None
+
+    def relation(self, old: str, new: str) -> str:
+        with self._open("GET", f"/v1/relation/{_q(old)}/{_q(new)}") as response:
+            body = json.loads(response.read())
+        return str(body.get("relation"))
 
     def secrets(self) -> dict[str, str]:
         """This device's secrets for its role, from the server's secrets API."""
@@ -335,6 +366,15 @@ class ServerSource:
                     if handle is not None:
                         out[name] = handle.read(1 << 20)
             return out
+
+    def relation(self, old: str, new: str) -> str:
+        """How ``new`` relates to ``old``, from the server's mirror (rollback protection)."""
+        return self.client.relation(old, new)
+
+    def proof(self, commit: str, role: str) -> CommitProof:
+        """The commit's objects from the server, for a signature check: the
+        device checks every hash itself, so the server need not be trusted."""
+        return self.client.proof(commit, role)
 
     def fetch(self, commit: str, role: str, workdir: Path) -> Fetched:
         manifest = self.client.manifest(commit, role)
@@ -465,6 +505,17 @@ def _read_json(path: Path) -> dict[str, Any] | None:
         return data if isinstance(data, dict) else None
     except (OSError, ValueError):
         return None
+
+
+def _issued_at(header: str | None) -> dt.datetime | None:
+    """The server's time on a desired state (None from servers that do not send it)."""
+    if not header:
+        return None
+    try:
+        value = dt.datetime.fromisoformat(header)
+    except ValueError:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
 def _q(part: str) -> str:

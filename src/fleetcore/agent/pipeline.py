@@ -25,6 +25,7 @@ from fleetcore.agent.disk import current_size, ensure_space
 from fleetcore.agent.gates import attempts_after
 from fleetcore.agent.health import wait_healthy
 from fleetcore.agent.journal import Journal
+from fleetcore.agent.protection import commit_proof
 from fleetcore.agent.releases import (
     clean_releases,
     role_config_of,
@@ -63,9 +64,13 @@ class Pipeline:
         why: str,
         fetch: Callable[[Path], Fetched],
         role_cfg: RoleConfig | None,
+        *,
+        signed_bundle: bool = False,
     ) -> CycleResult:
         """Deploy ``commit``. ``role_cfg`` is None when the role's config is to
-        be read from the release itself once verified (bundles)."""
+        be read from the release itself once verified (bundles);
+        ``signed_bundle``: a bundle whose signature the agent checked, so
+        the commit signature check does not run (it has no commit objects)."""
         ctx, store = self.ctx, self.store
         now = ctx.clock.now()
         started = ctx.clock.monotonic()
@@ -98,7 +103,9 @@ class Pipeline:
             ),
         )
         try:
-            state, release_dir, env, role_cfg = self.prepare(state, name, commit, fetch, role_cfg)
+            state, release_dir, env, role_cfg = self.prepare(
+                state, name, commit, fetch, role_cfg, signed_bundle=signed_bundle
+            )
         except DiskFull as exc:
             return self.rollback.abandon(state, "skipped", str(exc), started)
         except (FleetcoreError, OSError) as exc:
@@ -151,6 +158,8 @@ class Pipeline:
         commit: str,
         fetch: Callable[[Path], Fetched],
         role_cfg: RoleConfig | None,
+        *,
+        signed_bundle: bool = False,
     ) -> tuple[State, Path, dict[str, str], RoleConfig]:
         """Fetch, unpack, verify, add secrets and validate, all beside the
         running release. Returns the release folder, its environment and the
@@ -191,10 +200,19 @@ class Pipeline:
             else None,
         )
         state = self.journal.phase(state, "verify", durable=False)
-        context = check_ctx(ctx, "verify", tree, commit, manifest, unpacked=unpacked)
-        # Verify checks guard the device, not the role: a role cannot opt out.
+        verify_options = dict(ctx.config.verify.checks)
+        if signed_bundle:
+            verify_options.pop("signature", None)
+        proof = commit_proof(ctx.source(), commit, ctx.device.role) if verify_options else None
+        context = check_ctx(ctx, "verify", tree, commit, manifest, unpacked=unpacked, proof=proof)
+        # Verify checks guard the device, not the role: a role cannot opt
+        # out; the device's agent.toml may add some ([verify.NAME]).
         selected = runner.select(
-            ctx.pm, "verify", CheckSelection(), context, source=ctx.config_source
+            ctx.pm,
+            "verify",
+            CheckSelection(options=verify_options),
+            context,
+            source=ctx.config_source,
         )
         if not selected:
             raise VerifyError(

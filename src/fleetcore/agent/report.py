@@ -19,6 +19,10 @@ def status_report(config: AgentConfig) -> dict[str, Any]:
         status = "safe_mode" if state.mode == "safe_mode" else state.status
     if state is not None and state.in_flight is not None:
         status = "updating"
+    reason = state.status_reason if state else ""
+    stale = _stale(config, state.desired_issued_at if state else None)
+    if stale:
+        status, reason = "stale_desired_state", stale
     return {
         "device_id": config.device_id,
         "role": config.role,
@@ -28,7 +32,8 @@ def status_report(config: AgentConfig) -> dict[str, Any]:
         "release": current,
         "previous_commit": store.commit_of(store.previous()),
         "status": status,
-        "status_reason": state.status_reason if state else "",
+        "status_reason": reason,
+        "desired_issued_at": _iso(state.desired_issued_at) if state else None,
         "mode": state.mode if state else "normal",
         "mode_since": state.mode_since.isoformat() if state and state.mode_since else None,
         "mode_reason": state.mode_reason if state else "",
@@ -74,6 +79,26 @@ def management(config: AgentConfig) -> dict[str, str]:
         "management_reason": f"[server] url = {url} in {where}; enrolled "
         f"(credential in {credential})",
     }
+
+
+def _stale(config: AgentConfig, issued_at: dt.datetime | None) -> str:
+    """Why the last desired state is stale (freeze protection), or ''."""
+    limit = config.server.max_desired_age if config.server else config.verify.max_age
+    if limit is None or issued_at is None:
+        return ""
+    bound = limit.seconds
+    age = (dt.datetime.now(dt.UTC) - issued_at).total_seconds()
+    if age <= bound:
+        return ""
+    if config.server is None:
+        return (
+            f"the branch head was committed at {issued_at.isoformat()}, {age:.0f}s ago "
+            f"(more than [verify] max_age {bound:.0f}s): a frozen mirror or a stale branch"
+        )
+    return (
+        f"the desired state was issued by the server at {issued_at.isoformat()}, "
+        f"{age:.0f}s ago (more than max_desired_age {bound:.0f}s): a stale or replayed answer"
+    )
 
 
 def _iso(value: dt.datetime | None) -> str | None:

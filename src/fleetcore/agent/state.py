@@ -97,6 +97,8 @@ class State:
     drift: str = "unknown"
     """The last drift run's verdict: clean, fixed, left (or unknown)."""
     drift_reason: str = ""
+    desired_issued_at: dt.datetime | None = None
+    """Managed mode: the server's time on the last desired state read."""
 
 
 # state.json and history.jsonl are the agent's own data: converted by hand,
@@ -104,6 +106,7 @@ class State:
 
 _STATE_FIELDS = tuple(a.name for a in attrs.fields(State))
 _STATE_TIMES = (
+    "desired_issued_at",
     "mode_since",
     "last_check",
     "last_attempt",

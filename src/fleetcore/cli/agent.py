@@ -126,10 +126,11 @@ def run(app: App, config_path: Path, metrics_listen: str | None) -> None:
 def apply(app: App, config_path: Path, bundle_path: Path, as_json: bool) -> None:
     """Apply an offline bundle (air-gapped devices): verify, unpack, validate,
     activate and health-check it like any update."""
-    from fleetcore.bundle import open_bundle
+    from fleetcore.bundle import open_bundle, read_signed
 
     the_agent = _agent(app, config_path, progress=not as_json)
-    result = the_agent.apply(open_bundle(bundle_path))
+    fetched = open_bundle(bundle_path)
+    result = the_agent.apply(fetched, signed=read_signed(bundle_path))
     _report(app, result, as_json)
 
 
@@ -250,21 +251,33 @@ def _report_reply(app: App, reply: dict[str, Any], as_json: bool) -> None:
 )
 @click.option(
     "--enrollment-token",
-    required=True,
     envvar="FLEETCORE_ENROLLMENT_TOKEN",
-    help="A token from `fleetcore server enrollment-token` [env FLEETCORE_ENROLLMENT_TOKEN].",
+    help="A token from `fleetcore server enrollment-token` [env FLEETCORE_ENROLLMENT_TOKEN; "
+    "required unless --rotate].",
+)
+@click.option(
+    "--rotate",
+    is_flag=True,
+    help="Replace this device's credential, sending its current one (no enrollment token).",
 )
 @json_option
 @click.pass_obj
 def enroll(
-    app: App, config_path: Path, server_url: str | None, enrollment_token: str, as_json: bool
+    app: App,
+    config_path: Path,
+    server_url: str | None,
+    enrollment_token: str | None,
+    rotate: bool,
+    as_json: bool,
 ) -> None:
     """Enroll this device with a control server: it gets its own credential,
     stored with mode 0600 (the server keeps only a hash), and the device
     becomes managed: `[server] url` is written into the config, or updated
     when --server names another server (comments and layout kept). When the
     file cannot be edited safely the command refuses before enrolling
-    (exit 1) and prints the lines to add."""
+    (exit 1) and prints the lines to add. An enrollment token
+    admits a new device id only; an enrolled device rotates its credential
+    with --rotate."""
     import socket
 
     import attrs
@@ -287,6 +300,18 @@ def enroll(
         config = attrs.evolve(config, server=Server(url=url))
     elif url != configured:
         config = attrs.evolve(config, server=attrs.evolve(config.server, url=url))
+    if rotate:
+        ServerClient(config).rotate()
+        path = credential_path(config)
+        if as_json:
+            app.print_json(
+                {"device_id": config.device_id, "server": url, "credential_file": str(path)}
+            )
+        else:
+            click.echo(f"rotated the credential of {config.device_id}; new one in {path}")
+        return
+    if not enrollment_token:
+        raise click.UsageError("give --enrollment-token, or --rotate to replace the credential")
     ServerClient(config).enroll(enrollment_token, hostname=socket.gethostname())
     if new_config is not None:
         write_config(config_path, new_config)

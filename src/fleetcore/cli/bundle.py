@@ -28,10 +28,24 @@ def bundle() -> None:
     help="The bundle file to write.",
 )
 @click.option("--fetcher", default="git", show_default=True, help="The fetcher plugin to use.")
+@click.option(
+    "--sign",
+    "sign_key",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="An SSH private key to sign the bundle with (devices with [verify.signature] "
+    "apply only bundles an allowed key signed).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @click.pass_obj
 def create(
-    app: App, repo: str, ref: str, role: str, output: Path, fetcher: str, as_json: bool
+    app: App,
+    repo: str,
+    ref: str,
+    role: str,
+    output: Path,
+    fetcher: str,
+    sign_key: Path | None,
+    as_json: bool,
 ) -> None:
     """Bundle ROLE at COMMIT of the fleet repo into one verifiable file."""
     import tempfile
@@ -53,7 +67,9 @@ def create(
             pm.options(record, None, where="--fetcher", source="command line"),
         )
         commit = _resolve(source, local, ref)
-        manifest = bundles.create(source, commit, role, output, progress=progress)
+        manifest = bundles.create(
+            source, commit, role, output, progress=progress, sign_key=sign_key
+        )
     summary = {
         "bundle": str(output),
         "commit": manifest.commit,
@@ -61,6 +77,7 @@ def create(
         "files": len(manifest.entries),
         "bytes": manifest.total_size,
         "size": output.stat().st_size,
+        "signed": sign_key is not None,
     }
     if as_json:
         app.print_json(summary)

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from fleetcore.cli.app import App
+from fleetcore.model import SEGMENTS
 
 DATA_DIR = click.option(
     "--data-dir",
@@ -232,16 +233,41 @@ def token_revoke(token_id: int, data_dir: Path, db_url: str | None, reason: str)
 @server.command("enrollment-token")
 @DATA_DIR
 @click.option("--ttl", default="7d", show_default=True, help="How long devices may enroll with it.")
+@click.option("--role", "device_role", help="Only devices of this role may enroll with it.")
+@click.option(
+    "--segment",
+    type=click.Choice(SEGMENTS),
+    help="Only devices in this rollout segment may enroll with it.",
+)
+@click.option("--max-uses", type=click.IntRange(min=1), help="At most this many enrollments.")
+@click.option(
+    "--require-approval",
+    is_flag=True,
+    help="Devices stay pending (no desired state, no secrets) until an admin accepts them.",
+)
+@click.option("--name", default="enrollment", show_default=True, help="Shown in lists.")
 @DB
-def enrollment_token(data_dir: Path, ttl: str, db_url: str | None) -> None:
-    """Print a token devices enroll with (only its hash is stored)."""
+def enrollment_token(
+    data_dir: Path,
+    ttl: str,
+    device_role: str | None,
+    segment: str | None,
+    max_uses: int | None,
+    require_approval: bool,
+    name: str,
+    db_url: str | None,
+) -> None:
+    """Print a token devices enroll with (only its hash is stored). It admits
+    new device ids only: an enrolled id needs its current credential or an
+    admin's `fleetcore fleet device allow-reenroll`."""
     from fleetcore.config.units import Duration
-    from fleetcore.server.store import Store, database_url
+    from fleetcore.server.store import EnrollmentScope, Store, database_url
 
     try:
         seconds = Duration.parse(ttl).seconds
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--ttl") from None
+    scope = EnrollmentScope(segment=segment, max_uses=max_uses, require_approval=require_approval)
     store = Store(database_url(data_dir, db_url))
-    click.echo(store.create_token("enrollment", None, name="enrollment", ttl=seconds))
+    click.echo(store.create_token("enrollment", device_role, name=name, ttl=seconds, scope=scope))
     store.close()

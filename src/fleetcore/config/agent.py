@@ -158,6 +158,24 @@ class Server:
     """Follow this branch's head instead of rollouts (a staging device). The
     server's override (``fleetcore fleet override --branch``) wins over it.
     Sent with the enrollment and every status report."""
+    max_desired_age: Duration = Duration(86400.0)
+    """The oldest server time a desired state may carry: an older answer
+    (a proxy or an attacker replaying the past) makes the device report
+    ``stale_desired_state`` (freeze protection)."""
+
+
+@frozen(kw_only=True)
+class Verify:
+    """``[verify]`` in ``agent.toml``."""
+
+    max_age: Duration | None = None
+    """Git-only mode: when the branch head's commit is older than this, the
+    device reports ``stale_desired_state`` (a frozen mirror; the fleet can
+    publish a signed heartbeat commit to stay fresh)."""
+    checks: dict[str, dict[str, Any]] = field(factory=dict)
+    """``[verify.NAME]`` tables: options of verify checks; naming one turns it
+    on (``[verify.signature]``: the trust root lives on the device, never in
+    the repo it protects)."""
 
 
 @frozen(kw_only=True)
@@ -186,6 +204,8 @@ class AgentConfig:
     plugins: Plugins = Plugins()
     secrets: dict[str, dict[str, Any]] = field(factory=dict)
     """``[secrets.NAME]`` tables: each secrets provider's device settings."""
+    verify: Verify = field(factory=Verify)
+    """``[verify]``: what the device itself requires of a release."""
     events: dict[str, dict[str, Any]] = field(factory=dict)
     """``[events.NAME]`` tables: the options of event channels (the one
     ``[server] events`` selects is used)."""
@@ -205,6 +225,9 @@ def parse_agent_config(data: dict[str, Any], source: str, base: Path | None = No
     if isinstance(data.get("source"), dict):
         core, rest = split_table(data["source"], SOURCE_CORE_KEYS)
         data["source"] = {**core, "options": rest}
+    if isinstance(data.get("verify"), dict):
+        core, rest = split_table(data["verify"], ("max_age",))
+        data["verify"] = {**core, "checks": rest}
     config = structure(data, AgentConfig, source=source)
     if config.source is None and config.server is None:
         from fleetcore.errors import ConfigError

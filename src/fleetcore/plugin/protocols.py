@@ -43,7 +43,13 @@ class Fetched:
 
 
 class Source(Protocol):
-    """The object a :class:`~fleetcore.plugin.types.Fetcher` factory returns."""
+    """The object a :class:`~fleetcore.plugin.types.Fetcher` factory returns.
+
+    Optionally it also has ``relation(old, new) -> str``: ``"same"``,
+    ``"descendant"`` (``new``'s history holds ``old``), ``"ancestor"`` or
+    ``"unrelated"``. The agent asks it before each update, and refuses to go
+    back in history unless an operator's pin, lock or stable commit says so
+    (rollback protection); a source without it cannot protect the device."""
 
     def head(self, branch: str) -> str:
         """The full commit id at the head of ``branch``."""

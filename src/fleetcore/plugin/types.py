@@ -219,6 +219,19 @@ class AlertChannel:
 
 
 @frozen(kw_only=True)
+class CommitProof:
+    """The git objects that tie a role's files to a commit id: the raw
+    commit object (with its signature, if any), its root tree and the root's
+    ``roles`` tree. Each hashes to the id its parent names, so a device
+    without git can check a signature and that the release is that commit's.
+    Given by a source's optional ``proof(commit, role)``."""
+
+    commit_object: bytes
+    root_tree: bytes
+    roles_tree: bytes
+
+
+@frozen(kw_only=True)
 class CheckContext:
     """What a check gets: the release it looks at and the device around it."""
 
@@ -256,6 +269,9 @@ class CheckContext:
     """For health checks after an update: when the release was activated (its
     settle time began), e.g. to read logs from then on; None on a recheck of
     the release that runs."""
+    proof: CommitProof | None = None
+    """For verify checks: the commit's objects, when the device asks for a
+    verify check in ``agent.toml`` and its source can give them."""
 
 
 @frozen(kw_only=True)

@@ -19,7 +19,7 @@ from pathlib import Path
 from attrs import frozen
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -37,9 +37,11 @@ from fleetcore.server.first_release import initial_release
 from fleetcore.server.groupcommit import GroupCommit
 from fleetcore.server.metrics import Latencies
 from fleetcore.server.mirror import Mirror
+from fleetcore.server.openapi import document
 from fleetcore.server.pages import page_routes
 from fleetcore.server.routes import Api, error
 from fleetcore.server.routes.device_api import device_routes
+from fleetcore.server.routes.enrollment_api import enrollment_routes
 from fleetcore.server.routes.incident_api import incident_routes
 from fleetcore.server.routes.operator_api import operator_routes
 from fleetcore.server.routes.secrets_api import secret_routes
@@ -160,10 +162,12 @@ def build(config: ServerConfig, pm: PluginManager | None = None) -> tuple[Starle
         *device_routes(api, reports),
         *operator_routes(api),
         *incident_routes(api),
+        *enrollment_routes(api),
         *secret_routes(api, secrets),
         *system_routes(ctl, latencies),
         *page_routes(ctl),
     ]
+    routes.append(openapi_route(routes))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -198,6 +202,19 @@ def build(config: ServerConfig, pm: PluginManager | None = None) -> tuple[Starle
     )
     app.add_middleware(Timing, latencies=latencies, routes=routes)
     return app, ctl
+
+
+def openapi_route(routes: list[Route]) -> Route:
+    """``GET /v1/openapi.json``: the document of the API routes (not the
+    dashboard's pages), this one included, made once."""
+    api = [r for r in routes if r.path.startswith("/v1/") or r.path == "/metrics"]
+    listed = [(r.path, r.methods or set()) for r in api] + [("/v1/openapi.json", {"GET"})]
+    doc = document(listed)
+
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(doc)
+
+    return Route("/v1/openapi.json", openapi, methods=["GET"])
 
 
 async def _fetch_loop(ctl: Control, interval: float, stop: asyncio.Event) -> None:

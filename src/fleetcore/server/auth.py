@@ -44,6 +44,17 @@ class Operator:
 @frozen
 class DeviceCaller:
     device_id: str
+    pending: bool = False
+    """Enrolled, not yet accepted by an admin: it may report, nothing more."""
+
+    def require_accepted(self) -> None:
+        if self.pending:
+            raise b.ApiError(
+                403,
+                f"device {self.device_id} is pending an admin's acceptance "
+                f"(`fleetcore fleet device accept {self.device_id}`)",
+                "device_id",
+            )
 
 
 Caller = Operator | DeviceCaller
@@ -90,10 +101,12 @@ class Auth:
                 return self.caller_for(secret, own)
         digest = hash_secret(secret)
         row = conn.execute(
-            sa.select(t.devices.c.device_id).where(t.devices.c.credential_hash == digest)
+            sa.select(t.devices.c.device_id, t.devices.c.pending).where(
+                t.devices.c.credential_hash == digest
+            )
         ).first()
         if row is not None:
-            return DeviceCaller(row.device_id)
+            return DeviceCaller(row.device_id, bool(row.pending))
         tok = conn.execute(
             sa.select(t.tokens).where(
                 t.tokens.c.token_hash == digest, t.tokens.c.kind == "operator"
@@ -140,7 +153,14 @@ class Auth:
         epoch = self._epoch
         caller = self.authenticate(header, conn)
         digest = _digest(header)
-        if isinstance(caller, DeviceCaller) and digest and epoch == self._epoch:
+        # Pending devices are looked up every time: their acceptance (on any
+        # replica) must take effect on their next request.
+        if (
+            isinstance(caller, DeviceCaller)
+            and not caller.pending
+            and digest
+            and epoch == self._epoch
+        ):
             if len(self._credentials) > 200_000:
                 self._credentials.clear()
                 self._digests.clear()

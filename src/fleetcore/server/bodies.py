@@ -20,6 +20,7 @@ from fleetcore.config.convert import (
     between,
     checked,
     make_converter,
+    not_empty,
     one_of,
     problems_of,
 )
@@ -27,7 +28,15 @@ from fleetcore.config.fleet import MaintenanceWindow
 
 T = TypeVar("T")
 
-STATUSES = ("healthy", "degraded", "safe_mode", "failed", "updating", "unknown")
+STATUSES = (
+    "healthy",
+    "degraded",
+    "safe_mode",
+    "failed",
+    "updating",
+    "unknown",
+    "stale_desired_state",
+)
 ROLES = ("viewer", "operator", "admin")
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 
@@ -288,3 +297,32 @@ class TokenRequest:
     name: str = field(default="", validator=checked(_short(200)))
     expires: dt.datetime | None = None
     """None: the token never expires (revoke it to end it)."""
+
+
+def _optional(validator: Any) -> Any:
+    def check(inst: Any, attr: Any, value: Any) -> None:
+        if value is not None:
+            validator(inst, attr, value)
+
+    return check
+
+
+@frozen(kw_only=True)
+class EnrollmentTokenRequest:
+    """An enrollment token and its scope; left-out limits allow any."""
+
+    role: str | None = field(default=None, validator=checked(_optional(_identifier)))
+    """The device role it enrolls (None: any)."""
+    segment: str | None = field(default=None, validator=checked(_optional(one_of(*SEGMENTS))))
+    max_uses: int | None = field(default=None, validator=checked(_optional(between(1, 1_000_000))))
+    ttl_seconds: float = field(default=7 * 86400.0, validator=checked(between(60, 366 * 86400)))
+    require_approval: bool = False
+    """Devices it enrolls are pending until an admin accepts them."""
+    name: str = field(default="", validator=checked(_short(200)))
+
+
+@frozen(kw_only=True)
+class ReenrollRequest:
+    reason: str = field(validator=checked(not_empty))
+    ttl_seconds: float = field(default=3600.0, validator=checked(between(60, 7 * 86400)))
+    """How long the one-time approval holds."""

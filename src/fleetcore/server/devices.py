@@ -1,5 +1,6 @@
-"""What devices do: enroll, poll their desired state, report status and
-history; and an operator revoking a device's credential.
+"""What devices do: poll their desired state, report status and history;
+and an operator revoking a device's credential (enrollment is in
+:mod:`fleetcore.server.enrollment`).
 
 The poll and the status report are the hot paths: one worker-thread hop and
 one connection each (a poll that hits its ETag often neither).
@@ -100,6 +101,8 @@ class Devices:
         with self.ctx.store.connect() as conn:
             caller = self.auth.device_caller(header, conn)
             self.auth.device_access(caller, device_id, conn=conn)
+            if isinstance(caller, DeviceCaller):
+                caller.require_accepted()
             if isinstance(caller, DeviceCaller) and if_none_match:
                 current = etag_of(self.ctx.states.read_generation(conn))
                 if if_none_match == current:
@@ -230,62 +233,11 @@ class Devices:
 
     # -- credentials -------------------------------------------------------------------
 
-    def enroll(self, req: b.EnrollRequest) -> dict[str, Any]:
-        credential = new_secret("fcd")
-        with self.ctx.change() as ch:
-            conn = ch.conn
-            tok = conn.execute(
-                sa.select(t.tokens).where(
-                    t.tokens.c.token_hash == hash_secret(req.enrollment_token),
-                    t.tokens.c.kind == "enrollment",
-                )
-            ).first()
-            if tok is None or tok.revoked or (tok.expires_at and tok.expires_at < ch.at):
-                raise b.ApiError(401, "unknown or expired enrollment token", "enrollment_token")
-            values = {
-                "role": req.role,
-                "segment": req.segment,
-                "hostname": req.hostname or None,
-                "credential_hash": hash_secret(credential),
-                "revoked_at": None,
-            }
-            if req.labels is not None:
-                values["labels"] = labels_text(req.labels)
-            values["branch"] = req.branch
-            existing = conn.execute(
-                sa.select(t.devices.c.device_id).where(t.devices.c.device_id == req.device_id)
-            ).first()
-            if existing is None:
-                conn.execute(
-                    t.devices.insert().values(
-                        device_id=req.device_id, enrolled_at=ch.at, status="unknown", **values
-                    )
-                )
-                action = "device.enroll"
-            else:
-                # The old credential stops working in this same transaction.
-                conn.execute(
-                    t.devices.update()
-                    .where(t.devices.c.device_id == req.device_id)
-                    .values(**values)
-                )
-                action = "device.reenroll"
-            detail: dict[str, Any] = {"role": req.role, "segment": req.segment}
-            if req.branch is not None:
-                detail["branch"] = req.branch
-            if req.labels is not None:
-                detail["labels"] = req.labels
-            ch.audit(action, actor=f"enrollment:{tok.name}", target=req.device_id, detail=detail)
-        # A re-enrollment replaces the device's credential: forget its old one
-        # (only its own: an enrollment storm must not empty everyone's).
-        self.auth.forget(req.device_id)
-        return {"device_id": req.device_id, "credential": credential}
-
     def revoke_device(self, op: Operator, device_id: str, req: b.ActionRequest) -> None:
         """The device's credential stops working: at once on this server, within
         ``CREDENTIAL_TTL`` on replicas that remember it. Its record, history
         and policy stay; enrolling again (with an enrollment token) gives it a
-        new credential."""
+        new credential once an admin allows it (``allow-reenroll``)."""
         op.require("admin")
         with self.ctx.change(op.name, bump=False) as ch:
             device_row(ch.conn, device_id)

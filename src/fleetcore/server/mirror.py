@@ -115,6 +115,34 @@ class Mirror:
             found = self.resolve(ref)
         return found
 
+    def relation(self, old: str, new: str) -> str:
+        """How commit ``new`` relates to ``old`` in the mirror's history:
+        ``same``, ``descendant``, ``ancestor`` or ``unrelated``."""
+        if old == new:
+            return "same"
+
+        def contains(older: str, newer: str) -> bool:
+            return (
+                self._git("merge-base", "--is-ancestor", older, newer, check=False).returncode == 0
+            )
+
+        if contains(old, new):
+            return "descendant"
+        return "ancestor" if contains(new, old) else "unrelated"
+
+    def proof(self, commit: str, role: str) -> dict[str, str]:
+        """The raw commit object, root tree and ``roles`` tree, base64: a
+        device without git checks the commit's signature and that the role's
+        files are that commit's with them."""
+        import base64
+
+        objects = {
+            "commit_object": self._git("cat-file", "commit", commit).stdout,
+            "root_tree": self._git("cat-file", "tree", f"{commit}^{{tree}}").stdout,
+            "roles_tree": self._git("cat-file", "tree", f"{commit}:roles").stdout,
+        }
+        return {k: base64.b64encode(v).decode() for k, v in objects.items()}
+
     def has_role(self, commit: str, role: str) -> bool:
         result = self._git("cat-file", "-e", f"{commit}:roles/{role}", check=False)
         return result.returncode == 0

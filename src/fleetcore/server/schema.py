@@ -55,6 +55,9 @@ devices = sa.Table(
     sa.Column("branch", sa.String(255)),
     # JSON object: the report's network byte rates and containers (migration 11).
     sa.Column("metrics", sa.Text),
+    # Enrolled with a token that requires an admin's acceptance, not yet
+    # accepted: no desired state, no archives, no secrets.
+    sa.Column("pending", sa.Boolean, nullable=False, default=False, server_default=sa.false()),
 )
 
 # The log lines a device uploaded when an operator asked (View logs): the
@@ -107,6 +110,15 @@ tokens = sa.Table(
     sa.Column("created_by", sa.String(200)),
     sa.Column("revoked_at", sa.Float),
     sa.Column("revoked_by", sa.String(200)),
+    # Enrollment tokens' scope: the device role (in ``role``) and segment a
+    # device may enroll with (NULL: any), how often the token may be used
+    # (NULL: until it expires), and whether devices wait for an admin.
+    sa.Column("segment", sa.String(50)),
+    sa.Column("max_uses", sa.Integer),
+    sa.Column("uses", sa.Integer, nullable=False, default=0, server_default="0"),
+    sa.Column(
+        "require_approval", sa.Boolean, nullable=False, default=False, server_default=sa.false()
+    ),
 )
 
 rollouts = sa.Table(
@@ -213,6 +225,29 @@ incidents = sa.Table(
     sa.Column("actions", sa.Text, nullable=False, default="[]"),
 )
 
+device_secrets = sa.Table(
+    "device_secrets",
+    metadata,
+    # A device's own secrets; a name here wins over its role's secret of that name.
+    sa.Column("device_id", sa.String(200), primary_key=True),
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("ciphertext", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("updated_by", sa.String(200), nullable=False, default=""),
+)
+
+reenroll_approvals = sa.Table(
+    "reenroll_approvals",
+    metadata,
+    # An admin's one-time permission to enroll an existing device id again
+    # with an enrollment token; used up by that enrollment, or expired.
+    sa.Column("device_id", sa.String(200), primary_key=True),
+    sa.Column("expires_at", sa.Float, nullable=False),
+    sa.Column("approved_by", sa.String(200), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False, default=""),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
 
 def create_tables(conn: Connection) -> None:
     """Today's schema, at once (a new database)."""
@@ -302,6 +337,22 @@ def _migration_13(conn: Connection) -> None:
     device_logs.create(conn, checkfirst=True)
 
 
+def _migration_14(conn: Connection) -> None:
+    # Enrollment that cannot take a device over: scoped, counted enrollment
+    # tokens, devices pending acceptance, one-time re-enrollment approvals,
+    # and per-device secrets.
+    for table, column, kind in (
+        ("tokens", "segment", "VARCHAR(50)"),
+        ("tokens", "max_uses", "INTEGER"),
+        ("tokens", "uses", "INTEGER NOT NULL DEFAULT 0"),
+        ("tokens", "require_approval", "BOOLEAN NOT NULL DEFAULT FALSE"),
+        ("devices", "pending", "BOOLEAN NOT NULL DEFAULT FALSE"),
+    ):
+        conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN {column} {kind}"))
+    device_secrets.create(conn, checkfirst=True)
+    reenroll_approvals.create(conn, checkfirst=True)
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _migration_1,
     _migration_2,
@@ -316,6 +367,7 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     _migration_11,
     _migration_12,
     _migration_13,
+    _migration_14,
 ]
 """Ordered; version N is ``MIGRATIONS[N-1]``. Append, never edit one that
 shipped; the table definitions above are always the newest schema."""

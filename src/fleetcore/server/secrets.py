@@ -1,6 +1,7 @@
 """The server's secrets API: the seed's second secrets strategy.
 
-Operators keep secrets per role on the server (never in the repository), set
+Operators keep secrets per role (and per device, winning over the role's
+of the same name) on the server (never in the repository), set
 and rotate them without a commit, and every read and change is written to the
 audit log (names, never values). Values are encrypted at rest with Fernet
 under the server's secrets key: ``FLEETCORE_SECRETS_KEY`` when set (the same
@@ -78,72 +79,99 @@ class RoleSecrets:
             )
         return name
 
-    def set(self, op: Operator, role: str, name: str, req: SecretRequest) -> dict[str, Any]:
+    @staticmethod
+    def _table(scope: str) -> tuple[sa.Table, sa.Column[Any]]:
+        """Where secrets of a ``role`` or of one ``device`` are kept, and their key."""
+        if scope == "device":
+            return t.device_secrets, t.device_secrets.c.device_id
+        return t.role_secrets, t.role_secrets.c.role
+
+    def set(
+        self, op: Operator, owner: str, name: str, req: SecretRequest, scope: str = "role"
+    ) -> dict[str, Any]:
+        """Set or rotate secret ``name`` of a role (``scope="role"``) or of
+        one device (``scope="device"``, which wins over its role's)."""
         op.require("admin")
         self._name(name)
+        table, column = self._table(scope)
         token = self.fernet.encrypt(req.value.encode()).decode()
         with self.ctx.change(op.name, bump=False) as ch:
             conn, now = ch.conn, ch.at
-            key = (t.role_secrets.c.role == role) & (t.role_secrets.c.name == name)
-            existed = conn.execute(sa.select(t.role_secrets.c.name).where(key)).first()
+            if scope == "device":
+                device_row(conn, owner)
+            key = (column == owner) & (table.c.name == name)
+            existed = conn.execute(sa.select(table.c.name).where(key)).first()
             if existed:
                 conn.execute(
-                    t.role_secrets.update()
+                    table.update()
                     .where(key)
                     .values(ciphertext=token, updated_at=now, updated_by=op.name)
                 )
             else:
                 conn.execute(
-                    t.role_secrets.insert().values(
-                        role=role, name=name, ciphertext=token, updated_at=now, updated_by=op.name
+                    table.insert().values(
+                        {
+                            column.name: owner,
+                            "name": name,
+                            "ciphertext": token,
+                            "updated_at": now,
+                            "updated_by": op.name,
+                        }
                     )
                 )
             ch.audit(
                 "secrets.rotate" if existed else "secrets.set",
-                target=f"{role}/{name}",
+                target=f"{_prefix(scope)}{owner}/{name}",
                 reason=req.reason,
             )
-        return {"role": role, "name": name, "updated_at": now}
+        return {scope: owner, "name": name, "updated_at": now}
 
-    def unset(self, op: Operator, role: str, name: str, reason: str) -> None:
+    def unset(self, op: Operator, owner: str, name: str, reason: str, scope: str = "role") -> None:
         op.require("admin")
+        table, column = self._table(scope)
         with self.ctx.change(op.name, bump=False) as ch:
             gone = ch.conn.execute(
-                t.role_secrets.delete().where(
-                    (t.role_secrets.c.role == role) & (t.role_secrets.c.name == name)
-                )
+                table.delete().where((column == owner) & (table.c.name == name))
             ).rowcount
             if not gone:
-                raise b.ApiError(404, f"role {role!r} has no secret {name!r}", "name")
-            ch.audit("secrets.unset", target=f"{role}/{name}", reason=reason)
+                raise b.ApiError(404, f"{scope} {owner!r} has no secret {name!r}", "name")
+            ch.audit("secrets.unset", target=f"{_prefix(scope)}{owner}/{name}", reason=reason)
 
-    def names(self, op: Operator, role: str) -> list[dict[str, Any]]:
+    def names(self, op: Operator, owner: str, scope: str = "role") -> list[dict[str, Any]]:
         op.require("viewer")
+        table, column = self._table(scope)
         with self.ctx.store.connect() as conn:
             rows = conn.execute(
-                sa.select(
-                    t.role_secrets.c.name, t.role_secrets.c.updated_at, t.role_secrets.c.updated_by
-                )
-                .where(t.role_secrets.c.role == role)
-                .order_by(t.role_secrets.c.name)
+                sa.select(table.c.name, table.c.updated_at, table.c.updated_by)
+                .where(column == owner)
+                .order_by(table.c.name)
             ).all()
         return [
             {"name": r.name, "updated_at": r.updated_at, "updated_by": r.updated_by} for r in rows
         ]
 
     def for_device(self, caller: Caller, device_id: str) -> dict[str, str]:
+        """The device's role's secrets, and its own (which win by name)."""
         from cryptography.fernet import InvalidToken
 
         if not isinstance(caller, DeviceCaller) or caller.device_id != device_id:
             raise b.ApiError(403, "only the device itself reads its secrets", "device_id")
+        caller.require_accepted()
         # A read, in the audit log too (names, never values).
         with self.ctx.change(f"device:{device_id}", bump=False) as ch:
             role = device_row(ch.conn, device_id).role
-            rows = ch.conn.execute(
-                sa.select(t.role_secrets.c.name, t.role_secrets.c.ciphertext).where(
-                    t.role_secrets.c.role == role
-                )
-            ).all()
+            rows = [
+                *ch.conn.execute(
+                    sa.select(t.role_secrets.c.name, t.role_secrets.c.ciphertext).where(
+                        t.role_secrets.c.role == role
+                    )
+                ),
+                *ch.conn.execute(
+                    sa.select(t.device_secrets.c.name, t.device_secrets.c.ciphertext).where(
+                        t.device_secrets.c.device_id == device_id
+                    )
+                ),
+            ]
             try:
                 values = {r.name: self.fernet.decrypt(r.ciphertext.encode()).decode() for r in rows}
             except InvalidToken:
@@ -154,3 +182,8 @@ class RoleSecrets:
                 ) from None
             ch.audit("secrets.read", target=role, detail={"names": sorted(values)})
         return values
+
+
+def _prefix(scope: str) -> str:
+    # Audit targets: "web/DB_PASSWORD" for a role's, "device:pi-1/DB_PASSWORD" for a device's.
+    return "device:" if scope == "device" else ""

@@ -20,6 +20,7 @@ from fleetcore.server.auth import Auth
 from fleetcore.server.channels import ChannelPump
 from fleetcore.server.context import Context
 from fleetcore.server.devices import Devices
+from fleetcore.server.enrollment import Enrollment
 from fleetcore.server.events import EventHub
 from fleetcore.server.mirror import Mirror
 from fleetcore.server.policy import Policy
@@ -51,6 +52,7 @@ class Control(Context):
         )
         self.auth = Auth(self)
         self.device_api = Devices(self, self.auth)
+        self.enrollment = Enrollment(self, self.auth)
         self.policy = Policy(self)
         self.actions = DeviceActions(self)
         self.rollout_api = Rollouts(self)
@@ -81,7 +83,10 @@ class Control(Context):
         self.poll_desired = dev.poll_desired
         self.report_status_batch = dev.report_status_batch
         self.add_history = dev.add_history
-        self.enroll = dev.enroll
+        self.enroll = self.enrollment.enroll
+        self.rotate_credential = self.enrollment.rotate
+        self.allow_reenroll = self.enrollment.allow_reenroll
+        self.accept_device = self.enrollment.accept
         self.revoke_device = dev.revoke_device
         self.desired = self.states.desired
         self.etag = self.states.etag
@@ -104,6 +109,7 @@ class Control(Context):
         self.rollout_action = ro.act
         # tokens
         self.create_token = tok.create
+        self.create_enrollment_token = tok.create_enrollment
         self.tokens = tok.list
         self.revoke_token = tok.revoke
         # reads

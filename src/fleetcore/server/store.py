@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from attrs import frozen
 from sqlalchemy.engine import Connection, Engine
 
 from fleetcore.server.bodies import ApiError
@@ -41,6 +42,24 @@ from fleetcore.server.schema import (  # noqa: F401
     stables,
     tokens,
 )
+
+
+@frozen(kw_only=True)
+class EnrollmentScope:
+    """What an enrollment token allows beyond its device role: the segment
+    (None: any), how many enrollments (None: until it expires), and whether
+    the devices it enrolls wait for an admin's acceptance."""
+
+    segment: str | None = None
+    max_uses: int | None = None
+    require_approval: bool = False
+
+    def detail(self) -> dict[str, Any]:
+        return {
+            "segment": self.segment,
+            "max_uses": self.max_uses,
+            "require_approval": self.require_approval,
+        }
 
 
 @functools.cache
@@ -237,11 +256,12 @@ class Store:
         ttl: float | None = None,
         actor: str = "server-cli",
         now: float | None = None,
+        scope: EnrollmentScope | None = None,
     ) -> str:
         now = time.time() if now is None else now
         expires_at = now + ttl if ttl else None
         _, token = self.issue_token(
-            kind, role, name=name, expires_at=expires_at, actor=actor, now=now
+            kind, role, name=name, expires_at=expires_at, actor=actor, now=now, scope=scope
         )
         return token
 
@@ -254,11 +274,15 @@ class Store:
         expires_at: float | None = None,
         actor: str = "server-cli",
         now: float | None = None,
+        scope: EnrollmentScope | None = None,
     ) -> tuple[int, str]:
-        """A new token and its id; only the token's hash is stored."""
+        """A new token and its id; only the token's hash is stored. An
+        enrollment token's ``role`` is the device role it may enroll (None:
+        any), and ``scope`` the rest of what it allows."""
         prefix = {"operator": "fco", "enrollment": "fce"}[kind]
         token = new_secret(prefix)
         now = time.time() if now is None else now
+        scope = scope or EnrollmentScope()
         with self.begin() as conn:
             inserted = conn.execute(
                 tokens.insert().values(
@@ -270,6 +294,10 @@ class Store:
                     created_by=actor,
                     expires_at=expires_at,
                     revoked=False,
+                    segment=scope.segment,
+                    max_uses=scope.max_uses,
+                    uses=0,
+                    require_approval=scope.require_approval,
                 )
             ).inserted_primary_key
             assert inserted is not None
@@ -279,7 +307,7 @@ class Store:
                 actor=actor,
                 action=f"token.create.{kind}",
                 target=role or "",
-                detail={"id": token_id, "name": name},
+                detail={"id": token_id, "name": name, **scope.detail()},
                 at=now,
             )
         return token_id, token
@@ -333,9 +361,11 @@ def token_json(row: Any, now: float) -> dict[str, Any]:
         state = "revoked"
     elif row.expires_at is not None and row.expires_at < now:
         state = "expired"
+    elif row.max_uses is not None and row.uses >= row.max_uses:
+        state = "used-up"
     else:
         state = "active"
-    return {
+    item = {
         "id": row.id,
         "kind": row.kind,
         "role": row.role,
@@ -348,6 +378,13 @@ def token_json(row: Any, now: float) -> dict[str, Any]:
         "revoked_at": _iso(row.revoked_at),
         "revoked_by": row.revoked_by,
     }
+    if row.kind == "enrollment":
+        # An enrollment token's scope (its device role is ``role``).
+        item["segment"] = row.segment
+        item["max_uses"] = row.max_uses
+        item["uses"] = row.uses
+        item["require_approval"] = bool(row.require_approval)
+    return item
 
 
 def device_row(conn: Connection, device_id: str) -> Any:

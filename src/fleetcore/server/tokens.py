@@ -12,6 +12,7 @@ from fleetcore.server import bodies as b
 from fleetcore.server.auth import Operator
 from fleetcore.server.context import Context
 from fleetcore.server.desired import iso
+from fleetcore.server.store import EnrollmentScope
 
 
 class Tokens:
@@ -33,6 +34,31 @@ class Tokens:
             "role": req.role,
             "name": req.name,
             "expires_at": iso(expires_at),
+        }
+
+    def create_enrollment(self, op: Operator, req: b.EnrollmentTokenRequest) -> dict[str, Any]:
+        """An enrollment token limited to what ``req`` allows; shown this once."""
+        op.require("admin")
+        now = self.ctx.ts()
+        scope = EnrollmentScope(
+            segment=req.segment, max_uses=req.max_uses, require_approval=req.require_approval
+        )
+        token_id, token = self.ctx.store.issue_token(
+            "enrollment",
+            req.role,
+            name=req.name,
+            expires_at=now + req.ttl_seconds,
+            actor=op.name,
+            now=now,
+            scope=scope,
+        )
+        return {
+            "id": token_id,
+            "token": token,
+            "role": req.role,
+            "name": req.name,
+            "expires_at": iso(now + req.ttl_seconds),
+            **scope.detail(),
         }
 
     def list(self, op: Operator) -> list[dict[str, Any]]:

@@ -37,6 +37,7 @@ def device_json(row: Any) -> dict[str, Any]:
         data[key] = metrics.get(key)
     data["containers"] = metrics.get("containers") or []
     data["drift"] = metrics.get("drift")
+    data["pending"] = bool(row.pending)
     return data
 
 

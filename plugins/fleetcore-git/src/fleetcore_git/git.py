@@ -70,6 +70,7 @@ from fleetcore_git._common import (
 
 if TYPE_CHECKING:
     from fleetcore.fetch.interface import Fetched
+    from fleetcore.plugin import CommitProof
     from fleetcore.plugin.release import ManifestEntry
 
 REF_PREFIX = "refs/fleetcore/commits/"
@@ -139,6 +140,69 @@ class GitSource:
             raise git_error("git archive of the cache of", self.url, result.stderr)
         manifest = Manifest(commit=commit, role=role, entries=entries)
         return Fetched(archive=archive, prefix=prefix, manifest=manifest)
+
+    def relation(self, old: str, new: str) -> str:
+        """How ``new`` relates to ``old``: ``descendant`` (its history holds
+        ``old``), ``ancestor``, ``unrelated`` or ``same``. The cache is shallow:
+        history is deepened until git can tell (rollback protection)."""
+        if old == new:
+            return "same"
+        self._ensure(old)
+        self._ensure(new)
+        # The usual update is to a child of the running commit: the commit
+        # object's parent lines say so (a shallow cache hides its parents
+        # from rev-list, not from the object) without deepening the cache.
+        raw = self._git("cat-file", "commit", new, action="git cat-file in")
+        head = raw.stdout.partition(b"\n\n")[0].split(b"\n") if raw.ok else []
+        if f"parent {old}".encode() in head:
+            return "descendant"
+        for deepen in ("--deepen=100", "--unshallow", None):
+            if self._is_ancestor(old, new):
+                return "descendant"
+            if self._is_ancestor(new, old):
+                return "ancestor"
+            if deepen is None or not (self._cache_repo() / "shallow").exists():
+                return "unrelated"
+            result = self._git(
+                "fetch",
+                "--quiet",
+                "--no-tags",
+                deepen,
+                "--",
+                self.url,
+                f"{old}:{REF_PREFIX}{old}",
+                f"{new}:{REF_PREFIX}{new}",
+                action="git fetch (history) from",
+            )
+            if not result.ok:
+                raise git_error("git fetch of history from", self.url, result.stderr)
+        return "unrelated"
+
+    def proof(self, commit: str, role: str) -> CommitProof:
+        """The commit object (with its signature), its root tree and the
+        ``roles`` tree, raw: what a signature check verifies."""
+        from fleetcore.plugin import CommitProof
+
+        check_role(role)
+        self._ensure(commit)
+        objects = {}
+        for name, spec in (
+            ("commit", commit),
+            ("tree", f"{commit}^{{tree}}"),
+            ("roles", f"{commit}:roles"),
+        ):
+            kind = "commit" if name == "commit" else "tree"
+            result = self._git("cat-file", kind, spec, action="git cat-file in")
+            if not result.ok:
+                raise git_error(f"reading {spec} in the cache of", self.url, result.stderr)
+            objects[name] = result.stdout
+        return CommitProof(
+            commit_object=objects["commit"], root_tree=objects["tree"], roles_tree=objects["roles"]
+        )
+
+    def _is_ancestor(self, older: str, newer: str) -> bool:
+        result = self._git("merge-base", "--is-ancestor", older, newer, action="git merge-base in")
+        return result.ok
 
     # -- the cache ----------------------------------------------------------------------
 

@@ -1,8 +1,8 @@
 """``fleetcore fleet``: operators drive the control server.
 
 The group is in ``group.py``; each module here adds the commands of one area
-(status, rollouts and watch, policy, access, actions, branches, incidents). Exit
-codes: 0 done, 1 refused or failed, 2 bad usage or input, 5 server
+(status, device, rollouts and watch, policy, access, actions, branches,
+incidents). Exit codes: 0 done, 1 refused or failed, 2 bad usage or input, 5 server
 unreachable.
 """
 
@@ -10,6 +10,7 @@ from fleetcore.cli.fleet import (
     access,
     actions,
     branches,
+    device,
     incidents,
     policy,
     rollouts,
@@ -22,6 +23,7 @@ __all__ = [
     "access",
     "actions",
     "branches",
+    "device",
     "fleet",
     "incidents",
     "policy",

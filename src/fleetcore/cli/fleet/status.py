@@ -1,4 +1,4 @@
-"""``fleetcore fleet status | devices | device``: what the fleet runs."""
+"""``fleetcore fleet status | devices``: what the fleet runs."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import click
 from fleetcore.cli.app import App
 from fleetcore.cli.fleet.branches import branch_lines
 from fleetcore.cli.fleet.common import JSON_OPT, client, rollout_line, short
-from fleetcore.cli.fleet.complete import complete_devices
 from fleetcore.cli.fleet.group import fleet
 
 
@@ -61,26 +60,3 @@ def devices(labels: tuple[str, ...], as_json: bool) -> None:
         return
     for line in device_rows(data):
         click.echo(line)
-
-
-@fleet.command()
-@click.argument("device_id", shell_complete=complete_devices)
-@JSON_OPT
-def device(device_id: str, as_json: bool) -> None:
-    """One device: status, desired state, policy, history."""
-    from fleetcore.cli.devices_table import labels_text
-
-    d = client().call("GET", f"/v1/devices/{device_id}")
-    if as_json:
-        App.print_json(d)
-        return
-    for key in ("device_id", "role", "segment", "status", "commit", "last_seen", "current_error"):
-        click.echo(f"{key}: {d[key]}")
-    click.echo(f"labels: {labels_text(d.get('labels'))}")
-    desired = d["desired"]
-    click.echo(f"desired: {short(desired['commit'])} ({desired['why']}: {desired['reason']})")
-    for h in d["history"][:10]:
-        click.echo(
-            f"  {h['timestamp']} {short(h['from_commit'])} -> {short(h['to_commit'])} "
-            f"{h['result']} {h['reason']}"
-        )

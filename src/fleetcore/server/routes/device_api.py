@@ -14,6 +14,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from fleetcore.server import bodies as b
+from fleetcore.server.auth import Caller, DeviceCaller
 from fleetcore.server.groupcommit import GroupCommit
 from fleetcore.server.mirror import COMMIT_RE, Mirror
 from fleetcore.server.routes import Api, call, guarded, read_json
@@ -41,8 +42,11 @@ def device_routes(api: Api, reports: GroupCommit) -> list[Route]:
             request.path_params["device_id"],
             request.headers.get("if-none-match"),
         )
+        # The server's time on every answer, 304s included: a device that
+        # keeps being handed an old one is being replayed the past.
+        issued = {"X-Fleetcore-Issued-At": ctl.now().isoformat()}
         if fast is not None:
-            return Response(status_code=304, headers={"ETag": fast})
+            return Response(status_code=304, headers={"ETag": fast, **issued})
         # Otherwise a poll that hits the ETag costs the credential lookup and one row.
         etag, data = await call(
             ctl.poll_desired,
@@ -51,8 +55,8 @@ def device_routes(api: Api, reports: GroupCommit) -> list[Route]:
             request.headers.get("if-none-match"),
         )
         if data is None:
-            return Response(status_code=304, headers={"ETag": etag})
-        return JSONResponse(data, headers={"ETag": etag, "Cache-Control": "no-cache"})
+            return Response(status_code=304, headers={"ETag": etag, **issued})
+        return JSONResponse(data, headers={"ETag": etag, "Cache-Control": "no-cache", **issued})
 
     @guarded
     async def status(request: Request) -> Response:
@@ -122,9 +126,14 @@ def device_routes(api: Api, reports: GroupCommit) -> list[Route]:
             raise b.ApiError(404, f"commit {commit[:12]} has no folder roles/{role}", "role")
         return commit, role
 
+    def member(who: Caller) -> None:
+        # A device pending acceptance gets no role content.
+        if isinstance(who, DeviceCaller):
+            who.require_accepted()
+
     @guarded
     async def archive(request: Request) -> Response:
-        await api.caller(request)
+        member(await api.caller(request))
         commit, role = await call(commit_role, request)
         path = await call(mirror.archive, commit, role)
         return file_response(
@@ -133,7 +142,7 @@ def device_routes(api: Api, reports: GroupCommit) -> list[Route]:
 
     @guarded
     async def manifest(request: Request) -> Response:
-        await api.caller(request)
+        member(await api.caller(request))
         commit, role = await call(commit_role, request)
         data = (await call(mirror.manifest, commit, role)).to_json()
         etag = Mirror.etag("manifest", commit, role)
@@ -141,8 +150,30 @@ def device_routes(api: Api, reports: GroupCommit) -> list[Route]:
             return Response(status_code=304, headers={"ETag": etag})
         return JSONResponse(data, headers={"ETag": etag})
 
+    @guarded
+    async def relation(request: Request) -> Response:
+        # Rollback protection for devices without git: how their next commit
+        # relates to the one they run, from the mirror's full history.
+        member(await api.caller(request))
+        old, new = request.path_params["old"], request.path_params["new"]
+        for name, commit in (("old", old), ("new", new)):
+            if not COMMIT_RE.match(commit):
+                raise b.ApiError(400, f"not a full commit id: {commit!r}", name)
+            if await call(mirror.resolve, commit) != commit:
+                raise b.ApiError(404, f"unknown commit {commit}", name)
+        return JSONResponse({"relation": await call(mirror.relation, old, new)})
+
+    @guarded
+    async def proof(request: Request) -> Response:
+        member(await api.caller(request))
+        commit, role = await call(commit_role, request)
+        data = await call(mirror.proof, commit, role)
+        return JSONResponse(data, headers={"Cache-Control": "private, max-age=86400"})
+
     return [
         Route("/v1/enroll", enroll, methods=["POST"]),
+        Route("/v1/proofs/{commit}/{role}", proof, methods=["GET"]),
+        Route("/v1/relation/{old}/{new}", relation, methods=["GET"]),
         Route("/v1/devices/{device_id}/desired", desired, methods=["GET"]),
         Route("/v1/devices/{device_id}/status", status, methods=["POST"]),
         Route("/v1/devices/{device_id}/history", add_history, methods=["POST"]),
