@@ -21,7 +21,7 @@ from fleetcore.activate.select import select_activator
 from fleetcore.agent import logs
 from fleetcore.agent.context import AgentContext
 from fleetcore.agent.contexts import activation_ctx, check_ctx
-from fleetcore.agent.disk import current_size, ensure_space
+from fleetcore.agent.disk import download_size, ensure_space, free_fetch_cache, out_of_space
 from fleetcore.agent.gates import attempts_after
 from fleetcore.agent.health import wait_healthy
 from fleetcore.agent.journal import Journal
@@ -160,7 +160,16 @@ class Pipeline:
         staging = store.staging
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
-        ensure_space(store, current_size(store) * 2, disk.reserve.bytes, "fetch")
+        running = store.commit_of(store.current())
+        # A bundle (no role config yet) brings its archive by hand: no source.
+        fresh_fetch = role_cfg is not None
+
+        def free_cache() -> None:
+            free_fetch_cache(ctx, keep=(running, commit))
+
+        # The download and the tree unpacked from it (the seed's 2x).
+        needed = 2 * download_size(ctx, commit) if fresh_fetch else 0
+        ensure_space(store, needed, disk.reserve.bytes, "fetch", free_cache)
 
         def attempt() -> Fetched:
             work = staging / "fetch"
@@ -168,7 +177,15 @@ class Pipeline:
             work.mkdir()
             return fetch(work)
 
-        fetched = retry(ctx, "fetch the release", attempt)
+        try:
+            fetched = retry(ctx, "fetch the release", attempt)
+        except (FleetcoreError, OSError) as exc:
+            if not out_of_space(exc):
+                raise
+            # What a fetch that filled the disk left behind is given back.
+            shutil.rmtree(staging, ignore_errors=True)
+            free_fetch_cache(ctx, keep=(running,))
+            raise DiskFull(f"disk full while fetching {commit[:12]}: {exc}") from None
         manifest = fetched.manifest
         if manifest.commit != commit or manifest.role != ctx.device.role:
             raise VerifyError(
@@ -178,18 +195,24 @@ class Pipeline:
         # Until validation, a crash is undone the same way whatever the step
         # (the half-made release is dropped): these phases are not written.
         state = self.journal.phase(state, "unpack", durable=False)
-        ensure_space(store, manifest.total_size, disk.reserve.bytes, "unpack")
+        ensure_space(store, manifest.total_size, disk.reserve.bytes, "unpack", free_cache)
         tree = staging / "tree"
-        unpacked = unpack(
-            fetched.archive,
-            tree,
-            prefix=fetched.prefix,
-            max_bytes=disk.max_release_size.bytes,
-            git_blobs=manifest.wants_git_blob,
-            progress=ctx.progress(f"unpack {commit[:12]}", manifest.total_size)
-            if ctx.progress
-            else None,
-        )
+        try:
+            unpacked = unpack(
+                fetched.archive,
+                tree,
+                prefix=fetched.prefix,
+                max_bytes=disk.max_release_size.bytes,
+                git_blobs=manifest.wants_git_blob,
+                progress=ctx.progress(f"unpack {commit[:12]}", manifest.total_size)
+                if ctx.progress
+                else None,
+            )
+        except FleetcoreError:
+            # A download that does not unpack is never offered again.
+            if fresh_fetch:
+                free_fetch_cache(ctx, keep=(running,))
+            raise
         state = self.journal.phase(state, "verify", durable=False)
         context = check_ctx(ctx, "verify", tree, commit, manifest, unpacked=unpacked)
         # Verify checks guard the device, not the role: a role cannot opt out.
@@ -203,6 +226,8 @@ class Pipeline:
             )
         failed = runner.failures(runner.run(selected, context))
         if failed:
+            if fresh_fetch:
+                free_fetch_cache(ctx, keep=(running,))
             raise VerifyError(
                 "release does not match its manifest: " + runner.describe_failures(failed)
             )
