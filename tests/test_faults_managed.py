@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from fleetcore.testing.disks import free_bytes, small_disk
 from fleetcore.testing.faultproxy import Fault, FaultProxy
 from fleetcore.testing.gitrepo import FleetRepo, script_role
 from fleetcore.testing.serverproc import ServerProcess
@@ -84,10 +85,8 @@ class Device:
         self.root.mkdir()
         self.out = self.root / "running.txt"
         self.config = self.root / "agent.toml"
-        values = {"interval": "1h", "timeout": "15s", **opts}
-        self.config.write_text(
-            AGENT.format(device_id=device_id, state=self.root / "state", url=proxy.url, **values)
-        )
+        values = {"interval": "1h", "timeout": "15s", "state": str(self.root / "state"), **opts}
+        self.config.write_text(AGENT.format(device_id=device_id, url=proxy.url, **values))
         self.env = {**os.environ, "FLEETCORE_TEST_OUT": str(self.out)}
         token = server.token("enrollment-token")
         assert self.agent("enroll", "--enrollment-token", token).returncode == 0
@@ -138,6 +137,22 @@ def test_a_cut_download_is_resumed_and_verified_never_cached_whole(server, proxy
     assert device.running() == v1
     resumed = [r for r in proxy.seen(b"/v1/archives/") if b"Range: bytes=" in r.head]
     assert resumed, "the second download started from zero instead of resuming"
+
+
+def test_a_release_bigger_than_the_disk_is_skipped_before_downloading(server, proxy, tmp_path):
+    with small_disk(tmp_path / "disk", 8 << 20) as disk:
+        device = Device(tmp_path, server, proxy, "pi-full", state=str(disk / "state"))
+        server.roll_out(server.fleet.head())
+        assert device.once() == 0
+        before = free_bytes(disk)
+        huge = {"roles/web/data/huge.txt": secrets.token_hex(3 << 20)}  # 6 MiB
+        server.roll_out(server.fleet.commit(script_role("v2", extra=huge), "huge"))
+        out = device.agent("once")
+        # The manifest says 6 MiB; download and unpack need twice that.
+        assert "disk full: the archive of web@" in out.stdout + out.stderr, out.stdout
+        assert not proxy.seen(b"/v1/archives/" + server.fleet.head().encode())
+        assert free_bytes(disk) >= before - 64 * 1024
+        assert device.running() != server.fleet.head()
 
 
 def test_a_black_holed_server_does_not_hang_a_cycle(server, proxy, tmp_path):

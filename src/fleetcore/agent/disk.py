@@ -67,7 +67,8 @@ def out_of_space(exc: BaseException) -> bool:
     """The error is the disk being full (an OSError, or a tool that said so)."""
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return True
-    return "no space left on device" in str(exc).lower()
+    text = str(exc).lower()
+    return "no space left on device" in text or text.startswith("disk full")
 
 
 def ensure_space(

@@ -346,6 +346,20 @@ class ServerSource:
     def free_cache(self, keep: Sequence[str]) -> None:
         self.client.forget_archives(keep)
 
+    def _room_for(self, commit: str, role: str) -> None:
+        """Reading role.toml downloads the role's archive: not when it cannot fit."""
+        import shutil
+
+        size = self.download_size(commit, role) or 0
+        self.client.cache.mkdir(parents=True, exist_ok=True)
+        free = shutil.disk_usage(self.client.cache).free
+        needed = 2 * size + self.client.config.disk.reserve.bytes
+        if free < needed:
+            raise FetchError(
+                f"disk full: the archive of {role}@{commit[:12]} needs {needed} bytes free "
+                f"(twice its {size} + the reserve), {free} are free"
+            )
+
     def _manifest(self, commit: str, role: str) -> Manifest:
         if (commit, role) not in self._manifests:
             self._manifests = {(commit, role): self.client.manifest(commit, role)}
@@ -365,6 +379,7 @@ class ServerSource:
         wanted = {p for p in paths if p.startswith(role_prefix)}
         if not wanted:
             return {}
+        self._room_for(commit, self.client.config.role)
         with tempfile.TemporaryDirectory(dir=self.client.cache.parent) as tmp:
             archive = self.client.archive(commit, self.client.config.role, Path(tmp))
             out = {}
