@@ -64,13 +64,10 @@ class Cycle:
                 # git brings a whole commit to read its fleet policy: a commit
                 # bigger than the disk fails here, and its leftovers must go.
                 free_fetch_cache(ctx, keep=(current_commit,))
-                log.error("disk full while reading the fleet repo: %s", exc)
-                return CycleResult(
-                    outcome="failed",
-                    commit=current_commit,
-                    message=f"disk full while reading the fleet repo "
-                    f"(the fetcher's cache was cleared): {exc}",
-                )
+                message = f"disk full while reading the fleet repo: {exc}"
+                log.error("%s; the fetcher's cache was cleared", message)
+                journal.record(current_commit, None, "skipped", 0.0, message)
+                return CycleResult(outcome="failed", commit=current_commit, message=message)
             state = self.partitions.unreachable(state, exc)
             log.warning(
                 "fleet repo unreachable (network mode %s), keeping %s: %s",

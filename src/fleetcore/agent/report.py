@@ -19,6 +19,10 @@ def status_report(config: AgentConfig) -> dict[str, Any]:
         status = "safe_mode" if state.mode == "safe_mode" else state.status
     if state is not None and state.in_flight is not None:
         status = "updating"
+    # Drift that nothing fixed: the device runs, but not as released.
+    drifted = state is not None and status == "healthy" and state.drift == "left"
+    if drifted:
+        status = "degraded"
     return {
         "device_id": config.device_id,
         "role": config.role,
@@ -28,7 +32,9 @@ def status_report(config: AgentConfig) -> dict[str, Any]:
         "release": current,
         "previous_commit": store.commit_of(store.previous()),
         "status": status,
-        "status_reason": state.status_reason if state else "",
+        "status_reason": (state.drift_reason if drifted else state.status_reason)
+        if state
+        else "",
         "mode": state.mode if state else "normal",
         "mode_since": state.mode_since.isoformat() if state and state.mode_since else None,
         "mode_reason": state.mode_reason if state else "",
