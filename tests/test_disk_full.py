@@ -37,7 +37,9 @@ def test_a_git_fetch_that_fills_the_disk_gives_the_space_back(device, fleet_repo
     assert dev.running().startswith("v1")  # the running release is untouched
     # The space the attempt used is free again: no half-fetched objects, no staging.
     assert free_bytes(disk) >= before - 256 * 1024, (before, free_bytes(disk))
-    assert not (disk / "state" / "staging").exists() or not any((disk / "state" / "staging").iterdir())
+    assert not (disk / "state" / "staging").exists() or not any(
+        (disk / "state" / "staging").iterdir()
+    )
     # With the big file gone again the device updates as usual.
     fleet_repo.commit({"roles/web/data/huge.txt": None, **script_role("v3")}, "v3")
     assert dev.agent().once().outcome == "updated"

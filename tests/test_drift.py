@@ -170,7 +170,8 @@ def test_clock_offset_is_found_and_synced(device, fleet_repo, tmp_path, monkeypa
 
 
 DNS_ROLE = {
-    "roles/web/role.toml": '[health]\nsettle = "0s"\n[drift.dns]\nnames = ["no-such-host.invalid"]\n'
+    "roles/web/role.toml": '[health]\nsettle = "0s"\n'
+    '[drift.dns]\nnames = ["no-such-host.invalid"]\n'
 }
 
 

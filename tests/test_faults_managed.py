@@ -4,6 +4,7 @@ black hole, a slow-loris answer, a dying event stream)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import secrets
@@ -226,7 +227,7 @@ def test_a_dead_event_stream_is_reconnected_with_back_off(server, proxy, tmp_pat
         proxy.drop_all()
         wait(lambda: len(proxy.seen(b"/events")) >= 4, "three reconnection attempts")
         tries = [r.at for r in proxy.seen(b"/events")][1:]
-        gaps = [b - a for a, b in zip(tries, tries[1:], strict=False)]
+        gaps = [b - a for a, b in itertools.pairwise(tries)]
         # Back-off: each wait longer than the one before, no tight loop.
         assert gaps[-1] > gaps[0] and gaps[0] >= 0.5, gaps
         before = len(proxy.seen(b"/events"))

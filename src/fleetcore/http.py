@@ -41,6 +41,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import json as _json
 import re
 import socket
@@ -521,16 +522,12 @@ class _Watch:
         self._timer.cancel()
 
     def error(self, method: str, url: str) -> Timeout:
-        return Timeout(
-            f"no complete answer within {self.seconds:g}s", method=method, url=url
-        )
+        return Timeout(f"no complete answer within {self.seconds:g}s", method=method, url=url)
 
 
 def _shut(sock: socket.socket) -> None:
-    try:
+    with contextlib.suppress(OSError):
         sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
 
 
 def _watched_handlers(

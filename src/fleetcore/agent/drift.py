@@ -181,7 +181,9 @@ def _apply_fixes(
             log.info("drift fix %s: %s", fix.name, message)
         except FixUnavailable as exc:
             outcomes.append(
-                FixOutcome(fix=fix.name, codes=codes, message=str(exc), held=False, unavailable=True)
+                FixOutcome(
+                    fix=fix.name, codes=codes, message=str(exc), held=False, unavailable=True
+                )
             )
             log.warning("drift fix %s: %s; the drift stays reported", fix.name, exc)
         except Exception as exc:
@@ -260,8 +262,7 @@ def describe_drift(result: DriftResult) -> str:
     found = "; ".join(str(f) for f in result.findings[:5])
     more = f" (+{len(result.findings) - 5} more)" if len(result.findings) > 5 else ""
     fixes = "; ".join(
-        f"{f.fix} {'held' if f.held else 'unavailable' if f.unavailable else 'failed'}: "
-        f"{f.message}"
+        f"{f.fix} {'held' if f.held else 'unavailable' if f.unavailable else 'failed'}: {f.message}"
         for f in result.fixes
     )
     return f"{found}{more}" + (f" | fixes: {fixes}" if fixes else "")

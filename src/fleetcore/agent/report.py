@@ -32,9 +32,7 @@ def status_report(config: AgentConfig) -> dict[str, Any]:
         "release": current,
         "previous_commit": store.commit_of(store.previous()),
         "status": status,
-        "status_reason": (state.drift_reason if drifted else state.status_reason)
-        if state
-        else "",
+        "status_reason": (state.drift_reason if drifted else state.status_reason) if state else "",
         "mode": state.mode if state else "normal",
         "mode_since": state.mode_since.isoformat() if state and state.mode_since else None,
         "mode_reason": state.mode_reason if state else "",

@@ -42,6 +42,7 @@ thread and it works for any protocol over TCP.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import socket
@@ -74,7 +75,9 @@ class Fault:
         return cls()
 
     @classmethod
-    def latency(cls, seconds: float, *, times: int | None = None, match: bytes | None = None) -> Fault:
+    def latency(
+        cls, seconds: float, *, times: int | None = None, match: bytes | None = None
+    ) -> Fault:
         return cls(kind="latency", seconds=seconds, times=times, match=match)
 
     @classmethod
@@ -94,7 +97,9 @@ class Fault:
         return cls(kind="slow", seconds=seconds, times=times, match=match)
 
     @classmethod
-    def garbage(cls, size: int = 512, *, times: int | None = None, match: bytes | None = None) -> Fault:
+    def garbage(
+        cls, size: int = 512, *, times: int | None = None, match: bytes | None = None
+    ) -> Fault:
         return cls(kind="garbage", size=size, times=times, match=match)
 
     @classmethod
@@ -273,10 +278,8 @@ class FaultProxy:
         except OSError:
             pass
         finally:
-            try:
+            with contextlib.suppress(OSError):
                 upstream.shutdown(socket.SHUT_WR)
-            except OSError:
-                pass
 
     def _downward(self, upstream: socket.socket, client: socket.socket, fault: Fault) -> None:
         sent = 0
@@ -306,11 +309,7 @@ class FaultProxy:
 
 
 def _close(sock: socket.socket) -> None:
-    try:
+    with contextlib.suppress(OSError):
         sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-    try:
+    with contextlib.suppress(OSError):
         sock.close()
-    except OSError:
-        pass
