@@ -212,6 +212,16 @@ class GitSource:
     def _has(self, commit: str) -> bool:
         return self._git("cat-file", "-e", f"{commit}^{{commit}}", action="looking up in").ok
 
+    def _complete(self, commit: str) -> bool:
+        """The commit and every object of its tree are here. An interrupted
+        fetch can leave the commit without all its blobs (loose objects are
+        written as they arrive), so the commit alone proves nothing."""
+        listed = self._git(
+            "rev-list", "--objects", "--missing=error", "-n", "1", commit, "--",
+            action="checking objects in",
+        )  # fmt: skip
+        return listed.ok
+
     def _ensure(self, commit: str) -> None:
         """Make sure the cache has ``commit``; fetch it (shallowly) if not."""
         check_commit(commit)
@@ -233,7 +243,7 @@ class GitSource:
             # A fetch that filled the disk leaves some objects (the commit
             # among them) but not all: never take that as the commit being here.
             raise git_error(f"git fetch of commit {commit} from", self.url, result.stderr)
-        if not result.ok and self._has(commit):
+        if not result.ok and self._complete(commit):
             # Unreachable remote, but an earlier fetch brought it (e.g. via the branch).
             self._present.add(commit)
             return
