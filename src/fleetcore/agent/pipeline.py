@@ -27,6 +27,7 @@ from fleetcore.agent.health import wait_healthy
 from fleetcore.agent.journal import Journal
 from fleetcore.agent.releases import (
     clean_releases,
+    read_env,
     role_config_of,
     write_env,
     write_snapshot,
@@ -125,24 +126,80 @@ class Pipeline:
                 )
                 old.stop(activation_ctx(ctx, from_release, store.commit_of(from_release)))
             activator.start(activation_ctx(ctx, name, commit, previous=from_release, env=env))
+            if role_cfg.requires_reboot and ctx.config.reboot.command:
+                # Written first: after the reboot, recovery finds the update
+                # here and checks its health instead of undoing it.
+                state = self.journal.phase(state, "reboot")
+                reboot(ctx.config.reboot.command)
+                log.info("rebooting for %s; its health is checked after the reboot", commit[:12])
+                return CycleResult(
+                    outcome="rebooting",
+                    commit=from_commit,
+                    pending_commit=commit,
+                    message=f"activated {commit[:12]}; rebooting, health checked after",
+                )
             state = self.journal.phase(state, "health")
             wait_healthy(ctx, release_dir, commit, role_cfg, activator_name, env)
         except Exception as exc:
             reason = str(exc) if isinstance(exc, FleetcoreError) else f"{type(exc).__name__}: {exc}"
             return self.rollback.roll_back(state, reason, started, new_activator=activator_name)
+        return self.finish(state, from_commit, commit, why, activator_name, started)
+
+    def finish(
+        self,
+        state: State,
+        from_commit: str | None,
+        commit: str,
+        why: str,
+        activator_name: str,
+        started: float,
+    ) -> CycleResult:
+        """The update is healthy: record it, take the drift baseline, clean up."""
+        ctx, store = self.ctx, self.store
+        name = release_name(ctx.device.role, commit)
         entry = self.journal.entry(
             from_commit, commit, "success", ctx.clock.monotonic() - started, why
         )
         # One write ends the update: nothing is in flight, the entry is the last update.
         state = self.journal.deployed(state, activator_name, entry)
         # The light drift check's baseline: the release as it stands, activated.
-        write_snapshot(store.snapshot_file(name), release_dir)
+        write_snapshot(store.snapshot_file(name), store.release_dir(name))
         self.journal.append(entry)
         clean_releases(store)
         log.info("now running %s, healthy", commit[:12])
         return CycleResult(
             outcome="updated", commit=commit, message=f"updated to {commit[:12]}, healthy"
         )
+
+    def after_reboot(self, state: State) -> State:
+        """The device rebooted for an update (or the agent restarted while it
+        waited for the reboot): check the release's health now, keep it or
+        roll back, as the update would have without the reboot."""
+        ctx, store = self.ctx, self.store
+        flight = state.in_flight
+        assert flight is not None
+        started = ctx.clock.monotonic()
+        name = flight.release
+        commit = flight.to_commit
+        release_dir = store.release_dir(name)
+        log.info("back after the reboot for %s: checking its health", commit[:12])
+        activator_name = ""
+        try:
+            role_cfg = role_config_of(store, name)
+            activator_name, _ = select_activator(
+                ctx.pm, release_dir, role_cfg, source=ctx.role_file
+            )
+            env = read_env(store, name)
+            state = self.journal.phase(state, "health")
+            wait_healthy(ctx, release_dir, commit, role_cfg, activator_name, env)
+        except Exception as exc:
+            reason = str(exc) if isinstance(exc, FleetcoreError) else f"{type(exc).__name__}: {exc}"
+            self.rollback.roll_back(
+                state, f"after the reboot: {reason}", started, new_activator=activator_name
+            )
+            return self.journal.load()
+        self.finish(state, flight.from_commit, commit, flight.reason, activator_name, started)
+        return self.journal.load()
 
     def prepare(
         self,
@@ -281,3 +338,19 @@ class Pipeline:
         if env:
             write_env(release_dir / ENV_FILE, env)
         return env
+
+
+def reboot(command: tuple[str, ...]) -> None:
+    """Run the configured reboot command. It may not return (the device goes
+    down); if it fails, the update is rolled back like any failed activation."""
+    import subprocess
+
+    try:
+        done = subprocess.run(list(command), capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise UpdateFailed(f"the reboot command {' '.join(command)} failed: {exc}") from None
+    if done.returncode != 0:
+        raise UpdateFailed(
+            f"the reboot command {' '.join(command)} failed "
+            f"(exit {done.returncode}): {done.stderr.strip()[-300:]}"
+        )
