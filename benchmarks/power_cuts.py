@@ -26,6 +26,7 @@ A trial that breaks any of these is a bad outcome; the goal is none.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -100,10 +101,8 @@ class Device:
         proc = self.start()
         time.sleep(delay)
         phase = self.phase()
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         proc.wait(60)
         return phase if proc.returncode == -signal.SIGKILL else "after the end"
 

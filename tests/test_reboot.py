@@ -13,7 +13,8 @@ from fleetcore.testing.gitrepo import FleetRepo, script_role
 
 NEEDS_REBOOT = {"roles/web/role.toml": 'requires_reboot = true\n[health]\nsettle = "0s"\n'}
 WINDOW = {
-    "devices/pi-001.toml": '[maintenance_window]\ndays = ["sunday"]\nstart = "02:00"\nend = "06:00"\n'
+    "devices/pi-001.toml": '[maintenance_window]\ndays = ["sunday"]\n'
+    'start = "02:00"\nend = "06:00"\n'
 }
 FRIDAY_NOON = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.UTC)
 SUNDAY_3AM = dt.datetime(2026, 11, 29, 3, 0, tzinfo=dt.UTC)
