@@ -208,6 +208,25 @@ def test_history_queued_while_unreachable_arrives_once_each(server, proxy, tmp_p
     assert len([e for e in local if e["event"] == "update"]) == 4  # none lost, none twice
 
 
+def test_a_repair_that_needs_the_server_waits_for_it_without_safe_mode(server, proxy, tmp_path):
+    device = Device(tmp_path, server, proxy, "pi-fix")
+    server.roll_out(server.fleet.head())
+    assert device.once() == 0
+    conf = device.root / "state" / "current" / "config" / "app.conf"
+    conf.write_text("marker=tampered\n")
+    for archive in (device.root / "state" / "cache" / "server").glob("*.tar"):
+        archive.unlink()  # restoring the file needs a fresh copy from the server
+    proxy.fault = Fault.reset()
+    out = device.agent("check", "--fix")
+    assert "restore-files unavailable" in out.stderr, out.stderr
+    status = json.loads(device.agent("status", "--json").stdout)
+    assert status["mode"] == "normal" and status["status"] == "degraded"
+    proxy.fault = Fault.none()
+    out = device.agent("check", "--fix")
+    assert out.returncode == 6, out.stderr  # found and fixed
+    assert conf.read_text() == "marker=v1\n"
+
+
 def test_a_dead_event_stream_is_reconnected_with_back_off(server, proxy, tmp_path):
     device = Device(tmp_path, server, proxy, "pi-sse")
     v1 = server.fleet.head()

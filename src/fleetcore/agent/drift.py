@@ -26,7 +26,7 @@ from fleetcore.agent.releases import read_env, role_config_of
 from fleetcore.agent.repair import RepairKit
 from fleetcore.agent.state import State
 from fleetcore.checks import runner
-from fleetcore.errors import FixUnavailable, FleetcoreError
+from fleetcore.errors import FetchError, FixUnavailable, FleetcoreError
 from fleetcore.plugin.types import CheckContext, DriftFix, DriftReport, Finding
 from fleetcore.release import Manifest, read_manifest
 
@@ -42,7 +42,8 @@ class FixOutcome:
     message: str
     held: bool
     unavailable: bool = False
-    """The fix cannot act here (nothing configured): not a fix that failed."""
+    """The fix could not act (nothing configured, or the network it needs is
+    down): not a fix that failed."""
 
 
 @frozen(kw_only=True)
@@ -179,13 +180,16 @@ def _apply_fixes(
             message = fix.run(attrs.evolve(base, options=options), mine)
             outcomes.append(FixOutcome(fix=fix.name, codes=codes, message=message, held=True))
             log.info("drift fix %s: %s", fix.name, message)
-        except FixUnavailable as exc:
+        except (FixUnavailable, FetchError) as exc:
+            # Nothing to run here, or the network it needs is down (a fresh copy
+            # of the release): the drift stays reported, and the next run tries
+            # again. Not a fix that did not hold, so no safe mode over an outage.
             outcomes.append(
                 FixOutcome(
                     fix=fix.name, codes=codes, message=str(exc), held=False, unavailable=True
                 )
             )
-            log.warning("drift fix %s: %s; the drift stays reported", fix.name, exc)
+            log.warning("drift fix %s could not run: %s; the drift stays reported", fix.name, exc)
         except Exception as exc:
             text = str(exc) if isinstance(exc, FleetcoreError) else f"{type(exc).__name__}: {exc}"
             outcomes.append(FixOutcome(fix=fix.name, codes=codes, message=text, held=False))
