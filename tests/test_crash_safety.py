@@ -93,3 +93,33 @@ def test_kill_mid_update_then_rerun_ends_consistent(
     releases = sorted(p.name for p in (dev.state / "releases").iterdir() if p.is_dir())
     assert releases == sorted([f"web-{v1[:12]}", f"web-{v2[:12]}"])
     assert not any((dev.state / "staging").glob("*"))
+
+
+def test_a_rollback_cut_while_removing_the_new_release_is_finished(device, fleet_repo) -> None:
+    # Found by benchmarks/power_cuts.py: the power went while the rollback was
+    # deleting the failed release, leaving half a folder that no activator fits.
+    v1 = fleet_repo.commit(script_role("v1"), "v1")
+    dev = device()
+    assert dev.agent().once().commit == v1
+    v2 = fleet_repo.commit(script_role("v2", health="exit 1"), "v2 is broken")
+    state = json.loads((dev.state / "state.json").read_text())
+    half = dev.state / "releases" / f"web-{v2[:12]}"
+    (half / "config").mkdir(parents=True)
+    (half / "config" / "app.conf").write_text("marker=v2\n")  # activate.sh already gone
+    state["in_flight"] = {
+        "to_commit": v2,
+        "from_commit": v1,
+        "release": half.name,
+        "phase": "rollback",
+        "started": state["last_check"],
+        "reason": "rollout",
+        "from_release": f"web-{v1[:12]}",
+        "previous_release": None,
+        "status_before": "healthy",
+    }
+    (dev.state / "state.json").write_text(json.dumps(state))
+    result = dev.agent().once()  # recovers, then tries v2 again: rolled back
+    assert result.commit == v1, result
+    state = json.loads((dev.state / "state.json").read_text())
+    assert state["in_flight"] is None and dev.running() == f"v1 {v1}"
+    assert not half.exists()

@@ -167,3 +167,54 @@ def test_clock_offset_is_found_and_synced(device, fleet_repo, tmp_path, monkeypa
     result = dev.agent().check(deep=True, fix=True)
     assert [(f.code, f.found) for f in result.findings] == [("clock-offset", "4.250s")]
     assert [(f.fix, f.held) for f in result.fixes] == [("sync-clock", True)]
+
+
+DNS_ROLE = {
+    "roles/web/role.toml": '[health]\nsettle = "0s"\n'
+    '[drift.dns]\nnames = ["no-such-host.invalid"]\n'
+}
+
+
+def _status(dev) -> dict:
+    from fleetcore.agent.report import status_report
+    from fleetcore.config.agent import load_agent_config
+
+    return status_report(load_agent_config(dev.config_path))
+
+
+def test_a_fix_with_nothing_configured_reports_the_drift_without_safe_mode(device, fleet_repo):
+    # The defaults: [drift.dns] in the role, no restart-network command on the device.
+    dev = installed(device, fleet_repo, extra=DNS_ROLE)
+    result = dev.agent().check(deep=False, fix=True)
+    assert result.verdict == "left"
+    assert [(f.fix, f.held, f.unavailable) for f in result.fixes] == [
+        ("restart-network", False, True)
+    ]
+    status = _status(dev)
+    assert status["mode"] == "normal"  # not a failed fix: no safe mode
+    assert status["status"] == "degraded" and "no-such-host.invalid" in status["status_reason"]
+    v2 = fleet_repo.commit(script_role("v2", extra=DNS_ROLE), "v2")
+    assert dev.agent().once().commit == v2  # updates go on
+
+
+def test_checks_that_need_the_network_are_skipped_while_disconnected(device, fleet_repo):
+    # A restart-network command that would fail: if the DNS check ran, safe mode.
+    fleet_repo.commit(script_role("v1", extra=DNS_ROLE), "v1")
+    dev = device(extra='[drift.fixes.restart-network]\ncommand = ["false"]\n')
+    assert dev.agent().once().outcome == "updated"
+    moved = fleet_repo.path.with_name("fleet-away")
+    fleet_repo.path.rename(moved)  # the repo is gone: an outage begins
+    try:
+        assert dev.agent().once().outcome == "unreachable"
+        result = dev.agent().check(deep=False, fix=True)
+        assert result.verdict == "clean" and result.fixes == ()
+        assert _status(dev)["mode"] == "normal"
+    finally:
+        moved.rename(fleet_repo.path)
+    # Connected again, the check runs and its failed fix counts.
+    assert dev.agent().once().outcome == "converged"
+    result = dev.agent().check(deep=False, fix=True)
+    assert [(f.fix, f.held, f.unavailable) for f in result.fixes] == [
+        ("restart-network", False, False)
+    ]
+    assert _status(dev)["mode"] == "safe_mode"

@@ -66,7 +66,8 @@ def running(service: str) -> bool:
 
 
 @pytest.fixture
-def cam(device, fleet_repo: FleetRepo, docker_engine: str):
+def cam(device, fleet_repo: FleetRepo, docker_engine: str, compose_version: str):
+    """A device running a compose role, on Compose v1 and on v2."""
     remove_project(PROJECT)
     fleet_repo.commit(compose_role(docker_engine, free_port()), "v1")
     dev = device(role=ROLE)

@@ -42,6 +42,13 @@ class PluginError(FleetcoreError):
     """A plugin misbehaved (duplicate names, a register hook that raised)."""
 
 
+class FixUnavailable(FleetcoreError):
+    """A drift fix that cannot act on this device (e.g. no command is
+    configured for it). Raised by a fix's ``run``: its findings stay reported
+    (the device shows the drift), and it does not count as a fix that did
+    not hold, so it never puts the device in safe mode."""
+
+
 class FetchError(FleetcoreError):
     """The fleet repo could not be reached or did not have what was asked."""
 

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 
 from attrs import frozen
 
+from fleetcore.errors import FetchError
 from fleetcore.release import ManifestEntry, normal_mode
 
 LINK_MODE = "120000"
@@ -69,6 +70,9 @@ def read_role_tree(ls_tree_output: bytes, role: str) -> RoleTree:
             submodules.append(rel)
         elif mode == LINK_MODE:
             links[rel] = oid
+        elif not size.isdigit():
+            # git prints "BAD" for a blob it does not have: an interrupted fetch.
+            raise FetchError(f"{path} ({oid}) is missing from the git cache")
         else:
             files.append(
                 ManifestEntry(

@@ -10,7 +10,9 @@ What it does the same way for every caller:
 - **TLS** is verified by default, against the system's CAs or ``ca_file``;
   ``client_cert`` (and ``client_key``) authenticate the device; ``verify=False``
   is there for a lab, never the default.
-- **Timeouts** are per request (connection and each read of the answer).
+- **Timeouts** are per request (connection and each read of the answer);
+  ``deadline`` also bounds the whole exchange, so a server that answers one
+  byte at a time (each read just inside the timeout) cannot hold a caller.
 - **Redirects are not followed** unless asked: by default a redirect raises
   :class:`RedirectError` naming where it leads; ``redirects="return"`` hands
   it back as a response; ``redirects="follow"`` follows it. Credentials
@@ -39,8 +41,11 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import json as _json
 import re
+import socket
+import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -184,8 +189,9 @@ class Response:
     """An answer whose body has not been read yet: read it, stream it, or
     close it (it is a context manager)."""
 
-    def __init__(self, raw: Any, *, method: str, url: str) -> None:
+    def __init__(self, raw: Any, *, method: str, url: str, watch: _Watch | None = None) -> None:
         self._raw = raw
+        self._watch = watch
         self.method = method
         self.url = url
         """The URL answered (after redirects when they were followed), credentials hidden."""
@@ -200,6 +206,8 @@ class Response:
         self.close()
 
     def close(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
         self._raw.close()
 
     def _guard(self, call: Any, *args: Any) -> Any:
@@ -208,11 +216,27 @@ class Response:
         try:
             return call(*args)
         except (OSError, http.client.HTTPException) as exc:
+            if self._watch is not None and self._watch.expired:
+                raise self._watch.error(self.method, self.url) from None
             raise _transport(exc, method=self.method, url=self.url) from None
 
     def read(self, size: int = -1) -> bytes:
-        """Up to ``size`` bytes of the body (all of it when negative)."""
-        return bytes(self._guard(self._raw.read, size))
+        """Up to ``size`` bytes of the body (all of it when negative). A body
+        that ends before its ``Content-Length`` raises :class:`TransportError`."""
+        data = bytes(self._guard(self._raw.read, size))
+        if not data and size != 0:
+            # http.client reports a connection closed early as the end of the
+            # body when reading in pieces; the bytes still owed say otherwise.
+            owed = getattr(self._raw, "length", None)
+            if self._watch is not None and self._watch.expired:
+                raise self._watch.error(self.method, self.url)
+            if isinstance(owed, int) and owed > 0:
+                raise TransportError(
+                    f"connection closed with {owed} bytes of the body still to come",
+                    method=self.method,
+                    url=self.url,
+                )
+        return data
 
     def readline(self) -> bytes:
         return bytes(self._guard(self._raw.readline))
@@ -319,9 +343,7 @@ class Client:
 
         opener = self._openers.get(follow)
         if opener is None:
-            handlers: list[urllib.request.BaseHandler] = [
-                urllib.request.HTTPSHandler(context=self._context)
-            ]
+            handlers: list[urllib.request.BaseHandler] = list(_watched_handlers(self._context))
             if not self._proxies:
                 handlers.append(urllib.request.ProxyHandler({}))
             if not follow:
@@ -340,6 +362,7 @@ class Client:
         timeout: float | None = None,
         redirects: Redirects | None = None,
         raise_for_status: bool = True,
+        deadline: float | None = None,
     ) -> Response:
         """Send one request; the answer's body is for the caller to read.
 
@@ -347,6 +370,9 @@ class Client:
         http(s) URL. ``json`` is sent as a JSON body. An error status raises
         :class:`StatusError` unless ``raise_for_status`` is False (then it is
         returned); 304 and other non-error statuses are returned.
+        ``deadline`` (seconds): the most the whole exchange may take, reading
+        the body included; past it the connection is shut and reads raise
+        :class:`Timeout`. None: only the per-read ``timeout``.
         """
         import http.client
         import urllib.error
@@ -372,6 +398,8 @@ class Client:
                 request.add_header(key, value)
         if basic is not None and "authorization" not in {k.lower() for k in all_headers}:
             request.add_unredirected_header("Authorization", f"Basic {basic}")
+        watch = _Watch(deadline) if deadline is not None else None
+        _watching.current = watch
         try:
             raw = self._opener(redirects == "follow").open(
                 request, timeout=self.timeout if timeout is None else timeout
@@ -379,8 +407,14 @@ class Client:
         except urllib.error.HTTPError as exc:
             raw = exc
         except (OSError, ValueError, http.client.HTTPException) as exc:
+            if watch is not None:
+                watch.cancel()
+                if watch.expired:
+                    raise watch.error(method, shown) from None
             raise _transport(exc, method=method, url=shown) from None
-        response = Response(raw, method=method, url=redact(raw.geturl() or full))
+        finally:
+            _watching.current = None
+        response = Response(raw, method=method, url=redact(raw.geturl() or full), watch=watch)
         status = response.status
         location = response.headers.get("Location") if response.headers else None
         if status in REDIRECT_STATUSES and location and redirects == "refuse":
@@ -450,3 +484,84 @@ def _no_redirect() -> urllib.request.HTTPRedirectHandler:
             return None
 
     return NoRedirect()
+
+
+# -- deadlines ----------------------------------------------------------------------------
+
+_watching = threading.local()
+"""The deadline of the request this thread is opening: its connection registers here."""
+
+
+class _Watch:
+    """Shuts a request's socket when its deadline passes, wherever the
+    exchange is (headers or body): the per-read timeout alone lets a server
+    that trickles bytes hold the caller forever."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.expired = False
+        self._sock: socket.socket | None = None
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def attach(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sock = sock
+            if self.expired:
+                _shut(sock)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            if self._sock is not None:
+                _shut(self._sock)
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+    def error(self, method: str, url: str) -> Timeout:
+        return Timeout(f"no complete answer within {self.seconds:g}s", method=method, url=url)
+
+
+def _shut(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+def _watched_handlers(
+    context: ssl.SSLContext | None,
+) -> tuple[urllib.request.BaseHandler, ...]:
+    """urllib's HTTP and HTTPS handlers, with connections that register their
+    socket with the request's deadline."""
+    import http.client
+    import urllib.request
+
+    def register(conn: http.client.HTTPConnection) -> None:
+        watch = getattr(_watching, "current", None)
+        if watch is not None and conn.sock is not None:
+            watch.attach(conn.sock)
+
+    class WatchedHTTP(http.client.HTTPConnection):
+        def connect(self) -> None:
+            super().connect()
+            register(self)
+
+    class WatchedHTTPS(http.client.HTTPSConnection):
+        def connect(self) -> None:
+            super().connect()
+            register(self)
+
+    class HTTPHandler(urllib.request.HTTPHandler):
+        def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+            return self.do_open(WatchedHTTP, req)
+
+    class HTTPSHandler(urllib.request.HTTPSHandler):
+        def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+            kwargs: dict[str, Any] = {"context": self._context}  # type: ignore[attr-defined]
+            if hasattr(self, "_check_hostname"):  # Python < 3.12
+                kwargs["check_hostname"] = self._check_hostname
+            return self.do_open(WatchedHTTPS, req, **kwargs)
+
+    return HTTPHandler(), HTTPSHandler(context=context)

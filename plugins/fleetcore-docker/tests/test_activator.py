@@ -14,7 +14,8 @@ from fleetcore_docker.checks import containers
 from fleetcore_docker.observe import project_containers
 from fleetcore_docker.options import ComposeOptions, ContainersOptions
 
-pytestmark = pytest.mark.docker
+# Every test runs on Compose v1 and on v2 (`docker compose`).
+pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("compose_version")]
 
 FAST = ComposeOptions(timeout=Duration(60), stop_timeout=Duration(1))
 

@@ -204,7 +204,10 @@ class Agent:
             return state
 
     def recover(self, state: State) -> State:
-        """Finish or undo an update a crash interrupted. Called under the lock."""
+        """Finish or undo an update a crash interrupted, or finish one that
+        rebooted the device on purpose. Called under the lock."""
+        if state.in_flight is not None and state.in_flight.phase == "reboot":
+            return self.pipeline.after_reboot(state)
         return self.rollback.recover(state)
 
     def recheck(self, state: State) -> State:

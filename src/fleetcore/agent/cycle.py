@@ -15,6 +15,7 @@ import attrs
 
 from fleetcore.agent.context import AgentContext
 from fleetcore.agent.desired import Desired
+from fleetcore.agent.disk import free_fetch_cache, out_of_space
 from fleetcore.agent.gates import Deferred, throttle_gate, window_gate
 from fleetcore.agent.health import recheck
 from fleetcore.agent.journal import Journal
@@ -62,6 +63,14 @@ class Cycle:
         try:
             desired, head = self.desired.read()
         except FetchError as exc:
+            if out_of_space(exc):
+                # git brings a whole commit to read its fleet policy: a commit
+                # bigger than the disk fails here, and its leftovers must go.
+                free_fetch_cache(ctx, keep=(current_commit,))
+                message = f"disk full while reading the fleet repo: {exc}"
+                log.error("%s; the fetcher's cache was cleared", message)
+                journal.record(current_commit, None, "skipped", 0.0, message)
+                return CycleResult(outcome="failed", commit=current_commit, message=message)
             state = self.partitions.unreachable(state, exc)
             log.warning(
                 "fleet repo unreachable (network mode %s), keeping %s: %s",

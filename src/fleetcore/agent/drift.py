@@ -26,7 +26,7 @@ from fleetcore.agent.releases import read_env, role_config_of
 from fleetcore.agent.repair import RepairKit
 from fleetcore.agent.state import State
 from fleetcore.checks import runner
-from fleetcore.errors import FleetcoreError
+from fleetcore.errors import FetchError, FixUnavailable, FleetcoreError
 from fleetcore.plugin.types import CheckContext, DriftFix, DriftReport, Finding
 from fleetcore.release import Manifest, read_manifest
 
@@ -41,6 +41,9 @@ class FixOutcome:
     codes: tuple[str, ...]
     message: str
     held: bool
+    unavailable: bool = False
+    """The fix could not act (nothing configured, or the network it needs is
+    down): not a fix that failed."""
 
 
 @frozen(kw_only=True)
@@ -61,7 +64,8 @@ class DriftResult:
 
     @property
     def failed_fixes(self) -> tuple[FixOutcome, ...]:
-        return tuple(f for f in self.fixes if not f.held)
+        """Fixes that ran and did not hold (the way into safe mode)."""
+        return tuple(f for f in self.fixes if not f.held and not f.unavailable)
 
     def to_json(self) -> dict[str, object]:
         def finding(f: Finding) -> dict[str, object]:
@@ -115,6 +119,13 @@ def run_drift(
         installed = ctx.pm.registry("drift check")
         selection = attrs.evolve(selection, checks=tuple(n for n in only if n in installed))
     selected = runner.select(ctx.pm, "drift", selection, base, source=f"{release}/role.toml")
+    if state.unreachable_since is not None or state.network != "online":
+        # Cut off: a check that needs the network would only report the outage
+        # (and its fix, e.g. restarting the network, cannot bring the repo back).
+        offline = [s.check.name for s in selected if s.check.network]
+        if offline:
+            log.info("skipped while disconnected (they need the network): %s", ", ".join(offline))
+        selected = [s for s in selected if not s.check.network]
     base = attrs.evolve(base, check_options={s.check.name: s.options for s in selected})
     try:
         findings = _findings(runner.run(selected, base))
@@ -169,6 +180,16 @@ def _apply_fixes(
             message = fix.run(attrs.evolve(base, options=options), mine)
             outcomes.append(FixOutcome(fix=fix.name, codes=codes, message=message, held=True))
             log.info("drift fix %s: %s", fix.name, message)
+        except (FixUnavailable, FetchError) as exc:
+            # Nothing to run here, or the network it needs is down (a fresh copy
+            # of the release): the drift stays reported, and the next run tries
+            # again. Not a fix that did not hold, so no safe mode over an outage.
+            outcomes.append(
+                FixOutcome(
+                    fix=fix.name, codes=codes, message=str(exc), held=False, unavailable=True
+                )
+            )
+            log.warning("drift fix %s could not run: %s; the drift stays reported", fix.name, exc)
         except Exception as exc:
             text = str(exc) if isinstance(exc, FleetcoreError) else f"{type(exc).__name__}: {exc}"
             outcomes.append(FixOutcome(fix=fix.name, codes=codes, message=text, held=False))
@@ -245,7 +266,8 @@ def describe_drift(result: DriftResult) -> str:
     found = "; ".join(str(f) for f in result.findings[:5])
     more = f" (+{len(result.findings) - 5} more)" if len(result.findings) > 5 else ""
     fixes = "; ".join(
-        f"{f.fix} {'held' if f.held else 'failed'}: {f.message}" for f in result.fixes
+        f"{f.fix} {'held' if f.held else 'unavailable' if f.unavailable else 'failed'}: {f.message}"
+        for f in result.fixes
     )
     return f"{found}{more}" + (f" | fixes: {fixes}" if fixes else "")
 

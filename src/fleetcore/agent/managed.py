@@ -42,6 +42,10 @@ from fleetcore.release import Manifest
 
 log = logging.getLogger("fleetcore.agent")
 CHUNK = 1 << 16
+API_DEADLINE = 4
+"""An API call may take this many ``[server] timeout``s in all."""
+ARCHIVE_DEADLINE = 600.0
+"""The longest one archive download runs; a slower one resumes next try."""
 
 
 class ServerRefused(FleetcoreError):
@@ -92,7 +96,11 @@ class ServerClient:
         headers: Mapping[str, str] | None = None,
         auth: bool = True,
         timeout: float | None = None,
+        deadline: float | None = -1.0,
     ) -> Response:
+        """``deadline``: the most the whole exchange may take (-1: a few
+        timeouts, for the API's small answers; None: no limit, the event
+        stream). A server trickling bytes then cannot hold a cycle."""
         sent = dict(headers or {})
         if auth:
             sent["Authorization"] = f"Bearer {self.credential()}"
@@ -104,6 +112,9 @@ class ServerClient:
                 json=body,
                 headers=sent,
                 timeout=timeout or self.settings.timeout.seconds,
+                deadline=API_DEADLINE * self.settings.timeout.seconds
+                if deadline == -1.0
+                else deadline,
             )
         except RedirectError as exc:
             raise FetchError(
@@ -262,36 +273,16 @@ class ServerClient:
             )
 
     def archive(self, commit: str, role: str, dest: Path) -> Path:
-        """Download a role archive, resuming a partial download with Range."""
+        """Download a role archive, resuming a partial download with Range.
+
+        Only a download that reached the size the server announced becomes
+        the cached archive; one cut short stays ``.partial`` (the next try
+        asks for the rest) and is never mistaken for a whole archive."""
         self.cache.mkdir(parents=True, exist_ok=True)
         partial = self.cache / f"{role}-{commit}.tar.partial"
         done = self.cache / f"{role}-{commit}.tar"
         if not done.exists():
-            have = partial.stat().st_size if partial.exists() else 0
-            headers = {"Range": f"bytes={have}-"} if have else {}
-            with self._open(
-                "GET",
-                f"/v1/archives/{commit}/{_q(role)}",
-                headers=headers,
-                timeout=max(60.0, self.settings.timeout.seconds),
-            ) as response:
-                mode = "ab" if have and response.status == 206 else "wb"
-                got = have if mode == "ab" else 0
-                length = response.headers.get("Content-Length")
-                update = (
-                    self.progress(
-                        f"download {role}@{commit[:12]}",
-                        got + int(length) if length and length.isdigit() else None,
-                    )
-                    if self.progress
-                    else None
-                )
-                with partial.open(mode) as out:
-                    for chunk in response.iter_bytes(CHUNK):
-                        out.write(chunk)
-                        got += len(chunk)
-                        if update is not None:
-                            update(got)
+            self._download(commit, role, partial)
             os.replace(partial, done)
         target = dest / "role.tar"
         os.link(done, target) if _same_fs(done, dest) else _copy(done, target)
@@ -300,6 +291,62 @@ class ServerClient:
             old.unlink(missing_ok=True)
         return target
 
+    def _download(self, commit: str, role: str, partial: Path) -> None:
+        have = partial.stat().st_size if partial.exists() else 0
+        headers = {"Range": f"bytes={have}-"} if have else {}
+        path = f"/v1/archives/{commit}/{_q(role)}"
+        try:
+            response = self._open(
+                "GET",
+                path,
+                headers=headers,
+                timeout=max(60.0, self.settings.timeout.seconds),
+                deadline=max(ARCHIVE_DEADLINE, 40 * self.settings.timeout.seconds),
+            )
+        except ServerRefused as exc:
+            if have and "(416)" in str(exc):
+                # The piece we hold is no prefix of this archive: start over.
+                partial.unlink(missing_ok=True)
+                raise FetchError(f"discarded a partial download of {role}@{commit[:12]}") from None
+            raise
+        with response:
+            resumed = bool(have) and response.status == 206
+            total = _total_size(response, have if resumed else 0)
+            written = have if resumed else 0
+            update = (
+                self.progress(f"download {role}@{commit[:12]}", total) if self.progress else None
+            )
+            try:
+                with partial.open("ab" if resumed else "wb") as out:
+                    for chunk in response.iter_bytes(CHUNK):
+                        out.write(chunk)
+                        written += len(chunk)
+                        if update is not None:
+                            update(written)
+            except TransportError as exc:
+                raise FetchError(
+                    f"the download of {role}@{commit[:12]} was cut after {written} bytes "
+                    f"(it resumes from there): {exc.reason}"
+                ) from None
+        if total is not None and written != total:
+            # Closed early without an error (urllib reports that as the end):
+            # keep what came, never as a whole archive.
+            if written > total:
+                partial.unlink(missing_ok=True)
+            raise FetchError(
+                f"the download of {role}@{commit[:12]} ended after {written} of {total} bytes"
+            )
+
+    def archive_cached(self, commit: str, role: str) -> bool:
+        return (self.cache / f"{role}-{commit}.tar").exists()
+
+    def forget_archives(self, keep: Sequence[str] = ()) -> None:
+        """Remove downloaded archives (whole and partial) but those of the
+        commits in ``keep``: to make room, or after one failed verification."""
+        for path in [*self.cache.glob("*.tar"), *self.cache.glob("*.tar.partial")]:
+            if not any(commit in path.name for commit in keep):
+                path.unlink(missing_ok=True)
+
     def events(self, stop: threading.Event) -> Iterator[tuple[str, dict[str, Any]]]:
         """Server-sent events, until ``stop`` is set or the stream ends."""
         response = self._open(
@@ -307,6 +354,7 @@ class ServerClient:
             f"/v1/devices/{self._id()}/events",
             headers={"Accept": "text/event-stream"},
             timeout=60.0,
+            deadline=None,
         )
         event, data = "message", list[str]()
         with response:
@@ -339,6 +387,35 @@ class ServerSource:
 
     def __init__(self, client: ServerClient) -> None:
         self.client = client
+        self._manifests: dict[tuple[str, str], Manifest] = {}
+
+    def download_size(self, commit: str, role: str) -> int | None:
+        """The archive's size before downloading it: its manifest's total."""
+        if self.client.archive_cached(commit, role):
+            return 0
+        return self._manifest(commit, role).total_size
+
+    def free_cache(self, keep: Sequence[str]) -> None:
+        self.client.forget_archives(keep)
+
+    def _room_for(self, commit: str, role: str) -> None:
+        """Reading role.toml downloads the role's archive: not when it cannot fit."""
+        import shutil
+
+        size = self.download_size(commit, role) or 0
+        self.client.cache.mkdir(parents=True, exist_ok=True)
+        free = shutil.disk_usage(self.client.cache).free
+        needed = 2 * size + self.client.config.disk.reserve.bytes
+        if free < needed:
+            raise FetchError(
+                f"disk full: the archive of {role}@{commit[:12]} needs {needed} bytes free "
+                f"(twice its {size} + the reserve), {free} are free"
+            )
+
+    def _manifest(self, commit: str, role: str) -> Manifest:
+        if (commit, role) not in self._manifests:
+            self._manifests = {(commit, role): self.client.manifest(commit, role)}
+        return self._manifests[(commit, role)]
 
     def head(self, branch: str) -> str:
         desired = self.client.desired()
@@ -354,6 +431,7 @@ class ServerSource:
         wanted = {p for p in paths if p.startswith(role_prefix)}
         if not wanted:
             return {}
+        self._room_for(commit, self.client.config.role)
         with tempfile.TemporaryDirectory(dir=self.client.cache.parent) as tmp:
             archive = self.client.archive(commit, self.client.config.role, Path(tmp))
             out = {}
@@ -377,7 +455,7 @@ class ServerSource:
         return self.client.proof(commit, role)
 
     def fetch(self, commit: str, role: str, workdir: Path) -> Fetched:
-        manifest = self.client.manifest(commit, role)
+        manifest = self._manifest(commit, role)
         archive = self.client.archive(commit, role, workdir)
         return Fetched(archive=archive, prefix=f"roles/{role}", manifest=manifest)
 
@@ -516,6 +594,16 @@ def _issued_at(header: str | None) -> dt.datetime | None:
     except ValueError:
         return None
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+def _total_size(response: Response, offset: int) -> int | None:
+    """The size the whole download will have: from ``Content-Range``
+    (``bytes a-b/total``) or ``offset`` + ``Content-Length``; None if unsaid."""
+    ranged = response.headers.get("Content-Range") or ""
+    if "/" in ranged and ranged.rsplit("/", 1)[1].strip().isdigit():
+        return int(ranged.rsplit("/", 1)[1])
+    length = response.headers.get("Content-Length") or ""
+    return offset + int(length) if length.strip().isdigit() else None
 
 
 def _q(part: str) -> str:

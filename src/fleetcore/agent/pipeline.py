@@ -21,13 +21,14 @@ from fleetcore.activate.select import select_activator
 from fleetcore.agent import logs
 from fleetcore.agent.context import AgentContext
 from fleetcore.agent.contexts import activation_ctx, check_ctx
-from fleetcore.agent.disk import current_size, ensure_space
+from fleetcore.agent.disk import download_size, ensure_space, free_fetch_cache, out_of_space
 from fleetcore.agent.gates import attempts_after
 from fleetcore.agent.health import wait_healthy
 from fleetcore.agent.journal import Journal
 from fleetcore.agent.protection import commit_proof
 from fleetcore.agent.releases import (
     clean_releases,
+    read_env,
     role_config_of,
     write_env,
     write_snapshot,
@@ -132,24 +133,80 @@ class Pipeline:
                 )
                 old.stop(activation_ctx(ctx, from_release, store.commit_of(from_release)))
             activator.start(activation_ctx(ctx, name, commit, previous=from_release, env=env))
+            if role_cfg.requires_reboot and ctx.config.reboot.command:
+                # Written first: after the reboot, recovery finds the update
+                # here and checks its health instead of undoing it.
+                state = self.journal.phase(state, "reboot")
+                reboot(ctx.config.reboot.command)
+                log.info("rebooting for %s; its health is checked after the reboot", commit[:12])
+                return CycleResult(
+                    outcome="rebooting",
+                    commit=from_commit,
+                    pending_commit=commit,
+                    message=f"activated {commit[:12]}; rebooting, health checked after",
+                )
             state = self.journal.phase(state, "health")
             wait_healthy(ctx, release_dir, commit, role_cfg, activator_name, env)
         except Exception as exc:
             reason = str(exc) if isinstance(exc, FleetcoreError) else f"{type(exc).__name__}: {exc}"
             return self.rollback.roll_back(state, reason, started, new_activator=activator_name)
+        return self.finish(state, from_commit, commit, why, activator_name, started)
+
+    def finish(
+        self,
+        state: State,
+        from_commit: str | None,
+        commit: str,
+        why: str,
+        activator_name: str,
+        started: float,
+    ) -> CycleResult:
+        """The update is healthy: record it, take the drift baseline, clean up."""
+        ctx, store = self.ctx, self.store
+        name = release_name(ctx.device.role, commit)
         entry = self.journal.entry(
             from_commit, commit, "success", ctx.clock.monotonic() - started, why
         )
         # One write ends the update: nothing is in flight, the entry is the last update.
         state = self.journal.deployed(state, activator_name, entry)
         # The light drift check's baseline: the release as it stands, activated.
-        write_snapshot(store.snapshot_file(name), release_dir)
+        write_snapshot(store.snapshot_file(name), store.release_dir(name))
         self.journal.append(entry)
         clean_releases(store)
         log.info("now running %s, healthy", commit[:12])
         return CycleResult(
             outcome="updated", commit=commit, message=f"updated to {commit[:12]}, healthy"
         )
+
+    def after_reboot(self, state: State) -> State:
+        """The device rebooted for an update (or the agent restarted while it
+        waited for the reboot): check the release's health now, keep it or
+        roll back, as the update would have without the reboot."""
+        ctx, store = self.ctx, self.store
+        flight = state.in_flight
+        assert flight is not None
+        started = ctx.clock.monotonic()
+        name = flight.release
+        commit = flight.to_commit
+        release_dir = store.release_dir(name)
+        log.info("back after the reboot for %s: checking its health", commit[:12])
+        activator_name = ""
+        try:
+            role_cfg = role_config_of(store, name)
+            activator_name, _ = select_activator(
+                ctx.pm, release_dir, role_cfg, source=ctx.role_file
+            )
+            env = read_env(store, name)
+            state = self.journal.phase(state, "health")
+            wait_healthy(ctx, release_dir, commit, role_cfg, activator_name, env)
+        except Exception as exc:
+            reason = str(exc) if isinstance(exc, FleetcoreError) else f"{type(exc).__name__}: {exc}"
+            self.rollback.roll_back(
+                state, f"after the reboot: {reason}", started, new_activator=activator_name
+            )
+            return self.journal.load()
+        self.finish(state, flight.from_commit, commit, flight.reason, activator_name, started)
+        return self.journal.load()
 
     def prepare(
         self,
@@ -169,7 +226,16 @@ class Pipeline:
         staging = store.staging
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
-        ensure_space(store, current_size(store) * 2, disk.reserve.bytes, "fetch")
+        running = store.commit_of(store.current())
+        # A bundle (no role config yet) brings its archive by hand: no source.
+        fresh_fetch = role_cfg is not None
+
+        def free_cache() -> None:
+            free_fetch_cache(ctx, keep=(running, commit))
+
+        # The download and the tree unpacked from it (the seed's 2x).
+        needed = 2 * download_size(ctx, commit) if fresh_fetch else 0
+        ensure_space(store, needed, disk.reserve.bytes, "fetch", free_cache)
 
         def attempt() -> Fetched:
             work = staging / "fetch"
@@ -177,7 +243,15 @@ class Pipeline:
             work.mkdir()
             return fetch(work)
 
-        fetched = retry(ctx, "fetch the release", attempt)
+        try:
+            fetched = retry(ctx, "fetch the release", attempt)
+        except (FleetcoreError, OSError) as exc:
+            if not out_of_space(exc):
+                raise
+            # What a fetch that filled the disk left behind is given back.
+            shutil.rmtree(staging, ignore_errors=True)
+            free_fetch_cache(ctx, keep=(running,))
+            raise DiskFull(f"disk full while fetching {commit[:12]}: {exc}") from None
         manifest = fetched.manifest
         if manifest.commit != commit or manifest.role != ctx.device.role:
             raise VerifyError(
@@ -187,18 +261,24 @@ class Pipeline:
         # Until validation, a crash is undone the same way whatever the step
         # (the half-made release is dropped): these phases are not written.
         state = self.journal.phase(state, "unpack", durable=False)
-        ensure_space(store, manifest.total_size, disk.reserve.bytes, "unpack")
+        ensure_space(store, manifest.total_size, disk.reserve.bytes, "unpack", free_cache)
         tree = staging / "tree"
-        unpacked = unpack(
-            fetched.archive,
-            tree,
-            prefix=fetched.prefix,
-            max_bytes=disk.max_release_size.bytes,
-            git_blobs=manifest.wants_git_blob,
-            progress=ctx.progress(f"unpack {commit[:12]}", manifest.total_size)
-            if ctx.progress
-            else None,
-        )
+        try:
+            unpacked = unpack(
+                fetched.archive,
+                tree,
+                prefix=fetched.prefix,
+                max_bytes=disk.max_release_size.bytes,
+                git_blobs=manifest.wants_git_blob,
+                progress=ctx.progress(f"unpack {commit[:12]}", manifest.total_size)
+                if ctx.progress
+                else None,
+            )
+        except FleetcoreError:
+            # A download that does not unpack is never offered again.
+            if fresh_fetch:
+                free_fetch_cache(ctx, keep=(running,))
+            raise
         state = self.journal.phase(state, "verify", durable=False)
         verify_options = dict(ctx.config.verify.checks)
         if signed_bundle:
@@ -221,6 +301,8 @@ class Pipeline:
             )
         failed = runner.failures(runner.run(selected, context))
         if failed:
+            if fresh_fetch:
+                free_fetch_cache(ctx, keep=(running,))
             raise VerifyError(
                 "release does not match its manifest: " + runner.describe_failures(failed)
             )
@@ -274,3 +356,19 @@ class Pipeline:
         if env:
             write_env(release_dir / ENV_FILE, env)
         return env
+
+
+def reboot(command: tuple[str, ...]) -> None:
+    """Run the configured reboot command. It may not return (the device goes
+    down); if it fails, the update is rolled back like any failed activation."""
+    import subprocess
+
+    try:
+        done = subprocess.run(list(command), capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise UpdateFailed(f"the reboot command {' '.join(command)} failed: {exc}") from None
+    if done.returncode != 0:
+        raise UpdateFailed(
+            f"the reboot command {' '.join(command)} failed "
+            f"(exit {done.returncode}): {done.stderr.strip()[-300:]}"
+        )

@@ -20,6 +20,9 @@ def status_report(config: AgentConfig) -> dict[str, Any]:
     if state is not None and state.in_flight is not None:
         status = "updating"
     reason = state.status_reason if state else ""
+    # Drift that nothing fixed: the device runs, but not as released.
+    if state is not None and status == "healthy" and state.drift == "left":
+        status, reason = "degraded", state.drift_reason
     stale = _stale(config, state.desired_issued_at if state else None)
     if stale:
         status, reason = "stale_desired_state", stale

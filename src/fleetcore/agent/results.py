@@ -18,6 +18,7 @@ Outcome = Literal[
     "locked",
     "safe_mode",
     "unreachable",
+    "rebooting",
 ]
 EXIT_CODES: dict[Outcome, int] = {
     "converged": 0,
@@ -28,6 +29,7 @@ EXIT_CODES: dict[Outcome, int] = {
     "locked": 3,
     "safe_mode": 4,
     "unreachable": 5,
+    "rebooting": 0,
 }
 
 

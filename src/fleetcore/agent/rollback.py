@@ -16,6 +16,7 @@ from fleetcore.agent.journal import Journal
 from fleetcore.agent.releases import drop_release, read_env, role_config_of
 from fleetcore.agent.results import CycleResult
 from fleetcore.agent.state import Phase, State, Status
+from fleetcore.errors import FleetcoreError
 from fleetcore.plugin.types import UpdateResult
 
 log = logging.getLogger("fleetcore.agent")
@@ -83,9 +84,14 @@ class Rollback:
         status: Status = "failed"
         status_reason = f"update to {flight.to_commit[:12]} failed and nothing ran before it"
         if new_activator is None and new_dir.is_dir():
-            new_activator, _ = select_activator(
-                ctx.pm, new_dir, role_config_of(store, flight.release), source=ctx.role_file
-            )
+            try:
+                new_activator, _ = select_activator(
+                    ctx.pm, new_dir, role_config_of(store, flight.release), source=ctx.role_file
+                )
+            except FleetcoreError as exc:
+                # Half removed by a rollback the power cut short: it cannot say
+                # what started it, and that must not stop the rollback.
+                log.warning("cannot tell what runs %s: %s", flight.release, exc)
         old_activator = state.current_activator
         if old is not None:
             store.point(store.current_link, old)

@@ -38,7 +38,16 @@ Status = Literal["unknown", "healthy", "degraded", "failed", "safe_mode", "updat
 Mode = Literal["normal", "safe_mode"]
 Network = Literal["online", "disconnected", "isolated", "airgapped"]
 Phase = Literal[
-    "fetch", "unpack", "verify", "secrets", "validate", "swap", "activate", "health", "rollback"
+    "fetch",
+    "unpack",
+    "verify",
+    "secrets",
+    "validate",
+    "swap",
+    "activate",
+    "reboot",
+    "health",
+    "rollback",
 ]
 
 STATE_VERSION = 1

@@ -179,6 +179,17 @@ class Verify:
 
 
 @frozen(kw_only=True)
+class Reboot:
+    """``[reboot]``: how the device reboots for a release whose role says
+    ``requires_reboot = true`` (such updates wait for the maintenance window)."""
+
+    command: tuple[str, ...] = ()
+    """E.g. ``["systemctl", "reboot"]``: run after the release is activated;
+    the agent checks its health after the reboot, from its state. Empty: no
+    reboot (the update still waits for the window)."""
+
+
+@frozen(kw_only=True)
 class Plugins:
     disable: tuple[str, ...] = ()
 
@@ -201,6 +212,7 @@ class AgentConfig:
     disk: Disk = Disk()
     drift: Drift = Drift()
     partition: Partition = Partition()
+    reboot: Reboot = Reboot()
     plugins: Plugins = Plugins()
     secrets: dict[str, dict[str, Any]] = field(factory=dict)
     """``[secrets.NAME]`` tables: each secrets provider's device settings."""

@@ -323,6 +323,10 @@ class Check:
     config_type: type = NoOptions
     applies: Callable[[CheckContext], bool] | None = None
     default: bool = True
+    network: bool = False
+    """The check needs the network (e.g. name resolution): the agent skips it
+    while the device cannot reach its fleet repo or server, where it would
+    only repeat what the outage already says."""
 
 
 @frozen(kw_only=True)
@@ -331,7 +335,10 @@ class DriftFix:
 
     ``run(ctx, findings)`` repairs what it can and returns a short description
     of what it did; the checks are then run again to see whether it held.
-    With ``ctx.options`` of the fix's ``config_type``.
+    With ``ctx.options`` of the fix's ``config_type``. A fix that cannot act
+    on this device (nothing configured) raises
+    :class:`fleetcore.errors.FixUnavailable`: the drift stays reported, and it
+    is not a failed fix (no safe mode).
     """
 
     name: str = field(validator=_name)

@@ -53,6 +53,26 @@ def docker_engine() -> str:
         raise
 
 
+@pytest.fixture(params=docker_support.COMPOSE_VERSIONS)
+def compose_version(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> str:
+    """Each test that uses it runs on Compose v1 and on Compose v2: the
+    environment makes ``command = "auto"`` find that one (v2 as the
+    ``docker compose`` CLI plugin). Returns "v1" or "v2"."""
+    version: str = request.param
+    try:
+        env = docker_support.compose_environment(version, tmp_path_factory.mktemp("compose"))
+    except RuntimeError as exc:
+        missing(str(exc))
+        raise
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return version
+
+
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[object]:
     """A real PostgreSQL server for the session (initdb + pg_ctl on a loopback

@@ -13,7 +13,7 @@ from typing import Any
 
 from attrs import field, frozen
 
-from fleetcore.errors import FleetcoreError
+from fleetcore.errors import FixUnavailable, FleetcoreError
 from fleetcore.plugin.options import Duration, Size, checked, not_empty
 from fleetcore.plugin.release import measure_tree
 from fleetcore.plugin.types import CheckContext, Finding
@@ -355,8 +355,10 @@ def fix_network(ctx: CheckContext, findings: Sequence[Finding]) -> str:
 def _run_fix_command(command: Sequence[str], what: str) -> str:
     import subprocess
 
-    if not command or shutil.which(command[0]) is None:
-        raise FleetcoreError(f"{what} is not possible here: no command configured or found")
+    if not command:
+        raise FixUnavailable(f"{what} is not configured on this device (no command)")
+    if shutil.which(command[0]) is None:
+        raise FixUnavailable(f"{what} is not possible here: {command[0]} not found")
     out = subprocess.run(list(command), capture_output=True, text=True, timeout=60)
     if out.returncode != 0:
         raise FleetcoreError(f"{' '.join(command)} failed: {out.stderr.strip()[-300:]}")

@@ -12,13 +12,16 @@ Checks (``[drift]`` of ``role.toml`` selects and configures them):
 - ``disk``: free space on the state folder's disk above ``min_free``.
 - ``clock``: the system's time service reports an offset under ``max_offset``
   (``chronyc tracking``, else ``timedatectl``'s synchronised flag).
-- ``dns``: the names in ``[drift.dns] names`` resolve.
+- ``dns``: the names in ``[drift.dns] names`` resolve (skipped while the
+  device cannot reach its fleet repo or server: it needs the network).
 
 Fixes: ``restore-files`` (changed, missing or re-moded files copied back from
 a freshly fetched and verified copy of the release), ``repair-folders``,
 ``free-disk`` (old releases and leftovers removed), ``sync-clock``
 (``chronyc makestep`` or a configured command) and ``restart-network`` (a
-configured command, where the platform allows one).
+configured command, where the platform allows one). A fix with no command
+configured leaves its drift reported (the device shows it) without counting
+as a failed fix: it does not put the device in safe mode.
 
 This module only registers them: the checks, their options and the fixes are
 in :mod:`fleetcore_checks._drift`, imported the first time fleetcore asks for
@@ -85,6 +88,7 @@ def fleetcore_register_drift_checks() -> Iterator[Check]:
         run=check_dns,
         config_type=DnsOptions,
         applies=lambda ctx: bool(ctx.options and ctx.options.names),
+        network=True,
     )
 
 

@@ -12,7 +12,8 @@ This package is the ``compose`` plugin of fleetcore. It registers
 - the **health check** ``containers``: every service runs, is healthy if it
   has a healthcheck, and is not restarting.
 
-Both Compose v2 (``docker compose``) and v1 (``docker-compose``) work; see
-:mod:`fleetcore_docker.compose`. Containers are observed with the Docker SDK
-(:mod:`fleetcore_docker.observe`), which other plugins may reuse.
+Both Compose v2 (``docker compose``, 2.x) and v1 (``docker-compose``, 1.25 or
+later) work, and the tests run against both; see :mod:`fleetcore_docker.compose`.
+Containers are observed with the Docker SDK (:mod:`fleetcore_docker.observe`),
+which other plugins may reuse.
 """

@@ -118,16 +118,21 @@ def _probe(argv: tuple[str, ...]) -> tuple[Compose | None, str]:
     return Compose(argv, version), ""
 
 
-@functools.cache
 def resolve(command: str = AUTO) -> Compose:
     """The Compose program to use for a ``command`` option.
 
     ``"auto"`` tries ``docker compose`` (v2) and then ``docker-compose``;
     anything else is the command line of one program (``"docker compose"``,
-    ``"docker-compose"``, ``"/opt/bin/docker-compose"``). Cached per process:
+    ``"docker-compose"``, ``"/opt/bin/docker-compose"``). Cached per process
+    (and per ``PATH`` and ``DOCKER_CONFIG``, which decide what is found):
     asking costs a program start, which Compose v1 makes expensive. Failures
     are not cached, so installing Compose fixes the next attempt.
     """
+    return _resolve(command, os.environ.get("PATH", ""), os.environ.get("DOCKER_CONFIG", ""))
+
+
+@functools.cache
+def _resolve(command: str, _path: str, _docker_config: str) -> Compose:
     candidates = AUTO_CANDIDATES if command == AUTO else (tuple(shlex.split(command)),)
     reasons = []
     for argv in candidates:

@@ -6,7 +6,9 @@ a container whose configuration no longer matches the compose file (a
 different image, a changed command) by Compose's own configuration hash;
 plus containers of the project that the compose file does not have
 (``extra``). The ``compose-up`` fix runs the release's activator again
-(``compose up -d --remove-orphans``), which recreates what drifted.
+(``compose up -d --remove-orphans``), which recreates what drifted, and
+removes extra containers of the project Compose itself does not (a container
+started by hand with the project's labels, which Compose v2 leaves alone).
 """
 
 from __future__ import annotations
@@ -110,4 +112,33 @@ def _config_drift(
 def compose_up(ctx: CheckContext, findings: Sequence[Finding]) -> str:
     if ctx.repair is None:
         raise FleetcoreError("no repair kit: services can be restarted only by the agent")
-    return str(ctx.repair.restart())
+    done = str(ctx.repair.restart())
+    extra = [f.subject.removeprefix("service ") for f in findings if f.code == "container-extra"]
+    if extra:
+        # `--remove-orphans` takes only containers Compose itself made (v2
+        # ignores one started by hand with the project's labels): remove the
+        # rest by name, so the fix holds on every Compose version.
+        removed = _remove_extra(ctx.project or project_name(ctx.device), extra)
+        if removed:
+            done += f"; removed {', '.join(removed)}"
+    return done
+
+
+def _remove_extra(project: str, services: Sequence[str]) -> list[str]:
+    from fleetcore_docker.observe import docker_client
+
+    client = docker_client()
+    removed = []
+    try:
+        states = project_containers(project, client=client)
+        for service in services:
+            for container in states.get(service, ()):
+                client.containers.get(container.id).remove(force=True)
+                removed.append(container.name)
+    except Exception as exc:  # the re-check says whether the fix held
+        raise FleetcoreError(
+            f"could not remove containers of {', '.join(services)}: {exc}"
+        ) from None
+    finally:
+        client.close()
+    return removed

@@ -67,6 +67,8 @@ _NOISE = (
     "archiver died with error",
     "the remote end hung up unexpectedly",
     "early eof",
+    "unpack-objects failed",
+    "index-pack failed",
     "index-pack failed",
     "fetch-pack: invalid index-pack output",
 )
@@ -177,6 +179,9 @@ def git_reason(stderr: str) -> str:
     read from remote repository", "archiver died") after the real reason.
     """
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    full = [line for line in lines if "no space left on device" in line.lower()]
+    if full:
+        return full[-1]  # the disk, whatever git said after it
     meaningful = [line for line in lines if not any(n in line.lower() for n in _NOISE)]
     if not meaningful:
         return lines[-1] if lines else "no error message"

@@ -204,6 +204,40 @@ class GitSource:
         result = self._git("merge-base", "--is-ancestor", older, newer, action="git merge-base in")
         return result.ok
 
+    # -- making room (optional Source methods the agent uses when they exist) --------
+
+    def download_size(self, commit: str, role: str) -> int | None:
+        """The role's size when the cache already has ``commit`` (the archive
+        is made locally); None when it must be fetched first (git does not
+        say how big a fetch will be before it runs)."""
+        check_role(role)
+        if not self._has_ref(commit):
+            return None
+        return sum(entry.size for entry in self._tree_manifest(commit, role))
+
+    def free_cache(self, keep: Sequence[str]) -> None:
+        """Drop every cached commit but ``keep`` and the objects only they
+        held (a fetch that filled the disk, releases long gone)."""
+        cache = self._cache_repo()
+        listed = self._git("for-each-ref", "--format=%(refname)", "refs/fleetcore/",
+                           action="git for-each-ref in")  # fmt: skip
+        doomed = [
+            ref
+            for ref in (listed.stdout.decode().split() if listed.ok else [])
+            if not any(ref == f"{REF_PREFIX}{commit}" for commit in keep)
+        ]
+        if doomed:
+            commands = "".join(f"delete {ref}\n" for ref in doomed).encode()
+            self._git("update-ref", "--stdin", input=commands, action="git update-ref in")
+        self._present = {c for c in self._present if c in keep}
+        self._git("reflog", "expire", "--expire=now", "--all", action="git reflog in")
+        # Repack what is still referenced, then drop the rest, half-written
+        # packs of an interrupted fetch included.
+        self._git("repack", "-a", "-d", "-q", action="git repack in")
+        self._git("prune", "--expire=now", action="git prune in")
+        for leftover in (cache / "objects" / "pack").glob("tmp_*"):
+            leftover.unlink(missing_ok=True)
+
     # -- the cache ----------------------------------------------------------------------
 
     def _git(self, *args: str, action: str, input: bytes | None = None) -> GitResult:
@@ -242,6 +276,16 @@ class GitSource:
     def _has(self, commit: str) -> bool:
         return self._git("cat-file", "-e", f"{commit}^{{commit}}", action="looking up in").ok
 
+    def _complete(self, commit: str) -> bool:
+        """The commit and every object of its tree are here. An interrupted
+        fetch can leave the commit without all its blobs (loose objects are
+        written as they arrive), so the commit alone proves nothing."""
+        listed = self._git(
+            "rev-list", "--objects", "--missing=error", "-n", "1", commit, "--",
+            action="checking objects in",
+        )  # fmt: skip
+        return listed.ok
+
     def _ensure(self, commit: str) -> None:
         """Make sure the cache has ``commit``; fetch it (shallowly) if not."""
         check_commit(commit)
@@ -259,7 +303,11 @@ class GitSource:
             f"{commit}:{REF_PREFIX}{commit}",
             action="git fetch from",
         )
-        if not result.ok and self._has(commit):
+        if not result.ok and "No space left" in result.stderr:
+            # A fetch that filled the disk leaves some objects (the commit
+            # among them) but not all: never take that as the commit being here.
+            raise git_error(f"git fetch of commit {commit} from", self.url, result.stderr)
+        if not result.ok and self._complete(commit):
             # Unreachable remote, but an earlier fetch brought it (e.g. via the branch).
             self._present.add(commit)
             return
