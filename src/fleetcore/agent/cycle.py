@@ -100,7 +100,22 @@ class Cycle:
             try:
                 relation = relation_of(ctx.source(), current_commit, commit)
             except FetchError as exc:
-                return CycleResult(outcome="unreachable", commit=current_commit, message=str(exc))
+                if not out_of_space(exc):
+                    return CycleResult(
+                        outcome="unreachable", commit=current_commit, message=str(exc)
+                    )
+                # The history between the two (git deepens its shallow cache
+                # to tell) does not fit on the disk: give the space back and
+                # treat it as a source that cannot tell, or the device would
+                # stay behind for good.
+                free_fetch_cache(ctx, keep=(current_commit, commit))
+                log.warning(
+                    "cannot tell how %s relates to %s: their history does not fit on "
+                    "the disk; updating without rollback protection",
+                    commit[:12],
+                    current_commit[:12],
+                )
+                relation = None
             refusal = rollback_refusal(relation, current_commit, commit, desired.why)
             if refusal is not None:
                 return self._refuse_rollback(commit, current_commit, refusal)

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from fleetcore import __version__
+from fleetcore.agent import archives
 from fleetcore.agent.sampling import Resources
 from fleetcore.config.agent import AgentConfig, Server
 from fleetcore.config.convert import structure
@@ -41,7 +42,6 @@ from fleetcore.policy import DesiredState
 from fleetcore.release import Manifest
 
 log = logging.getLogger("fleetcore.agent")
-CHUNK = 1 << 16
 API_DEADLINE = 4
 """An API call may take this many ``[server] timeout``s in all."""
 ARCHIVE_DEADLINE = 600.0
@@ -284,12 +284,7 @@ class ServerClient:
         if not done.exists():
             self._download(commit, role, partial)
             os.replace(partial, done)
-        target = dest / "role.tar"
-        os.link(done, target) if _same_fs(done, dest) else _copy(done, target)
-        # Only the newest archives are kept.
-        for old in sorted(self.cache.glob("*.tar"), key=lambda p: p.stat().st_mtime)[:-2]:
-            old.unlink(missing_ok=True)
-        return target
+        return archives.hand_over(done, dest, self.cache)
 
     def _download(self, commit: str, role: str, partial: Path) -> None:
         have = partial.stat().st_size if partial.exists() else 0
@@ -310,32 +305,8 @@ class ServerClient:
                 raise FetchError(f"discarded a partial download of {role}@{commit[:12]}") from None
             raise
         with response:
-            resumed = bool(have) and response.status == 206
-            total = _total_size(response, have if resumed else 0)
-            written = have if resumed else 0
-            update = (
-                self.progress(f"download {role}@{commit[:12]}", total) if self.progress else None
-            )
-            try:
-                with partial.open("ab" if resumed else "wb") as out:
-                    for chunk in response.iter_bytes(CHUNK):
-                        out.write(chunk)
-                        written += len(chunk)
-                        if update is not None:
-                            update(written)
-            except TransportError as exc:
-                raise FetchError(
-                    f"the download of {role}@{commit[:12]} was cut after {written} bytes "
-                    f"(it resumes from there): {exc.reason}"
-                ) from None
-        if total is not None and written != total:
-            # Closed early without an error (urllib reports that as the end):
-            # keep what came, never as a whole archive.
-            if written > total:
-                partial.unlink(missing_ok=True)
-            raise FetchError(
-                f"the download of {role}@{commit[:12]} ended after {written} of {total} bytes"
-            )
+            label = f"{role}@{commit[:12]}"
+            archives.receive(response, partial, have, label, self.progress)
 
     def archive_cached(self, commit: str, role: str) -> bool:
         return (self.cache / f"{role}-{commit}.tar").exists()
@@ -596,31 +567,8 @@ def _issued_at(header: str | None) -> dt.datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
-def _total_size(response: Response, offset: int) -> int | None:
-    """The size the whole download will have: from ``Content-Range``
-    (``bytes a-b/total``) or ``offset`` + ``Content-Length``; None if unsaid."""
-    ranged = response.headers.get("Content-Range") or ""
-    if "/" in ranged and ranged.rsplit("/", 1)[1].strip().isdigit():
-        return int(ranged.rsplit("/", 1)[1])
-    length = response.headers.get("Content-Length") or ""
-    return offset + int(length) if length.strip().isdigit() else None
-
-
 def _q(part: str) -> str:
     return urllib.parse.quote(part, safe="")
-
-
-def _same_fs(a: Path, b: Path) -> bool:
-    try:
-        return a.stat().st_dev == b.stat().st_dev
-    except OSError:
-        return False
-
-
-def _copy(source: Path, target: Path) -> None:
-    import shutil
-
-    shutil.copyfile(source, target)
 
 
 def now_iso() -> str:

@@ -25,7 +25,6 @@ from fleetcore.agent.disk import download_size, ensure_space, free_fetch_cache, 
 from fleetcore.agent.gates import attempts_after
 from fleetcore.agent.health import wait_healthy
 from fleetcore.agent.journal import Journal
-from fleetcore.agent.protection import commit_proof
 from fleetcore.agent.releases import (
     clean_releases,
     read_env,
@@ -37,8 +36,9 @@ from fleetcore.agent.results import CycleResult, DiskFull, UpdateFailed
 from fleetcore.agent.retry import retry
 from fleetcore.agent.rollback import Rollback
 from fleetcore.agent.state import InFlight, State, release_name
+from fleetcore.agent.verification import verify_release
 from fleetcore.checks import runner
-from fleetcore.config.role import CheckSelection, RoleConfig
+from fleetcore.config.role import RoleConfig
 from fleetcore.errors import FleetcoreError, VerifyError
 from fleetcore.fetch.interface import Fetched
 from fleetcore.plugin.types import UpdateStart
@@ -280,32 +280,12 @@ class Pipeline:
                 free_fetch_cache(ctx, keep=(running,))
             raise
         state = self.journal.phase(state, "verify", durable=False)
-        verify_options = dict(ctx.config.verify.checks)
-        if signed_bundle:
-            verify_options.pop("signature", None)
-        proof = commit_proof(ctx.source(), commit, ctx.device.role) if verify_options else None
-        context = check_ctx(ctx, "verify", tree, commit, manifest, unpacked=unpacked, proof=proof)
-        # Verify checks guard the device, not the role: a role cannot opt
-        # out; the device's agent.toml may add some ([verify.NAME]).
-        selected = runner.select(
-            ctx.pm,
-            "verify",
-            CheckSelection(options=verify_options),
-            context,
-            source=ctx.config_source,
-        )
-        if not selected:
-            raise VerifyError(
-                "no verify check is installed or enabled, so the release cannot be "
-                "verified; install fleetcore-checks (see `fleetcore plugins`)"
-            )
-        failed = runner.failures(runner.run(selected, context))
-        if failed:
-            if fresh_fetch:
+        try:
+            verify_release(ctx, tree, commit, manifest, unpacked, signed_bundle=signed_bundle)
+        except VerifyError:
+            if fresh_fetch:  # a download that does not verify is never offered again
                 free_fetch_cache(ctx, keep=(running,))
-            raise VerifyError(
-                "release does not match its manifest: " + runner.describe_failures(failed)
-            )
+            raise
         release_dir = store.release_dir(name)
         if release_dir.exists():
             shutil.rmtree(release_dir)
