@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from fleetcore.testing.gitrepo import FleetRepo, script_role
 
@@ -223,6 +226,187 @@ def test_a_managed_device_checks_signatures_without_git(
         history = server.api("GET", "/v1/devices/pi-sig").json()["history"]
         assert any(h["to_commit"] == v3 and "not in" in h["reason"] for h in history), history
     finally:
+        server.stop()
+
+
+def _refused_in_managed_mode(
+    server: Any, device: Any, commit: str, reason: str, running: str
+) -> None:
+    """One cycle of ``device`` refuses ``commit`` for ``reason``, naming it;
+    the device keeps running ``running``, and both its own history and the
+    server's record the refusal."""
+    cycle = subprocess.run(
+        [sys.executable, "-m", "fleetcore", "agent", "once", "--config", str(device.config),
+         "--json"],
+        capture_output=True, text=True, env=device.env, timeout=300,
+    )  # fmt: skip
+    assert cycle.returncode == 1, cycle.stdout + cycle.stderr
+    result = json.loads(cycle.stdout)
+    assert commit in result["message"] and reason in result["message"], result
+    assert device.running() == running
+    lines = (device.root / "state" / "history.jsonl").read_text().splitlines()
+    entry = json.loads(lines[-1])
+    assert (entry["to_commit"], entry["result"]) == (commit, "failed"), entry
+    assert commit in entry["reason"] and reason in entry["reason"], entry
+    history = server.api("GET", f"/v1/devices/{device.device_id}").json()["history"]
+    assert any(h["to_commit"] == commit and reason in h["reason"] for h in history), history
+
+
+def test_a_managed_device_refuses_a_revoked_key(
+    tmp_path: Path, fleet_repo: FleetRepo, keys: Keys
+) -> None:
+    from tests.test_managed import ControlServer, ManagedDevice, everyone
+
+    alice, bob = keys.make("alice"), keys.make("bob")
+    allowed = keys.allowed(alice=alice, bob=bob)
+    revoked = keys.root / "revoked_keys"
+    revoked.write_text("")
+    sign_with(fleet_repo, bob)
+    v1 = fleet_repo.commit(script_role("v1"), "v1 by bob")
+    server = ControlServer(tmp_path, fleet_repo)
+    server.start()
+    try:
+        device = ManagedDevice(
+            tmp_path,
+            server,
+            "pi-rev",
+            "general",
+            extra=f'[verify.signature]\nallowed_signers = "{allowed}"\n'
+            f'revoked_keys = "{revoked}"\n',
+        )
+        everyone(server, v1)
+        assert device.once() == 0 and device.running() == v1
+        # Bob's laptop is stolen: his key is revoked on the devices, and the
+        # thief pushes a commit his key signed.
+        revoked.write_text(bob.with_suffix(".pub").read_text())
+        v2 = fleet_repo.commit(script_role("v2"), "v2 by bob's stolen key")
+        fleet_repo.git("-c", f"gpg.ssh.allowedSignersFile={allowed}", "verify-commit", v2)
+        server.api("POST", "/v1/hooks/git")
+        everyone(server, v2)
+        _refused_in_managed_mode(
+            server,
+            device,
+            v2,
+            f"commit {v2}: the signature by bob@example.com does not verify",
+            running=v1,
+        )
+        # Alice, not revoked, still releases.
+        sign_with(fleet_repo, alice)
+        v3 = fleet_repo.commit(script_role("v3"), "v3 by alice")
+        server.api("POST", "/v1/hooks/git")
+        everyone(server, v3)
+        assert device.once() == 0 and device.running() == v3
+    finally:
+        server.stop()
+
+
+class HostileMirror:
+    """A real HTTP server in front of the real control server that stands in
+    for a hostile mirror (or a compromised server): it passes everything
+    through, including the signed commit's objects (``/v1/proofs``), but
+    answers the role archive and manifest of ``signed`` with those of
+    ``other`` (the manifest relabelled with the signed commit's id), so the
+    files it delivers are not the tree the signature covers. The other
+    content comes from the real server only because a mirror needs some way
+    to build an archive; an attacker would build it themselves."""
+
+    def __init__(self, upstream: str, signed: str, other: str) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        mirror = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                mirror.forward(self)
+
+            def do_POST(self) -> None:
+                mirror.forward(self)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.upstream, self.signed, self.other = upstream, signed, other
+        self.swapped: list[str] = []
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_port}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def forward(self, handler: Any) -> None:
+        path = handler.path
+        swap = path.startswith(("/v1/archives/", "/v1/manifests/")) and self.signed in path
+        if swap:
+            self.swapped.append(path)
+            path = path.replace(self.signed, self.other)
+        body = handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
+        skip = {"host", "content-length", "connection", "accept-encoding"}
+        answer = requests.request(
+            handler.command,
+            self.upstream + path,
+            data=body or None,
+            headers={k: v for k, v in handler.headers.items() if k.lower() not in skip},
+            timeout=60,
+        )
+        content = answer.content
+        if swap and path.startswith("/v1/manifests/"):
+            manifest = answer.json()
+            manifest["commit"] = self.signed
+            content = json.dumps(manifest).encode()
+        handler.send_response(answer.status_code)
+        for key, value in answer.headers.items():
+            if key.lower() not in ("content-length", "connection", "transfer-encoding",
+                                   "content-encoding", "etag"):  # fmt: skip
+                handler.send_header(key, value)
+        handler.send_header("Content-Length", str(len(content)))
+        handler.end_headers()
+        handler.wfile.write(content)
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_a_managed_device_refuses_a_signed_commit_whose_tree_was_swapped(
+    tmp_path: Path, fleet_repo: FleetRepo, keys: Keys
+) -> None:
+    from types import SimpleNamespace
+
+    from tests.test_managed import ControlServer, ManagedDevice, everyone
+
+    alice = keys.make("alice")
+    allowed = keys.allowed(alice=alice)
+    sign_with(fleet_repo, alice)
+    v1 = fleet_repo.commit(script_role("v1"), "v1 signed")
+    # What the attacker wants devices to run: not signed by anyone allowed.
+    sign_with(fleet_repo, None)
+    evil = fleet_repo.commit(script_role("evil"), "evil", branch="attacker")
+    fleet_repo.checkout("main")
+    sign_with(fleet_repo, alice)
+    v2 = fleet_repo.commit(script_role("v2"), "v2 signed")
+    server = ControlServer(tmp_path, fleet_repo)
+    server.start()
+    mirror = HostileMirror(server.url, signed=v2, other=evil)
+    try:
+        device = ManagedDevice(
+            tmp_path,
+            SimpleNamespace(url=mirror.url, enrollment=server.enrollment),  # type: ignore[arg-type]
+            "pi-swap",
+            "general",
+            extra=f'[verify.signature]\nallowed_signers = "{allowed}"\n',
+        )
+        everyone(server, v1)
+        assert device.once() == 0 and device.running() == v1
+        everyone(server, v2)
+        _refused_in_managed_mode(
+            server,
+            device,
+            v2,
+            f"the release's files are not the tree of signed commit {v2} (roles/web was swapped)",
+            running=v1,
+        )
+        assert mirror.swapped, "the hostile mirror never answered for the signed commit"
+        assert device.out.read_text().split()[0] == "v1"  # the evil script never ran
+    finally:
+        mirror.stop()
         server.stop()
 
 
