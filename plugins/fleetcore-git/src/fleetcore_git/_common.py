@@ -217,10 +217,7 @@ def run_git(
     import signal
     import subprocess
 
-    # Variables a git hook or a shell may have set would point git at another
-    # repository than the one on the command line.
-    env = {k: v for k, v in os.environ.items() if k not in _REPO_VARS}
-    env.update(GIT_ENV)
+    env = git_env()
     out_file = stdout_path.open("wb") if stdout_path is not None else None
     try:
         try:
@@ -242,7 +239,7 @@ def run_git(
         except BaseException as exc:
             # Killing git alone would leave its helpers (ssh, git-remote-http)
             # holding our pipes open, and communicate() would wait for them.
-            _kill_group(proc.pid, signal.SIGKILL)
+            kill_group(proc.pid, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.communicate(timeout=5)
             if isinstance(exc, subprocess.TimeoutExpired):
@@ -256,7 +253,16 @@ def run_git(
     return GitResult(proc.returncode, out or b"", (err or b"").decode("utf-8", "replace"))
 
 
-def _kill_group(pid: int, sig: int) -> None:
+def git_env() -> dict[str, str]:
+    """The environment git runs in: ours, without the variables a git hook or
+    a shell may have set (they would point git at another repository than
+    the one on the command line), never prompting, in English."""
+    env = {k: v for k, v in os.environ.items() if k not in _REPO_VARS}
+    env.update(GIT_ENV)
+    return env
+
+
+def kill_group(pid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, sig)
 

@@ -17,7 +17,9 @@ head is asked for with ``git ls-remote`` (no objects move); a commit is fetched
 shallowly (``--depth``) only when the cache does not have it yet, and the
 commits fetched before tell the server what the device already has, so a
 release that changes one file downloads little more than that file. The role's
-archive is then made locally with ``git archive``.
+archive is then made locally with ``git archive``. When someone watches a
+terminal (``agent once``), the fetch shows the bytes git has received so far;
+in a service or a pipe git runs quietly, as always.
 
 git never prompts: ``GIT_TERMINAL_PROMPT=0`` and no terminal, so a repository
 that needs credentials fails at once. Give credentials the usual git ways (a
@@ -163,16 +165,12 @@ class GitSource:
                 return "ancestor"
             if deepen is None or not (self._cache_repo() / "shallow").exists():
                 return "unrelated"
-            result = self._git(
-                "fetch",
-                "--quiet",
-                "--no-tags",
+            result = self._fetch(
                 deepen,
-                "--",
-                self.url,
                 f"{old}:{REF_PREFIX}{old}",
                 f"{new}:{REF_PREFIX}{new}",
                 action="git fetch (history) from",
+                label=f"history {new[:12]}",
             )
             if not result.ok:
                 raise git_error("git fetch of history from", self.url, result.stderr)
@@ -251,6 +249,28 @@ class GitSource:
             input=input,
         )
 
+    def _fetch(self, option: str, *refspecs: str, action: str, label: str) -> GitResult:
+        """``git fetch`` from the remote; with a meter when someone watches
+        (``settings.progress``): git reports its progress only when asked."""
+        args = ["--no-tags", option, "--", self.url, *refspecs]
+        progress = self.settings.progress
+        if progress is None:
+            return self._git("fetch", "--quiet", *args, action=action)
+        from fleetcore_git._progress import run_git_with_progress
+
+        # Not --quiet: it would silence git's "Receiving objects" too; the
+        # lines it would have kept back are left out of the error text. A
+        # small fetch is unpacked by a git command that reports only to a
+        # terminal: unpackLimit=1 keeps every fetch a pack, which reports.
+        command = ["-c", "fetch.unpackLimit=1", "--git-dir", str(self._cache_repo())]
+        return run_git_with_progress(
+            [*command, "fetch", "--progress", *args],
+            action=action,
+            url=self.url,
+            timeout=self.options.timeout.seconds,
+            meter=lambda: progress(label, None),
+        )
+
     def _cache_repo(self) -> Path:
         if self._cache is not None:
             return self._cache
@@ -292,16 +312,11 @@ class GitSource:
         if commit in self._present or self._has_ref(commit):
             self._present.add(commit)
             return
-        depth = f"--depth={self.options.depth}"
-        result = self._git(
-            "fetch",
-            "--quiet",
-            "--no-tags",
-            depth,
-            "--",
-            self.url,
+        result = self._fetch(
+            f"--depth={self.options.depth}",
             f"{commit}:{REF_PREFIX}{commit}",
             action="git fetch from",
+            label=f"download {commit[:12]}",
         )
         if not result.ok and "No space left" in result.stderr:
             # A fetch that filled the disk leaves some objects (the commit
@@ -320,15 +335,11 @@ class GitSource:
         """Old servers (protocol v0 without ``uploadpack.allowReachableSHA1InWant``)
         serve only advertised refs: fetch the branch and look for the commit."""
         branch = check_branch(self.settings.branch)
-        result = self._git(
-            "fetch",
-            "--quiet",
-            "--no-tags",
+        result = self._fetch(
             f"--depth={self.options.depth}",
-            "--",
-            self.url,
             f"+refs/heads/{branch}:{BRANCH_REF}",
             action="git fetch from",
+            label=f"download {commit[:12]}",
         )
         if not (result.ok and self._has(commit)):
             raise git_error(f"git fetch of commit {commit} from", self.url, failed.stderr)
