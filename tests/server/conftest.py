@@ -184,9 +184,13 @@ def server(make_server: Callable[..., Server]) -> Server:
     return make_server()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
-    """The system's Chromium through playwright (it cannot download browsers here)."""
+    """The system's Chromium through playwright (it cannot download browsers here).
+
+    Per module, not per session: playwright's sync API keeps an event loop
+    running in the main thread while it is open, and tests that start their
+    own (``asyncio.run``) must not follow it."""
     import shutil
 
     from fleetcore.testing.services import missing
