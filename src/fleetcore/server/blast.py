@@ -118,10 +118,10 @@ class Scope:
         return self.failing / max(self.population, 1)
 
     def words(self) -> str:
-        where = {"fleet": "the fleet", "role": f"role {self.name}"}.get(
-            self.kind, f"devices given {self.name[:12]}"
+        where = {"fleet": "of the fleet", "role": f"of role {self.name}"}.get(
+            self.kind, f"given {self.name[:12]}"
         )
-        return f"{self.failing} of {self.population} devices of {where} failing ({self.rate:.0%})"
+        return f"{self.failing} of {self.population} devices {where} failing ({self.rate:.0%})"
 
 
 @frozen
