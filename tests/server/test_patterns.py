@@ -261,3 +261,38 @@ def test_analysis_of_a_large_fleet_stays_exact_and_json_ready() -> None:
     assert (top["value"], top["rate"], top["others_rate"]) == ("pi3", 0.5, 0.0)
     assert top["p_value"] < 1e-100
     assert json.loads(json.dumps(pattern)) == pattern
+
+
+# --- what everybody in scope has explains nothing ------------------------------
+
+
+def test_a_one_role_fleet_failing_on_one_hardware_is_a_hardware_issue() -> None:
+    pi3, pi4 = fleet(30, "web", hardware="pi3"), fleet(70, "web", hardware="pi4")
+    pi4 = [DeviceFacts(f"pi4-{i}", d.role, d.labels) for i, d in enumerate(pi4)]
+    pattern = analyse([fail(d, at=1000 + i) for i, d in enumerate(pi3[:12])], pi3 + pi4, WINDOW)
+    assert pattern["same_role"] == "web"  # true, but every device is "web"
+    assert pattern["scope_shares"] == {"role": "web"}
+    assert pattern["same_hardware"] == "pi3"
+    assert pattern["diagnosis"] == p.HARDWARE
+
+
+def test_a_one_role_fleet_with_nothing_else_in_common_still_reads_as_role_config() -> None:
+    devices = fleet(10, "web", hardware="pi4") + [
+        DeviceFacts(f"x-{i}", "web", {"hardware": "pi3"}) for i in range(10)
+    ]
+    failures = [fail(devices[0], at=0), fail(devices[15], at=200)]
+    pattern = analyse(failures, devices, WINDOW)
+    assert pattern["same_hardware"] is None
+    assert pattern["diagnosis"] == p.ROLE_CONFIG
+
+
+def test_a_network_every_device_is_on_is_no_network_issue() -> None:
+    web, db = fleet(5, "web", network="hq"), fleet(5, "db", network="hq")
+    pattern = analyse(
+        [fail(web[0], "dns lookup failed", at=0), fail(db[0], "connection reset", at=280)],
+        web + db,
+        WINDOW,
+    )
+    assert pattern["same_network"] == "hq"
+    assert pattern["scope_shares"] == {"network": "hq"}
+    assert pattern["diagnosis"] == p.UNKNOWN

@@ -100,7 +100,9 @@ def analyse(
     Failing devices missing from ``population`` are added to it. Returns a
     JSON-ready dict: ``same_role``, ``same_error``, ``same_hardware``,
     ``same_network`` (the shared value or None), ``same_timeframe`` (bool),
-    ``shared_labels`` (every label all failing devices share), ``errors``
+    ``shared_labels`` (every label all failing devices share),
+    ``scope_shares`` (the role and labels every device in scope shares: a
+    failure sharing those says nothing about its cause), ``errors``
     (normalised errors by device count), ``implicated`` (label values that
     fail far more often than the rest, with rates, counts and evidence),
     ``diagnosis`` (the seed's rules, plus a hardware rule) and
@@ -128,6 +130,7 @@ def analyse(
             same_timeframe=False,
             timeframe=None,
             shared_labels={},
+            scope_shares={},
             errors=[],
             implicated=[],
             diagnosis=NO_FAILURES,
@@ -151,6 +154,7 @@ def analyse(
             "burst_seconds": burst,
         },
         shared_labels=shared,
+        scope_shares=_scope_shares(list(facts.values())),
         errors=[{"error": e, "devices": n} for e, n in errors.most_common(5)],
         implicated=implicated(failed, list(facts.values())),
     )
@@ -162,16 +166,28 @@ def analyse(
 def diagnose(pattern: dict[str, Any]) -> str:
     """The seed's rules, in its order, with one addition before giving up:
     failures confined to one hardware (shared or strongly implicated) point
-    at the hardware."""
-    if pattern["same_role"] and pattern["same_error"]:
-        return ROLE_CONFIG
-    if pattern["same_error"] and pattern["same_timeframe"]:
-        return CODE_BUG
-    if pattern["same_network"]:
-        return NETWORK
-    if pattern["same_hardware"] or any(
+    at the hardware.
+
+    A value every device in scope has explains nothing: in a one-role fleet
+    every failure "shares the role", on one site every failure "shares the
+    network". Such a shared role still reads as a role config issue unless
+    the hardware or the network tells the failing devices apart, and a
+    network or hardware everyone has never counts. One error in one burst
+    reads as a code bug unless it stayed on one network or hardware that
+    the rest of the scope does not have: then that is the lead to follow."""
+    everyone = pattern.get("scope_shares", {})
+    network = bool(pattern["same_network"]) and "network" not in everyone
+    hardware = (bool(pattern["same_hardware"]) and "hardware" not in everyone) or any(
         i["label"] == "hardware" and i["evidence"] == "strong" for i in pattern["implicated"]
-    ):
+    )
+    role_explains = "role" not in everyone or not (network or hardware)
+    if pattern["same_role"] and pattern["same_error"] and role_explains:
+        return ROLE_CONFIG
+    if pattern["same_error"] and pattern["same_timeframe"] and not (network or hardware):
+        return CODE_BUG
+    if network:
+        return NETWORK
+    if hardware:
         return HARDWARE
     return UNKNOWN
 
@@ -266,6 +282,15 @@ def _shared_labels(failed: Sequence[DeviceFailure]) -> dict[str, str]:
     common = dict(failed[0].labels)
     for f in failed[1:]:
         common = {k: v for k, v in common.items() if f.labels.get(k) == v}
+    return dict(sorted(common.items()))
+
+
+def _scope_shares(population: Sequence[DeviceFacts]) -> dict[str, str]:
+    if not population:
+        return {}
+    common = {"role": population[0].role, **population[0].labels}
+    for d in population[1:]:
+        common = {k: v for k, v in common.items() if _value(d, k) == v}
     return dict(sorted(common.items()))
 
 
