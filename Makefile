@@ -20,7 +20,7 @@ demo: dev
 	$(BIN)/fleetcore demo
 
 test: system-deps-tests dev docker
-	$(BIN)/pytest --cov --cov-report=term --cov-fail-under=$(COV_FLOOR) $(PYTEST_ARGS)
+	$(BIN)/pytest --cov --cov-report=term --cov-fail-under=$(COV_FLOOR) --durations=30 $(PYTEST_ARGS)
 	$(MAKE) test-core
 
 # The core alone, without any plugin: it must list none, and name the

@@ -36,11 +36,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import resource
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from collections import defaultdict
 from pathlib import Path
@@ -93,6 +95,41 @@ def percentiles(before: dict[str, float], after: dict[str, float]) -> dict[str, 
         bound = next((b for b, c in zip(bounds, delta, strict=True) if c >= q * total), "+Inf")
         result[f"{name}_ms_at_most"] = None if bound == "+Inf" else float(bound) * 1000
     return result
+
+
+def sim_stats(path: Path) -> dict[str, Any]:
+    """The simulator's summary so far, freshly rewritten (it does so every 10 s)."""
+    old = path.stat().st_mtime if path.exists() else 0.0
+    wait_until(
+        "the simulator's stats", lambda: path.exists() and path.stat().st_mtime > old, 30, 0.2
+    )
+    stats: dict[str, Any] = json.loads(path.read_text())
+    return stats
+
+
+def devices_saw(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """What the simulated devices saw between two summaries: reports answered
+    (the server answers once the report is committed) and polls per second,
+    and their requests' latency (from sending to the answer, queueing in
+    front of the server's application included; a percentile is the upper
+    bound of its bucket)."""
+    wall = after["duration_seconds"] - before["duration_seconds"]
+    # The file's keys are sorted as text: order the bounds as numbers.
+    buckets_before, buckets = before["latency_buckets_ms"], after["latency_buckets_ms"]
+    bounds = sorted(buckets, key=lambda b: math.inf if b == "+Inf" else float(b))
+    counts = [buckets[b] - buckets_before[b] for b in bounds]
+    total = counts[-1]
+    out: dict[str, Any] = {
+        "seconds": round(wall, 1),
+        "reports_per_s": round((after["reports"]["sent"] - before["reports"]["sent"]) / wall, 1),
+        "report_failures": after["reports"]["failed"] - before["reports"]["failed"],
+        "polls_per_s": round((after["polls"] - before["polls"]) / wall, 1),
+        "requests": total,
+    }
+    for name, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
+        bound = next((b for b, c in zip(bounds, counts, strict=True) if c >= q * total), "+Inf")
+        out[f"{name}_ms_at_most"] = None if bound == "+Inf" else float(bound)
+    return out
 
 
 def fleet_status(server: Any) -> dict[str, Any]:
@@ -159,7 +196,7 @@ class Servers:
 
 def bench(
     db: str, db_url: str | None, devices: int, minutes: float, interval: int, events: str,
-    rollout: bool, root: Path, replicas: int = 1,
+    rollout: bool, root: Path, replicas: int = 1, connections: int = 64,
 ) -> dict[str, Any]:  # fmt: skip
     repo = FleetRepo.create(root / f"repo-{db}-{devices}")
     v1 = repo.commit({"roles/web/activate.sh": "#!/bin/sh\n"}, "v1")
@@ -173,21 +210,22 @@ def bench(
     server = Servers(root / f"data-{db}-{devices}", repo.path, db_url, replicas, extra).start()
     result: dict[str, Any] = {
         "db": db, "devices": devices, "interval_s": interval, "replicas": replicas,
-        "events": "mqtt" if broker is not None else events,
+        "events": "mqtt" if broker is not None else events, "connections": connections,
     }  # fmt: skip
     sim = None
     try:
         # Everyone on v1 first, so the rollout below moves a settled fleet.
-        server.api("POST", "/v1/rollouts", {"commit": v1, "strategy": "percentage",
+        server.api("POST", "/v1/rollouts", {"commit": v1, "strategy": "percentage", "role": "web",
                                              "steps": [{"options": {"percent": 100}}]})  # fmt: skip
         duration = 2 * interval + minutes * 60 + (960 if rollout else 0) + devices / 50
         sim_log = root / f"simulate-{db}-{devices}.json"
+        stats_file = root / f"simulate-{db}-{devices}.stats.json"
         sim = subprocess.Popen(
             [*FLEETCORE, "--log-level", "ERROR", "simulate", "--server", server.url,
              "--enrollment-token", server.replicas[0].enrollment_token(), "--devices", str(devices),
              "--report-interval", f"{interval}s", "--poll-interval", f"{interval}s",
              "--events", events, "--update-time", "1s", "--duration", f"{duration:.0f}s",
-             "--connections", "64", "--json"],
+             "--connections", str(connections), "--stats-file", str(stats_file), "--json"],
             stdout=sim_log.open("w"), stderr=subprocess.DEVNULL,
         )  # fmt: skip
         t0 = time.monotonic()
@@ -196,10 +234,12 @@ def bench(
         )
         result["enroll_per_s"] = round(devices / max(result["enroll_s"], 0.001))
         time.sleep(interval)  # the start-up storm settles
+        seen0 = sim_stats(stats_file)
         cpu0, sim_cpu0, h0, wall0 = (
             server.cpu_seconds(), _cpu(sim.pid), server.histograms(), time.monotonic(),
         )  # fmt: skip
         time.sleep(minutes * 60)
+        seen1 = sim_stats(stats_file)
         cpu1, sim_cpu1, h1, wall1 = (
             server.cpu_seconds(), _cpu(sim.pid), server.histograms(), time.monotonic(),
         )  # fmt: skip
@@ -208,8 +248,9 @@ def bench(
             stats = percentiles(h0.get(key, {}), h1.get(key, {}))
             stats["per_s"] = round(stats["requests"] / wall, 1)
             result[name] = stats
+        result["devices_saw"] = devices_saw(seen0, seen1)
         result["offered_reports_per_s"] = round(devices / interval, 1)
-        result["keeps_up"] = result["status"]["per_s"] >= 0.95 * devices / interval
+        result["keeps_up"] = result["devices_saw"]["reports_per_s"] >= 0.95 * devices / interval
         result["server_cpu_percent"] = round(100 * (cpu1 - cpu0) / wall, 1)
         result["simulator_cpu_percent"] = round(100 * (sim_cpu1 - sim_cpu0) / wall, 1)
         result["server_rss_mib"] = round(server.rss_mib(), 1)
@@ -219,8 +260,9 @@ def bench(
             server.api("POST", "/v1/hooks/git")
             time.sleep(2)
             start = time.monotonic()
+            cpu_r0, sim_r0 = server.cpu_seconds(), _cpu(sim.pid)
             created = server.api("POST", "/v1/rollouts", {
-                "commit": v2, "strategy": "canary", "wait_seconds": 30,
+                "commit": v2, "strategy": "canary", "wait_seconds": 30, "role": "web",
             })  # fmt: skip
             steps: dict[int, float] = {}
 
@@ -233,12 +275,15 @@ def bench(
                 return bool(on_v2.get(v2, 0) >= devices)
 
             try:
-                result["rollout_all_reported_s"] = round(wait_until("the rollout", done, 900, 1), 1)
+                result["rollout_all_reported_s"] = round(wait_until("the rollout", done, 900, 2), 1)
             except RuntimeError:  # a fleet the server cannot carry: say how far it got
                 on = {c["commit"]: c["devices"] for c in fleet_status(server)["commits"]}
                 result["rollout_all_reported_s"] = None
                 result["rollout_on_commit_after_900_s"] = on.get(v2, 0)
             result["rollout_steps_reported_s"] = steps
+            took = (time.monotonic() - start) / 100
+            result["rollout_server_cpu_percent"] = round((server.cpu_seconds() - cpu_r0) / took, 1)
+            result["rollout_simulator_cpu_percent"] = round((_cpu(sim.pid) - sim_r0) / took, 1)
         result["elapsed_s"] = round(time.monotonic() - t0, 1)
     finally:
         if sim is not None:
@@ -275,6 +320,12 @@ def main() -> int:
     parser.add_argument("--events", default="sse")
     parser.add_argument("--replicas", type=int, default=1)
     parser.add_argument("--rollout", action="store_true")
+    parser.add_argument(
+        "--connections",
+        type=int,
+        default=64,
+        help="the simulator's connections for requests (streams are extra)",
+    )
     args = parser.parse_args()
     raise_fd_limit()
     results = []
@@ -293,7 +344,7 @@ def main() -> int:
                     if args.replicas > 1 and db != "postgresql":
                         raise SystemExit("--replicas needs --db postgresql")
                     r = bench(db, url, n, args.minutes, args.interval, args.events,
-                              args.rollout, root, args.replicas)  # fmt: skip
+                              args.rollout, root, args.replicas, args.connections)  # fmt: skip
                     print(json.dumps(r), flush=True)
                     results.append(r)
         finally:

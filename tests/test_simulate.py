@@ -115,7 +115,8 @@ def test_a_simulated_fleet_takes_a_canary_rollout(tmp_path: Path) -> None:
              "--label", "hardware=pi4:70%,pi3:30%", "--label", "network=site-a:100%",
              "--poll-interval", "20s", "--update-time", "0.2s",
              "--fail", f"{commit[:10]}:role=camera:10%",
-             "--until-converged", "--duration", "150s", "--json"],
+             "--until-converged", "--duration", "150s", "--json",
+             "--stats-file", str(tmp_path / "stats.json")],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         try:
@@ -136,12 +137,23 @@ def test_a_simulated_fleet_takes_a_canary_rollout(tmp_path: Path) -> None:
                 "/v1/rollouts",
                 {"commit": commit, "strategy": "canary", "wait_seconds": 1, "threshold": 0.5},
             )
+            # A watcher sees the run so far, rewritten every 10 s.
+            while not (tmp_path / "stats.json").exists():
+                assert time.monotonic() < deadline + 15, "no stats file after 10 s"
+                time.sleep(0.5)
+            so_far = json.loads((tmp_path / "stats.json").read_text())
             out, err = sim.communicate(timeout=200)
         finally:
             if sim.poll() is None:
                 sim.kill()
         assert sim.returncode == 0, err
         summary = json.loads(out)
+        assert so_far["devices"] == 300 and so_far["enrolled"] == 300
+        assert so_far["reports"]["sent"] <= summary["reports"]["sent"]
+        buckets = summary["latency_buckets_ms"]
+        assert list(buckets)[:3] == ["1", "2.5", "5"] and list(buckets)[-1] == "+Inf"
+        assert list(buckets.values()) == sorted(buckets.values())  # cumulative
+        assert buckets["+Inf"] == summary["latency_ms"]["requests"]
         time.sleep(4)  # the last reports reach the database in the next group commit
         status = json.loads(
             subprocess.run(

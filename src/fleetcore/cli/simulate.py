@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from pathlib import Path
 
 import click
 
@@ -136,6 +137,12 @@ def _duration(value: str, option: str) -> float:
     type=click.Path(exists=True, dir_okay=False),
     help="CA certificate for an https:// server.",
 )
+@click.option(
+    "--stats-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Rewrite the summary so far to this file every 10 s (atomically), for "
+    "a script or benchmark watching a long run.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 @click.pass_obj
 def simulate(
@@ -159,6 +166,7 @@ def simulate(
     seed: int,
     connections: int,
     ca_file: str | None,
+    stats_file: Path | None,
     as_json: bool,
 ) -> None:
     """Simulate a fleet: many virtual devices speaking the real device protocol.
@@ -221,6 +229,7 @@ def simulate(
         pm=app.plugins(),
         connections=connections,
         ca_file=ca_file,
+        stats_file=stats_file,
     )
     progress = None
     if sys.stderr.isatty() and not as_json:

@@ -5,23 +5,25 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import itertools
 import logging
 import resource
 import signal
-import statistics
 import sys
 import time
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any, TextIO
 
 from attrs import define, field
 
+from fleetcore.files import atomic_write_json
 from fleetcore.plugin.manager import PluginManager
 from fleetcore.rollout.select import RolloutStrategies
 from fleetcore.simulate.device import VirtualDevice
 from fleetcore.simulate.plan import Plan, devices
 from fleetcore.simulate.presence import come_and_go, listen_sse, woken_by_channel
-from fleetcore.simulate.wire import Endpoint, Pool
+from fleetcore.simulate.wire import LATENCY_BOUNDS_MS, Endpoint, Pool
 
 log = logging.getLogger("fleetcore.simulate")
 
@@ -62,6 +64,7 @@ class Simulation:
         pm: PluginManager | None = None,
         connections: int = 64,
         ca_file: str | None = None,
+        stats_file: Path | None = None,
     ) -> None:
         self.plan = plan
         self.server = server
@@ -71,6 +74,8 @@ class Simulation:
         self.strategies = RolloutStrategies(self.pm)
         self.endpoint = Endpoint(server, ca_file=ca_file)
         self.connections = connections
+        self.stats_file = stats_file
+        """Where the summary so far is rewritten every 10 s (``--stats-file``)."""
         self.stats = Stats()
         self.devices: list[VirtualDevice] = []
         self.converged = False
@@ -186,6 +191,7 @@ class Simulation:
     async def _watch(self, start: float, progress: Callable[[str], None] | None) -> None:
         plan = self.plan
         next_progress = start + PROGRESS_EVERY
+        cpu_start = time.process_time()
         while not self.stopping.is_set():
             await asyncio.sleep(CONVERGED_CHECK_EVERY)
             now = time.monotonic()
@@ -195,9 +201,13 @@ class Simulation:
             elif plan.duration is not None and now - start >= plan.duration:
                 self.converged = self.is_converged()
                 self.stopping.set()
-            if progress is not None and now >= next_progress:
+            if now >= next_progress:
                 next_progress += PROGRESS_EVERY
-                progress(self.progress_line(now - start))
+                if progress is not None:
+                    progress(self.progress_line(now - start))
+                if self.stats_file is not None:
+                    summary = self.summary(now - start, time.process_time() - cpu_start)
+                    atomic_write_json(self.stats_file, summary)
 
     def is_converged(self) -> bool:
         """Every online device settled on a release, no rollout under way, and
@@ -230,9 +240,15 @@ class Simulation:
             f" {s.updates_failed} failed  commits: {top}  errors {sum(s.errors.values())}"
         )
 
+    def _buckets(self) -> dict[str, int]:
+        names = [f"{bound:g}" for bound in LATENCY_BOUNDS_MS] + ["+Inf"]
+        counts = itertools.accumulate(self.pool.buckets)
+        return dict(zip(names, counts, strict=True))
+
     def summary(self, wall: float, cpu: float) -> dict[str, Any]:
         s = self.stats
-        latencies = sorted(self.pool.latencies)
+        pool = self.pool
+        latencies = sorted(pool.latencies)
 
         def pct(q: float) -> float | None:
             if not latencies:
@@ -256,10 +272,13 @@ class Simulation:
                 "p50": pct(0.50),
                 "p95": pct(0.95),
                 "p99": pct(0.99),
-                "max": round(latencies[-1] * 1000, 2) if latencies else None,
-                "mean": round(statistics.fmean(latencies) * 1000, 2) if latencies else None,
-                "requests": len(latencies),
+                "max": round(pool.max_seconds * 1000, 2) if latencies else None,
+                "mean": round(pool.total_seconds / pool.requests * 1000, 2) if latencies else None,
+                "requests": pool.requests,
             },
+            # Cumulative, like a Prometheus histogram: the requests that took
+            # at most each bound, so two summaries give a window's percentiles.
+            "latency_buckets_ms": self._buckets(),
             "errors": dict(s.errors.most_common()),
             "converged": self.converged,
             "interrupted": self.interrupted,
