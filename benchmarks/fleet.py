@@ -2,7 +2,7 @@
 
     python benchmarks/fleet.py [--devices 10000,30000] [--db sqlite,postgresql]
                                [--minutes 3] [--interval 60] [--events sse|none|mqtt]
-                               [--replicas N] [--rollout]
+                               [--replicas N] [--rollout] [--connections 64]
 
 For each database and fleet size: a fresh ``fleetcore server run`` process,
 then ``fleetcore simulate`` (its own process) with every device reporting
@@ -10,12 +10,16 @@ and polling every ``--interval`` seconds and, with ``--events sse``, its
 event stream open. Once every device has enrolled and one interval has
 passed (the start-up storm), over a window of ``--minutes``:
 
-- status reports answered per second against devices / interval (the
-  server answers a report once its transaction has committed, so answered
-  means persisted; a rate below the offered one is a growing backlog);
+- what the devices saw (``devices_saw``, from two readings of the
+  simulator's ``--stats-file``): status reports answered per second
+  against devices / interval (the server answers a report once its
+  transaction has committed, so answered means persisted; a rate below the
+  offered one is a growing backlog), polls per second, and the latency of
+  their requests from sending to the answer, queueing in front of the
+  server included (a percentile is the upper bound of its bucket);
 - the server's own latency for status reports and desired-state polls, from
-  its request histograms (deltas of two /metrics scrapes; a percentile is
-  the upper bound of its bucket);
+  its request histograms (deltas of two /metrics scrapes; time spent before
+  a request reaches the application is not in them);
 - the server's CPU share and resident memory, and the simulator's CPU share
   (both share this machine).
 
@@ -27,7 +31,9 @@ behind HAProxy; their latencies, CPU and memory are summed.
 
 With ``--rollout``, a canary rollout (30 s between steps, automatic
 promotion) follows the window: the time from its start to the last device
-reporting the commit, and to the end of each step.
+reporting the commit, and to the end of each step, and the server's and
+the simulator's CPU share meanwhile. A rollout still short of the whole
+fleet after 900 s is reported with how many devices run the commit.
 
 Every loop is bounded in time; traffic goes to loopback only.
 """
