@@ -138,9 +138,11 @@ def devices_saw(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]
     return out
 
 
-def fleet_status(server: Any) -> dict[str, Any]:
-    status: dict[str, Any] = server.api("GET", "/v1/fleet/status")
-    return status
+def _enrolled(path: Path) -> int:
+    try:
+        return int(json.loads(path.read_text())["enrolled"])
+    except (OSError, ValueError, KeyError):
+        return 0
 
 
 def wait_until(what: str, check: Any, timeout: float, every: float = 2.0) -> float:
@@ -235,11 +237,15 @@ def bench(
             stdout=sim_log.open("w"), stderr=subprocess.DEVNULL,
         )  # fmt: skip
         t0 = time.monotonic()
+        # Watched through the simulator's stats file: the fleet status is a
+        # pass over every device, which a benchmark must not add to the load.
         result["enroll_s"] = round(
-            wait_until("enrollment", lambda: fleet_status(server)["total"] >= devices, 1800), 1
+            wait_until("enrollment", lambda: _enrolled(stats_file) >= devices, 3600, 5), 1
         )
         result["enroll_per_s"] = round(devices / max(result["enroll_s"], 0.001))
-        time.sleep(interval)  # the start-up storm settles
+        # The start-up storm settles: devices that enrolled early queued
+        # their first requests behind the enrollments still under way.
+        time.sleep(interval * (1 if devices <= 30000 else 2))
         seen0 = sim_stats(stats_file)
         cpu0, sim_cpu0, h0, wall0 = (
             server.cpu_seconds(), _cpu(sim.pid), server.histograms(), time.monotonic(),
@@ -273,19 +279,21 @@ def bench(
             steps: dict[int, float] = {}
 
             def done() -> bool:
+                # One call, every 5 s: the rollout's progress is a pass over
+                # every device too.
                 ro = server.api("GET", f"/v1/rollouts/{created['id']}")
                 for p in ro["progress"]:
                     if p["updated"] >= p["targeted"] and p["step"] not in steps:
                         steps[p["step"]] = round(time.monotonic() - start, 1)
-                on_v2 = {c["commit"]: c["devices"] for c in fleet_status(server)["commits"]}
-                return bool(on_v2.get(v2, 0) >= devices)
+                last = ro["progress"][-1]
+                return bool(len(ro["progress"]) == ro["steps"] and last["updated"] >= devices)
 
             try:
-                result["rollout_all_reported_s"] = round(wait_until("the rollout", done, 900, 2), 1)
+                result["rollout_all_reported_s"] = round(wait_until("the rollout", done, 900, 5), 1)
             except RuntimeError:  # a fleet the server cannot carry: say how far it got
-                on = {c["commit"]: c["devices"] for c in fleet_status(server)["commits"]}
+                ro = server.api("GET", f"/v1/rollouts/{created['id']}")
                 result["rollout_all_reported_s"] = None
-                result["rollout_on_commit_after_900_s"] = on.get(v2, 0)
+                result["rollout_on_commit_after_900_s"] = ro["progress"][-1]["updated"]
             result["rollout_steps_reported_s"] = steps
             took = (time.monotonic() - start) / 100
             result["rollout_server_cpu_percent"] = round((server.cpu_seconds() - cpu_r0) / took, 1)

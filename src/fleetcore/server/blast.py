@@ -41,7 +41,7 @@ from fleetcore.server.context import Context
 from fleetcore.server.desired import Rollout
 from fleetcore.server.devices import labels_of
 from fleetcore.server.patterns import DeviceFacts, DeviceFailure, analyse
-from fleetcore.server.progress import step_progress
+from fleetcore.server.progress import current_step
 
 LEVELS = ("warning", "critical", "emergency")
 SETTING = "blast_radius"
@@ -219,7 +219,7 @@ def measure(
     for ro in active:
         if not by_commit.get(ro.commit):
             continue
-        targeted = step_progress(ctx, conn, ro)[-1]["targeted"]
+        targeted = current_step(ctx, conn, ro)["targeted"]
         failing = by_commit[ro.commit]
         scopes.append(Scope("commit", ro.commit, failing, max(targeted, failing)))
     judged = [

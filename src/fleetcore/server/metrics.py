@@ -69,7 +69,7 @@ class FleetCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         from fleetcore.server.desired import Rollout
-        from fleetcore.server.rollouts import step_progress
+        from fleetcore.server.progress import current_step
 
         ctl = self.ctl
         with ctl.store.connect() as conn:
@@ -85,7 +85,7 @@ class FleetCollector(Collector):
                     sa.select(t.rollouts).where(t.rollouts.c.state.in_(("running", "halted")))
                 )
             ]
-            progress = [(ro, step_progress(ctl, conn, ro)[-1]) for ro in active]
+            progress = [(ro, current_step(ctl, conn, ro)) for ro in active]
             incident = conn.execute(
                 sa.select(schema.incidents.c.level)
                 .where(schema.incidents.c.state == "open")

@@ -37,7 +37,13 @@ from fleetcore.server import schema as t
 from fleetcore.server.auth import Operator
 from fleetcore.server.context import Change, Context, Moved
 from fleetcore.server.desired import Rollout, load_snapshot
-from fleetcore.server.progress import gate, get_rollout, ready, rollout_json, step_progress
+from fleetcore.server.progress import (
+    current_step,
+    gate,
+    get_rollout,
+    ready,
+    rollout_json,
+)
 
 log = logging.getLogger("fleetcore.server.rollouts")
 
@@ -355,7 +361,7 @@ def tick(ctx: Context, *, hold: bool = False) -> None:
         ]
         pending = []
         for ro in running:
-            step = step_progress(ctx, conn, ro)[-1]
+            step = current_step(ctx, conn, ro)
             promote = not hold and ro.auto_promote and ready(ctx, ro, step)
             if gate(ro, step) is not None or promote:
                 pending.append(ro)
@@ -373,7 +379,7 @@ def _judge(ctx: Context, ch: Change, rollout_id: int, hold: bool = False) -> Non
     current = get_rollout(ch.conn, rollout_id)
     if current.state != "running":
         return
-    step = step_progress(ctx, ch.conn, current)[-1]
+    step = current_step(ctx, ch.conn, current)
     why = gate(current, step)
     if why is not None:
         _halt(ch, current, why, step)

@@ -54,6 +54,7 @@ class Fleet(Protocol):
     enrollment_token: str
     endpoint: Endpoint
     pool: Pool
+    enrolling: asyncio.Semaphore
     strategies: RolloutStrategies
     stopping: asyncio.Event
 
@@ -149,7 +150,8 @@ class VirtualDevice:
             if self.sim.stopping.is_set():
                 return False
             try:
-                answer = await self.sim.pool.request("POST", "/v1/enroll", body=body)
+                async with self.sim.enrolling:
+                    answer = await self.sim.pool.request("POST", "/v1/enroll", body=body)
             except WireError as exc:
                 self.sim.count_error("enroll: unreachable", exc)
                 await self.sim.sleep(min(30.0, 2.0**attempt))

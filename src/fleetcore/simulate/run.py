@@ -142,6 +142,10 @@ class Simulation:
     async def run(self, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
         self.stopping = asyncio.Event()
         self.pool = Pool(self.endpoint, self.connections)
+        # Enrollments take at most half the connections: a fleet of 100,000
+        # enrolling at once would otherwise queue every enrolled device's
+        # first report behind every enrollment still to come.
+        self.enrolling = asyncio.Semaphore(max(1, self.connections // 2))
         if self.events not in ("sse", "none"):
             from fleetcore.channels.select import server_channels
 
