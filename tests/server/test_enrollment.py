@@ -217,3 +217,29 @@ def test_secrets_per_device_win_over_the_role(server: Any) -> None:
     r = server.request("DELETE", "/v1/device-secrets/pi-1/API_KEY", admin, json={})
     assert r.status_code == 204
     assert values("pi-1", one) == {"API_KEY": "role-key", "REGION": "eu"}
+
+
+def test_new_devices_enrolling_leave_everyone_elses_etag_alone(server: Any) -> None:
+    """An enrollment storm must not turn every poll of the fleet into a full
+    answer; a re-enrollment (which may change the device's role) must."""
+    admin = server.token("admin")
+    token = server.enrollment_token()
+    cred = server.enroll("pi-1")
+
+    def etag() -> str:
+        return str(server.request("GET", "/v1/devices/pi-1/desired", cred).headers["etag"])
+
+    def poll(tag: str) -> int:
+        r = server.request("GET", "/v1/devices/pi-1/desired", cred, headers={"If-None-Match": tag})
+        return int(r.status_code)
+
+    before = etag()
+    for i in range(5):
+        assert _enroll(server, token, f"new-{i}").status_code == 201
+    assert poll(before) == 304
+
+    r = server.request("POST", "/v1/devices/new-0/allow-reenroll", admin, json={"reason": "swap"})
+    assert r.status_code == 200
+    before = etag()
+    assert _enroll(server, token, "new-0", segment="canary").status_code == 201
+    assert poll(before) == 200

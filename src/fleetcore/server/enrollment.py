@@ -43,7 +43,11 @@ class Enrollment:
         credential = new_secret("fcd")
         refusal: tuple[b.ApiError, str] | None = None
         pending = False
-        with self.ctx.change() as ch:
+        # No generation bump for a new device: nobody else's desired state
+        # moves, and a bump would make every poll of the fleet miss its ETag
+        # for as long as an enrollment storm lasts. A re-enrollment may
+        # change the device's role, and the device may hold an ETag: bump.
+        with self.ctx.change(bump=False) as ch:
             tok = self._token(ch, req)
             actor = f"enrollment:{tok.name}"
             existing = ch.conn.execute(
@@ -67,6 +71,8 @@ class Enrollment:
             else:
                 self._count_use(ch, tok)
                 pending = self._write(ch, req, credential, existing, bool(tok.require_approval))
+                if existing is not None:
+                    self.ctx.store.bump_generation(ch.conn)
                 detail: dict[str, Any] = {"role": req.role, "segment": req.segment}
                 if req.branch is not None:
                     detail["branch"] = req.branch
@@ -92,8 +98,10 @@ class Enrollment:
                 )
             raise error
         # A re-enrollment replaces the device's credential: forget its old one
-        # (only its own: an enrollment storm must not empty everyone's).
-        self.auth.forget(req.device_id)
+        # (only its own: an enrollment storm must not empty everyone's). A new
+        # device has none to forget, here or on a replica.
+        if existing is not None:
+            self.auth.forget(req.device_id)
         return {"device_id": req.device_id, "credential": credential, "pending": pending}
 
     def _token(self, ch: Change, req: b.EnrollRequest) -> Any:
