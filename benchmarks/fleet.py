@@ -220,11 +220,18 @@ def bench(
         if broker is None:
             raise SystemExit("mosquitto is not installed")
         events = broker.url
-    extra = ("--events", events) if broker is not None else ()
+    extra: tuple[str, ...] = ("--events", events) if broker is not None else ()
+    # Per-device series make each /metrics scrape a pass over the fleet
+    # (seconds of CPU at 30,000 devices, in the middle of the window): off
+    # beyond that size, as docs/server.md advises for large fleets.
+    device_metrics = devices <= 30000
+    if not device_metrics:
+        extra += ("--no-device-metrics",)
     server = Servers(root / f"data-{db}-{devices}", repo.path, db_url, replicas, extra).start()
     result: dict[str, Any] = {
         "db": db, "devices": devices, "interval_s": interval, "replicas": replicas,
         "events": "mqtt" if broker is not None else events, "connections": connections,
+        "device_metrics": device_metrics,
     }  # fmt: skip
     sim = None
     try:
