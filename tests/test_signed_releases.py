@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -183,27 +185,38 @@ def _empty(path: Path) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def _managed_signed_device(
+    tmp_path: Path, fleet_repo: FleetRepo, device_id: str, allowed: Path,
+    revoked: Path | None = None,
+) -> Iterator[tuple[Any, Any]]:  # fmt: skip
+    """A control server and a managed device that verifies signatures
+    against ``allowed`` (and ``revoked``)."""
+    from tests.test_managed import ControlServer, ManagedDevice
+
+    extra = f'[verify.signature]\nallowed_signers = "{allowed}"\n'
+    if revoked is not None:
+        extra += f'revoked_keys = "{revoked}"\n'
+    server = ControlServer(tmp_path, fleet_repo)
+    server.start()
+    try:
+        yield server, ManagedDevice(tmp_path, server, device_id, "general", extra=extra)
+    finally:
+        server.stop()
+
+
 def test_a_managed_device_checks_signatures_without_git(
     tmp_path: Path, fleet_repo: FleetRepo, keys: Keys
 ) -> None:
     """In managed mode the server passes the commit's objects along; the
     device checks every hash and the signature itself."""
-    from tests.test_managed import ControlServer, ManagedDevice, everyone
+    from tests.test_managed import everyone
 
     alice, mallory = keys.make("alice"), keys.make("mallory")
     allowed = keys.allowed(alice=alice)
     sign_with(fleet_repo, alice)
     v1 = fleet_repo.commit(script_role("v1"), "v1 signed")
-    server = ControlServer(tmp_path, fleet_repo)
-    server.start()
-    try:
-        device = ManagedDevice(
-            tmp_path,
-            server,
-            "pi-sig",
-            "general",
-            extra=f'[verify.signature]\nallowed_signers = "{allowed}"\n',
-        )
+    with _managed_signed_device(tmp_path, fleet_repo, "pi-sig", allowed) as (server, device):
         everyone(server, v1)
         assert device.once() == 0 and device.running() == v1
         sign_with(fleet_repo, None)
@@ -225,8 +238,6 @@ def test_a_managed_device_checks_signatures_without_git(
         assert device.running() == v1
         history = server.api("GET", "/v1/devices/pi-sig").json()["history"]
         assert any(h["to_commit"] == v3 and "not in" in h["reason"] for h in history), history
-    finally:
-        server.stop()
 
 
 def _refused_in_managed_mode(
@@ -255,7 +266,7 @@ def _refused_in_managed_mode(
 def test_a_managed_device_refuses_a_revoked_key(
     tmp_path: Path, fleet_repo: FleetRepo, keys: Keys
 ) -> None:
-    from tests.test_managed import ControlServer, ManagedDevice, everyone
+    from tests.test_managed import everyone
 
     alice, bob = keys.make("alice"), keys.make("bob")
     allowed = keys.allowed(alice=alice, bob=bob)
@@ -263,17 +274,10 @@ def test_a_managed_device_refuses_a_revoked_key(
     revoked.write_text("")
     sign_with(fleet_repo, bob)
     v1 = fleet_repo.commit(script_role("v1"), "v1 by bob")
-    server = ControlServer(tmp_path, fleet_repo)
-    server.start()
-    try:
-        device = ManagedDevice(
-            tmp_path,
-            server,
-            "pi-rev",
-            "general",
-            extra=f'[verify.signature]\nallowed_signers = "{allowed}"\n'
-            f'revoked_keys = "{revoked}"\n',
-        )
+    with _managed_signed_device(tmp_path, fleet_repo, "pi-rev", allowed, revoked) as (
+        server,
+        device,
+    ):
         everyone(server, v1)
         assert device.once() == 0 and device.running() == v1
         # Bob's laptop is stolen: his key is revoked on the devices, and the
@@ -296,8 +300,6 @@ def test_a_managed_device_refuses_a_revoked_key(
         server.api("POST", "/v1/hooks/git")
         everyone(server, v3)
         assert device.once() == 0 and device.running() == v3
-    finally:
-        server.stop()
 
 
 class HostileMirror:
