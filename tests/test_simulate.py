@@ -89,6 +89,7 @@ def test_bad_options_name_the_option(parse: object, text: str, message: str) -> 
         (["--segment", "canary=50%,beta=50%"], "--segment"),
         (["--offline", "60%", "--flap", "60%"], "--offline"),
         (["--update-time", "soon"], "--update-time"),
+        (["--stats-file", "/nonexistent-folder/stats.json"], "--stats-file"),
     ],
 )
 def test_the_command_exits_2_naming_the_option(args: list[str], option: str) -> None:

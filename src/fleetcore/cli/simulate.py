@@ -215,6 +215,8 @@ def simulate(
             until_converged=until_converged,
             seed=seed,
         )
+        if stats_file is not None and not stats_file.parent.is_dir():
+            raise OptionError(f"--stats-file: no folder {str(stats_file.parent)!r} to write it in")
         if not server.startswith(("http://", "https://")):
             raise OptionError(f"--server: expected an http:// or https:// URL, got {server!r}")
     except OptionError as exc:

@@ -211,7 +211,10 @@ class Simulation:
                     progress(self.progress_line(now - start))
                 if self.stats_file is not None:
                     summary = self.summary(now - start, time.process_time() - cpu_start)
-                    atomic_write_json(self.stats_file, summary)
+                    try:
+                        atomic_write_json(self.stats_file, summary)
+                    except OSError as exc:  # a full disk must not end the run's clock
+                        self.count_error("stats file: not written", exc)
 
     def is_converged(self) -> bool:
         """Every online device settled on a release, no rollout under way, and
