@@ -2,7 +2,8 @@
 
     python benchmarks/fleet.py [--devices 10000,30000] [--db sqlite,postgresql]
                                [--minutes 3] [--interval 60] [--events sse|none|mqtt]
-                               [--replicas N] [--rollout] [--connections 64]
+                               [--replicas N] [--rollout] [--kill-replica]
+                               [--connections 64]
                                [--enroll-minutes 60]
 
 For each database and fleet size: a fresh ``fleetcore server run`` process,
@@ -28,7 +29,10 @@ passed (the start-up storm), over a window of ``--minutes``:
 the simulator as their event channel (the simulator then holds one
 subscription for the whole fleet instead of a stream per device).
 ``--replicas N`` (PostgreSQL only) runs N server processes on one database
-behind HAProxy; their latencies, CPU and memory are summed.
+behind HAProxy; their latencies, CPU and memory are summed. With
+``--kill-replica`` the last replica is killed (SIGKILL) once the rollout's
+first step is done: the rollout must still reach every device, and every
+device must still be on the server's books.
 
 With ``--rollout``, a canary rollout (30 s between steps, automatic
 promotion) follows the window: the time from its start to the last device
@@ -169,6 +173,8 @@ class Servers:
             for i in range(replicas)
         ]
         self.lb: HAProxy | None = None
+        self.dead_cpu = 0.0
+        """CPU seconds of replicas killed during the run."""
 
     def start(self) -> Servers:
         for replica in self.replicas:
@@ -186,15 +192,24 @@ class Servers:
     def api(self, method: str, path: str, body: Any = None) -> Any:
         return self.replicas[0].api(method, path, body)
 
+    @property
+    def alive(self) -> list[ServerProcess]:
+        return [r for r in self.replicas if r.proc is not None]
+
+    def kill_last(self) -> None:
+        victim = self.alive[-1]
+        self.dead_cpu += victim.cpu_seconds()
+        victim.kill()
+
     def cpu_seconds(self) -> float:
-        return sum(r.cpu_seconds() for r in self.replicas)
+        return self.dead_cpu + sum(r.cpu_seconds() for r in self.alive)
 
     def rss_mib(self) -> float:
-        return sum(r.rss_mib() for r in self.replicas)
+        return sum(r.rss_mib() for r in self.alive)
 
     def histograms(self) -> dict[tuple[str, str], dict[str, float]]:
         total: dict[tuple[str, str], dict[str, float]] = defaultdict(lambda: defaultdict(float))
-        for replica in self.replicas:
+        for replica in self.alive:
             for key, buckets in histograms(replica.url).items():
                 for bound, count in buckets.items():
                     total[key][bound] += count
@@ -210,7 +225,7 @@ class Servers:
 def bench(
     db: str, db_url: str | None, devices: int, minutes: float, interval: int, events: str,
     rollout: bool, root: Path, replicas: int = 1, connections: int = 64,
-    enroll_minutes: float = 60,
+    enroll_minutes: float = 60, kill_replica: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
     repo = FleetRepo.create(root / f"repo-{db}-{devices}")
     v1 = repo.commit({"roles/web/activate.sh": "#!/bin/sh\n"}, "v1")
@@ -309,6 +324,9 @@ def bench(
                 for p in ro["progress"]:
                     if p["updated"] >= p["targeted"] and p["step"] not in steps:
                         steps[p["step"]] = round(time.monotonic() - start, 1)
+                if kill_replica and steps and "replica_killed_at_s" not in result:
+                    server.kill_last()
+                    result["replica_killed_at_s"] = round(time.monotonic() - start, 1)
                 last = ro["progress"][-1]
                 return bool(len(ro["progress"]) == ro["steps"] and last["updated"] >= devices)
 
@@ -322,6 +340,15 @@ def bench(
             took = (time.monotonic() - start) / 100
             result["rollout_server_cpu_percent"] = round((server.cpu_seconds() - cpu_r0) / took, 1)
             result["rollout_simulator_cpu_percent"] = round((_cpu(sim.pid) - sim_r0) / took, 1)
+            result["rollout_state"] = server.api("GET", f"/v1/rollouts/{created['id']}")["state"]
+            if kill_replica:
+                # Every device still on the books, and where each one is.
+                fleet = server.api("GET", "/v1/fleet/status")
+                result["fleet_after"] = {
+                    "total": fleet["total"],
+                    "by_status": fleet["by_status"],
+                    "commits": {c["commit"][:12]: c["devices"] for c in fleet["commits"]},
+                }
         result["elapsed_s"] = round(time.monotonic() - t0, 1)
     finally:
         if sim is not None:
@@ -359,6 +386,11 @@ def main() -> int:
     parser.add_argument("--replicas", type=int, default=1)
     parser.add_argument("--rollout", action="store_true")
     parser.add_argument(
+        "--kill-replica",
+        action="store_true",
+        help="with --replicas and --rollout: kill one replica once the first step is done",
+    )
+    parser.add_argument(
         "--connections",
         type=int,
         default=64,
@@ -389,7 +421,7 @@ def main() -> int:
                         raise SystemExit("--replicas needs --db postgresql")
                     r = bench(db, url, n, args.minutes, args.interval, args.events,
                               args.rollout, root, args.replicas, args.connections,
-                              args.enroll_minutes)  # fmt: skip
+                              args.enroll_minutes, args.kill_replica)  # fmt: skip
                     print(json.dumps(r), flush=True)
                     results.append(r)
         finally:

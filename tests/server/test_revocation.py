@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+from fleetcore.server.auth import CREDENTIAL_TTL
 from fleetcore.server.store import hash_secret
 
 
@@ -281,3 +282,24 @@ def test_a_lone_server_keeps_credentials_past_a_report_interval(server: Any, clo
     assert server.ctl.auth.remembered(header) is None
     r = server.request("POST", "/v1/devices/pi-1/status", cred, json={"status": "healthy"})
     assert r.status_code == 401
+
+
+def test_credentials_remembered_together_do_not_lapse_together(server: Any, clock: Any) -> None:
+    """A wave of devices (an enrollment storm, a restart) is remembered in the
+    same seconds; their entries lapse spread over the second half of the
+    lifetime, so the whole wave does not go back to the database at once."""
+    headers = []
+    for n in range(20):
+        cred = server.enroll(f"pi-{n}")
+        server.report(f"pi-{n}", cred, status="healthy")
+        headers.append(f"Bearer {cred}")
+
+    def remembered() -> int:
+        return sum(server.ctl.auth.remembered(h) is not None for h in headers)
+
+    clock.advance(CREDENTIAL_TTL * 0.5 - 10)
+    assert remembered() == 20
+    clock.advance(CREDENTIAL_TTL * 0.25 + 10)
+    assert 0 < remembered() < 20
+    clock.advance(CREDENTIAL_TTL * 0.25 + 1)
+    assert remembered() == 0

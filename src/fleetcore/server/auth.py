@@ -5,6 +5,7 @@ and what each may touch."""
 from __future__ import annotations
 
 import logging
+import random
 
 import sqlalchemy as sa
 from attrs import frozen
@@ -26,7 +27,10 @@ invalidates one drops it at once: on this server directly, on its replicas
 through the relay (and a replica that lost the relay forgets every
 credential when it reconnects), so the time only bounds memory and what a
 lost note could cost. It is longer than the report interval: a fleet that
-reports every minute must not miss the cache on every request."""
+reports every minute must not miss the cache on every request. Each entry
+lives a random time between half of it and all of it: entries made together
+(an enrollment wave, a restart) must not all lapse in the same second and
+send a whole fleet to the database at once."""
 FORGET_CREDENTIAL = "server:forget-credential"
 """The relayed note that tells the other replicas to forget a device's credentials."""
 
@@ -144,9 +148,10 @@ class Auth:
 
     def device_caller(self, header: str | None, conn: Connection) -> Caller:
         """Devices report every minute: their credential is looked up in memory
-        first. An entry lives at most ``CREDENTIAL_TTL`` seconds, and enrolling
-        or revoking a device forgets its credentials here and on the replicas,
-        so a replaced credential stops working at once everywhere."""
+        first. An entry lives at most ``CREDENTIAL_TTL`` seconds (at least half
+        of it), and enrolling or revoking a device forgets its credentials here
+        and on the replicas, so a replaced credential stops working at once
+        everywhere."""
         device_id = self.remembered(header)
         if device_id is not None:
             return DeviceCaller(device_id)
@@ -164,7 +169,8 @@ class Auth:
             if len(self._credentials) > 200_000:
                 self._credentials.clear()
                 self._digests.clear()
-            self._credentials[digest] = (caller.device_id, self.ctx.ts() + self._ttl)
+            lifetime = self._ttl * random.uniform(0.5, 1.0)  # noqa: S311 - spread, not secrecy
+            self._credentials[digest] = (caller.device_id, self.ctx.ts() + lifetime)
             self._digests.setdefault(caller.device_id, set()).add(digest)
         return caller
 

@@ -69,7 +69,6 @@ class Enrollment:
                     actor,
                 )
             else:
-                self._count_use(ch, tok)
                 pending = self._write(ch, req, credential, existing, bool(tok.require_approval))
                 if existing is not None:
                     self.ctx.store.bump_generation(ch.conn)
@@ -82,6 +81,10 @@ class Enrollment:
                     detail["pending"] = True
                 action = "device.enroll" if existing is None else "device.reenroll"
                 ch.audit(action, actor=actor, target=req.device_id, detail=detail)
+                # Last: every enrollment with this token updates the same row,
+                # and its lock is held until the commit. Taken first, it made
+                # a fleet enrolling at once wait on each other's whole writes.
+                self._count_use(ch, tok)
         if refusal is not None:
             error, actor = refusal
             # Its own transaction: the refusal is on the record although the
