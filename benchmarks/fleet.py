@@ -54,6 +54,7 @@ import argparse
 import json
 import math
 import resource
+import signal
 import subprocess
 import sys
 import tempfile
@@ -420,6 +421,8 @@ def main() -> int:
         help="measure what the server carries if the fleet has not enrolled by then",
     )
     args = parser.parse_args()
+    # Stopped from outside, it still stops its servers, broker and database.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     raise_fd_limit()
     results = []
     with tempfile.TemporaryDirectory(prefix="fleetcore-fleet-") as tmp:
