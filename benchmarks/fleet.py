@@ -30,15 +30,17 @@ the simulator as their event channel (the simulator then holds one
 subscription for the whole fleet instead of a stream per device).
 ``--replicas N`` (PostgreSQL only) runs N server processes on one database
 behind HAProxy; their latencies, CPU and memory are summed. With
-``--kill-replica`` the last replica is killed (SIGKILL) once the canary
-step's devices (5%) run the commit: the rollout must still reach every device, and every
-device must still be on the server's books.
+``--kill-replica`` the last replica is killed (SIGKILL) once the database
+has the canary step's devices (5%) on the commit: the rollout must still
+reach every device, and every device must still be on the books.
 
 With ``--rollout``, a canary rollout (30 s between steps, automatic
 promotion) follows the window: the time from its start to the last device
-reporting the commit (seen in the simulator's stats file, so good to 10 s),
-when the engine promoted each step and completed (from its decisions), and
-the server's and the simulator's CPU share meanwhile. A rollout still short of the whole
+applying the commit (seen in the simulator's stats file, so good to 10 s)
+and to the database holding every device's report of it (read directly
+every 5 s), when the engine promoted each step and completed (from its
+decisions), the server's and the simulator's CPU share meanwhile, and the
+devices by status and commit in the database at the end. A rollout still short of the whole
 fleet after 900 s is reported with how many devices run the commit.
 
 A fleet still enrolling after ``--enroll-minutes`` is one the server does
@@ -65,6 +67,9 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
+
+from fleetcore.server.store import database_url
 from fleetcore.testing.gitrepo import FleetRepo
 from fleetcore.testing.haproxy import HAProxy
 from fleetcore.testing.mosquitto import Mosquitto
@@ -175,6 +180,9 @@ class Servers:
             for i in range(replicas)
         ]
         self.lb: HAProxy | None = None
+        self.db = sa.create_engine(database_url(self.replicas[0].data_dir, db_url))
+        """The database itself, read directly: what the servers have
+        persisted, counted without adding to their load."""
         self.dead_cpu = 0.0
         """CPU seconds of replicas killed during the run."""
 
@@ -217,7 +225,15 @@ class Servers:
                     total[key][bound] += count
         return total
 
+    def persisted(self, column: str) -> dict[str, int]:
+        """Devices by ``column`` (commit, status) as the database has them."""
+        col: sa.ColumnClause[Any] = sa.column(column)
+        query = sa.select(col, sa.func.count()).select_from(sa.table("devices")).group_by(col)
+        with self.db.connect() as conn:
+            return {str(value): int(n) for value, n in conn.execute(query)}
+
     def stop(self) -> None:
+        self.db.dispose()
         if self.lb is not None:
             self.lb.stop()
         for replica in self.replicas:
@@ -318,29 +334,36 @@ def bench(
                 "commit": v2, "strategy": "canary", "wait_seconds": 30, "role": "web",
             })  # fmt: skip
 
-            # Watched through the simulator's stats file (rewritten every
-            # 10 s, so a time here is good to 10 s): the rollout's progress
-            # is a pass over every device per step reached, seconds of server
-            # CPU at 30,000 devices, which a benchmark must not add.
-            def on_commit() -> int:
+            # Watched in the database (what the servers persisted) and in
+            # the simulator's stats file (what the devices applied; rewritten
+            # every 10 s): the rollout's progress from the server is a pass
+            # over every device per step reached, seconds of its CPU at
+            # 30,000 devices, which a benchmark must not add.
+            def applied() -> int:
                 try:
                     return int(json.loads(stats_file.read_text())["commits"].get(v2, 0))
                 except (OSError, ValueError, KeyError):
                     return 0
 
             def done() -> bool:
-                count = on_commit()
+                if "rollout_all_applied_s" not in result and applied() >= devices:
+                    result["rollout_all_applied_s"] = round(time.monotonic() - start, 1)
+                reported = server.persisted("commit").get(v2, 0)
                 # One replica dies once the canary step's devices run the commit.
-                if kill_replica and "replica_killed_at_s" not in result and count >= devices // 20:
+                canary_done = reported >= devices // 20
+                if kill_replica and canary_done and "replica_killed_at_s" not in result:
                     server.kill_last()
                     result["replica_killed_at_s"] = round(time.monotonic() - start, 1)
-                return count >= devices
+                return reported >= devices
 
             try:
                 result["rollout_all_reported_s"] = round(wait_until("the rollout", done, 900, 5), 1)
             except RuntimeError:  # a fleet the server cannot carry: say how far it got
                 result["rollout_all_reported_s"] = None
-                result["rollout_on_commit_after_900_s"] = on_commit()
+                result["rollout_reported_after_900_s"] = server.persisted("commit").get(v2, 0)
+                result["rollout_applied_after_900_s"] = applied()
+            # (None: the stats file, rewritten every 10 s, had not caught up.)
+            result.setdefault("rollout_all_applied_s", None)
             # When the engine promoted each step (and completed), from its decisions.
             ro = server.api("GET", f"/v1/rollouts/{created['id']}")
             began = _stamp(ro["created_at"])
@@ -353,14 +376,11 @@ def bench(
             result["rollout_server_cpu_percent"] = round((server.cpu_seconds() - cpu_r0) / took, 1)
             result["rollout_simulator_cpu_percent"] = round((_cpu(sim.pid) - sim_r0) / took, 1)
             result["rollout_state"] = ro["state"]
-            if kill_replica:
-                # Every device still on the books, and where each one is.
-                fleet = server.api("GET", "/v1/fleet/status")
-                result["fleet_after"] = {
-                    "total": fleet["total"],
-                    "by_status": fleet["by_status"],
-                    "commits": {c["commit"][:12]: c["devices"] for c in fleet["commits"]},
-                }
+            # Every device still on the books, and how the servers see each.
+            result["devices_after"] = {
+                "by_status": server.persisted("status"),
+                "by_commit": {c[:12]: n for c, n in server.persisted("commit").items()},
+            }
         result["elapsed_s"] = round(time.monotonic() - t0, 1)
     finally:
         if sim is not None:
