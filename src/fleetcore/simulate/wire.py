@@ -159,13 +159,15 @@ class Pool:
         timeout: float = 30.0,
     ) -> Response:
         data = self.endpoint.request_bytes(method, path, headers or {}, body)
+        # Timed from here: a real device has its own connection, so the time
+        # spent waiting for one of the pool's is time the server kept it waiting.
+        start = time.perf_counter()
         async with self._slots:
             # A kept-alive connection the server has meanwhile closed fails at
             # once: try again on a new one, once.
             for attempt in (1, 2):
                 conn = self._idle_connection() if attempt == 1 else None
                 conn = conn or await self.endpoint.connect()
-                start = time.perf_counter()
                 try:
                     response = await asyncio.wait_for(self._exchange(conn, data), timeout)
                 except (ConnectionError, asyncio.IncompleteReadError) as exc:
