@@ -22,8 +22,8 @@ passed (the start-up storm), over a window of ``--minutes``:
 - the server's own latency for status reports and desired-state polls, from
   its request histograms (deltas of two /metrics scrapes; time spent before
   a request reaches the application is not in them);
-- the server's CPU share and resident memory, and the simulator's CPU share
-  (both share this machine).
+- the server's CPU share and resident memory, and the simulator's and
+  PostgreSQL's CPU shares (all share this machine).
 
 ``--events mqtt`` starts a mosquitto broker and gives it to the server and
 the simulator as their event channel (the simulator then holds one
@@ -55,6 +55,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import resource
 import signal
 import subprocess
@@ -271,7 +272,9 @@ def bench(
         # Everyone on v1 first, so the rollout below moves a settled fleet.
         server.api("POST", "/v1/rollouts", {"commit": v1, "strategy": "percentage", "role": "web",
                                              "steps": [{"options": {"percent": 100}}]})  # fmt: skip
-        duration = 2 * interval + minutes * 60 + (960 if rollout else 0) + devices / 50
+        # Longer than the benchmark can take (it stops the simulator itself):
+        # a simulator that ends early leaves a rollout's devices silent.
+        duration = enroll_minutes * 60 + 3 * interval + minutes * 60 + (960 if rollout else 0)
         sim_log = root / f"simulate-{db}-{devices}.json"
         stats_file = root / f"simulate-{db}-{devices}.stats.json"
         sim = subprocess.Popen(
@@ -303,13 +306,15 @@ def bench(
         # their first requests behind the enrollments still under way.
         time.sleep(interval * (1 if devices <= 30000 else 2))
         seen0 = sim_stats(stats_file)
-        cpu0, sim_cpu0, h0, wall0 = (
-            server.cpu_seconds(), _cpu(sim.pid), server.histograms(), time.monotonic(),
+        cpu0, sim_cpu0, db_cpu0, h0, wall0 = (
+            server.cpu_seconds(), _cpu(sim.pid), _database_cpu(), server.histograms(),
+            time.monotonic(),
         )  # fmt: skip
         time.sleep(minutes * 60)
         seen1 = sim_stats(stats_file)
-        cpu1, sim_cpu1, h1, wall1 = (
-            server.cpu_seconds(), _cpu(sim.pid), server.histograms(), time.monotonic(),
+        cpu1, sim_cpu1, db_cpu1, h1, wall1 = (
+            server.cpu_seconds(), _cpu(sim.pid), _database_cpu(), server.histograms(),
+            time.monotonic(),
         )  # fmt: skip
         wall = wall1 - wall0
         for name, key in ROUTES.items():
@@ -322,6 +327,8 @@ def bench(
         result["keeps_up"] = result["devices_saw"]["reports_per_s"] >= 0.95 * carried / interval
         result["server_cpu_percent"] = round(100 * (cpu1 - cpu0) / wall, 1)
         result["simulator_cpu_percent"] = round(100 * (sim_cpu1 - sim_cpu0) / wall, 1)
+        if db_url is not None:
+            result["database_cpu_percent"] = round(100 * (db_cpu1 - db_cpu0) / wall, 1)
         result["server_rss_mib"] = round(server.rss_mib(), 1)
         result["server_rss_mib_per_10k"] = round(server.rss_mib() * 10000 / carried, 1)
         if rollout:
@@ -329,7 +336,7 @@ def bench(
             server.api("POST", "/v1/hooks/git")
             time.sleep(2)
             start = time.monotonic()
-            cpu_r0, sim_r0 = server.cpu_seconds(), _cpu(sim.pid)
+            cpu_r0, sim_r0, db_r0 = server.cpu_seconds(), _cpu(sim.pid), _database_cpu()
             created = server.api("POST", "/v1/rollouts", {
                 "commit": v2, "strategy": "canary", "wait_seconds": 30, "role": "web",
             })  # fmt: skip
@@ -375,6 +382,8 @@ def bench(
             took = (time.monotonic() - start) / 100
             result["rollout_server_cpu_percent"] = round((server.cpu_seconds() - cpu_r0) / took, 1)
             result["rollout_simulator_cpu_percent"] = round((_cpu(sim.pid) - sim_r0) / took, 1)
+            if db_url is not None:
+                result["rollout_database_cpu_percent"] = round((_database_cpu() - db_r0) / took, 1)
             result["rollout_state"] = ro["state"]
             # Every device still on the books, and how the servers see each.
             result["devices_after"] = {
@@ -407,9 +416,29 @@ def _stamp(iso: str) -> float:
     return datetime.fromisoformat(iso).timestamp()
 
 
-def _cpu(pid: int) -> float:
-    import os
+def _database_cpu() -> float:
+    """CPU seconds of PostgreSQL on the machine (the benchmark starts the
+    only one): its live processes, and through the postmaster's children
+    counters those that ended. The database's share is not in the servers'."""
+    total = 0.0
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if (proc / "comm").read_text().strip() != "postgres":
+                continue
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        ticks = int(fields[11]) + int(fields[12])
+        parent = Path(f"/proc/{fields[1]}/comm")
+        if not (parent.exists() and parent.read_text().strip() == "postgres"):
+            ticks += int(fields[13]) + int(fields[14])  # the postmaster: ended children
+        total += ticks / os.sysconf("SC_CLK_TCK")
+    return total
 
+
+def _cpu(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 

@@ -115,7 +115,7 @@ def test_server_run_serves_the_api(tmp_path: Path, repo: Any) -> None:
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "fleetcore", "server", "run", "--data-dir", data,
-         "--repo", str(repo.path), "--listen", f"127.0.0.1:{port}"],
+         "--repo", str(repo.path), "--listen", f"127.0.0.1:{port}", "--page-refresh", "30s"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
     try:
@@ -132,9 +132,20 @@ def test_server_run_serves_the_api(tmp_path: Path, repo: Any) -> None:
                 assert time.monotonic() < deadline, "server did not start"
                 time.sleep(0.1)
         assert r.status_code == 200 and r.json()["total"] == 0
+        # Open pages refresh themselves as often as the server says.
+        page = requests.get(f"http://127.0.0.1:{port}/login", timeout=5).text
+        assert 'data-refresh-ms="30000"' in page
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_server_run_names_the_option_it_cannot_read(tmp_path: Path, repo: Any) -> None:
+    base = ("server", "run", "--data-dir", str(tmp_path / "d"), "--repo", str(repo.path))
+    r = fleetcore(*base, "--offline-after", "soon")
+    assert r.returncode == 2 and "--offline-after" in r.stderr, r.stderr
+    r = fleetcore(*base, "--page-refresh", "500ms")
+    assert r.returncode == 2 and "--page-refresh" in r.stderr and "at least 1s" in r.stderr
 
 
 def test_fleet_cli_lists_issues_and_revokes_tokens_and_devices(server: Any) -> None:

@@ -88,6 +88,13 @@ class Agent:
 
 
 @pytest.fixture
+def server(make_server: Any) -> Any:
+    # The page follows each action through its refreshes: every second here,
+    # not every 10 s (`server run --page-refresh`).
+    return make_server(page_refresh=1.0)
+
+
+@pytest.fixture
 def agent(tmp_path: Path, server: Any, repo: Any) -> Iterator[Agent]:
     # A release for it to run: the fleet repo's head, to every web device.
     body = {
@@ -126,6 +133,7 @@ def test_quick_actions_reach_a_real_agent(
     page.fill("input[name=token]", server.token("operator"))
     page.click("button[type=submit]")
     page.goto(server.url + "/devices/pi-act")
+    assert page.get_attribute("body", "data-refresh-ms") == "1000"
 
     # Force update: the agent runs a cycle now, not in an hour.
     page.click("#force-update")

@@ -106,6 +106,13 @@ def _listen(value: str) -> tuple[str, int]:
     help="Serve each device's CPU, memory, disk, network and container series on "
     "/metrics (at most 68 series a device); off for very large fleets.",
 )
+@click.option(
+    "--page-refresh",
+    default="10s",
+    show_default=True,
+    help="How often an open dashboard page refreshes itself (each refresh of the "
+    "overview is a pass over the fleet: longer for very large fleets).",
+)
 @click.pass_obj
 def run(
     app: App,
@@ -120,6 +127,7 @@ def run(
     alerts: tuple[str, ...],
     initial_release: str | None,
     device_metrics: bool,
+    page_refresh: str,
 ) -> None:
     """Serve the device API, the operator API, /metrics and the dashboard.
 
@@ -128,17 +136,16 @@ def run(
     """
     from fleetcore.alerts.select import server_alert_channels
     from fleetcore.channels.select import server_channels
-    from fleetcore.config.units import Duration
     from fleetcore.errors import ConfigError
     from fleetcore.server.app import ServerConfig, serve
 
     app.setup_logging()
     host, port = _listen(listen)
-    try:
-        offline = Duration.parse(offline_after).seconds
-        fetch = Duration.parse(fetch_interval).seconds
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
+    offline = _seconds(offline_after, "--offline-after")
+    fetch = _seconds(fetch_interval, "--fetch-interval")
+    refresh = _seconds(page_refresh, "--page-refresh")
+    if refresh < 1:
+        raise click.BadParameter("must be at least 1s", param_hint="--page-refresh")
     pm = app.plugins()
     try:
         # Checked before anything starts: a typo must not leave a server
@@ -161,8 +168,18 @@ def run(
         alerts=alerts,
         initial_release=initial_release,
         device_metrics=device_metrics,
+        page_refresh=refresh,
     )
     serve(config, host, port, pm)
+
+
+def _seconds(value: str, option: str) -> float:
+    from fleetcore.config.units import Duration
+
+    try:
+        return Duration.parse(value).seconds
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=option) from None
 
 
 @server.group()

@@ -66,6 +66,8 @@ class ServerConfig:
     now: Callable[[], dt.datetime] | None = None
     device_metrics: bool = True
     """Per-device series on /metrics (``--no-device-metrics`` turns them off)."""
+    page_refresh: float = 10.0
+    """Seconds between an open dashboard page's refreshes (``--page-refresh``)."""
     events: tuple[str, ...] = ()
     """Event channels besides SSE (``--events``): URLs or channel names."""
     max_streams: int = 0
@@ -165,7 +167,7 @@ def build(config: ServerConfig, pm: PluginManager | None = None) -> tuple[Starle
         *enrollment_routes(api),
         *secret_routes(api, secrets),
         *system_routes(ctl, latencies),
-        *page_routes(ctl),
+        *page_routes(ctl, refresh=config.page_refresh),
     ]
     routes.append(openapi_route(routes))
 

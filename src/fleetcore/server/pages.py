@@ -109,10 +109,14 @@ def _emergency(status: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
     }
 
 
-def page_routes(ctl: Control) -> list[Route]:
+def page_routes(ctl: Control, refresh: float = 10.0) -> list[Route]:
+    """The dashboard's pages; an open page asks for itself again every
+    ``refresh`` seconds (each time the overview is a pass over the fleet)."""
+    refresh_ms = round(refresh * 1000)
+
     def render(name: str, status: int = 200, **context: Any) -> HTMLResponse:
         # Every page shows times relative to the server's clock.
-        html = env.get_template(name).render(now=ctl.now(), **context)
+        html = env.get_template(name).render(now=ctl.now(), refresh_ms=refresh_ms, **context)
         return HTMLResponse(html, status_code=status)
 
     async def who(request: Request) -> Operator | None:

@@ -3,7 +3,8 @@
 // Without it the pages still work; they only do not refresh by themselves.
 (function () {
   "use strict";
-  var REFRESH_MS = 10000;
+  // The server says how often (`server run --page-refresh`).
+  var REFRESH_MS = Number(document.body.dataset.refreshMs) || 10000;
   var serverNow = Date.parse(document.body.dataset.now || "");
   // The server's clock decides what "now" is; the browser's may be off.
   var offset = isNaN(serverNow) ? 0 : serverNow - Date.now();
