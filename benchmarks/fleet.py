@@ -417,9 +417,10 @@ def _stamp(iso: str) -> float:
 
 
 def _database_cpu() -> float:
-    """CPU seconds of PostgreSQL on the machine (the benchmark starts the
-    only one): its live processes, and through the postmaster's children
-    counters those that ended. The database's share is not in the servers'."""
+    """CPU seconds of every PostgreSQL on the machine: its live processes,
+    and through the postmaster's children counters those that ended. The
+    database's share is not in the servers'. Run the benchmark where its
+    own PostgreSQL is the only one, or the figure includes the others."""
     total = 0.0
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
