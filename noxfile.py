@@ -24,7 +24,10 @@ def install_all(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """The test suite against real git and a real Docker Engine."""
     install_all(session)
-    session.run("pytest", "--cov", "--cov-report=term", "--cov-fail-under=87", *session.posargs)
+    session.run(
+        "pytest", "-n", "3", "--dist", "loadgroup",
+        "--cov", "--cov-report=term", "--cov-fail-under=87", *session.posargs,
+    )  # fmt: skip
 
 
 @nox.session
