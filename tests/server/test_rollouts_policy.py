@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from typing import Any
 
@@ -286,3 +287,46 @@ def test_rollout_to_every_role_skips_roles_the_commit_lacks(
     assert d["commit"] == first and d["why"] == "stable"
     stable = server.request("GET", "/v1/fleet/status", operator).json()["stable"]
     assert stable == {"web": only_web, "cam": first}
+
+
+def test_a_steps_progress_follows_enrollments_locks_and_the_clock(
+    server: Any, repo: Any, clock: Any
+) -> None:
+    """A step's targeted devices are remembered between calls (a pass over a
+    large fleet is expensive), yet what an operator does shows at once and a
+    lock running out shows once the memory lapses."""
+    operator, admin = server.token("operator"), server.token("admin")
+    head = repo.git("rev-parse", "HEAD")
+    for i in range(3):
+        server.enroll(f"can-{i}", "web", "canary")
+    server.enroll("gen-0", "web", "general")
+    r = server.request(
+        "POST",
+        "/v1/rollouts",
+        operator,
+        json={"commit": head, "strategy": "canary", "role": "web", "wait_seconds": 3600},
+    )
+    assert r.status_code == 201, r.text
+    rid = r.json()["id"]
+
+    def targeted() -> int:
+        r = server.request("GET", f"/v1/rollouts/{rid}", operator)
+        assert r.status_code == 200, r.text
+        return int(r.json()["progress"][0]["targeted"])
+
+    assert targeted() == 3
+    # An enrollment moves nobody's desired state (no new generation), yet
+    # the new canary is in the canary step's count.
+    server.enroll("can-3", "web", "canary")
+    assert targeted() == 4
+    # A lock is the operator's word over the rollout's: out of the step now.
+    until = (clock.now() + dt.timedelta(minutes=5)).isoformat()
+    lock = {"commit": head, "reason": "field test", "until": until}
+    r = server.request("PUT", "/v1/devices/can-0/lock", admin, json=lock)
+    assert r.status_code == 200, r.text
+    assert targeted() == 3
+    # Run out (no engine tick here to lapse it): back in the step.
+    clock.advance(6 * 60)
+    assert targeted() == 4
+    status = server.request("GET", "/v1/fleet/status", operator).json()
+    assert status["rollouts"][0]["progress"][0]["targeted"] == 4

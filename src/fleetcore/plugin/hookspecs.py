@@ -128,7 +128,11 @@ def fleetcore_register_rollout_strategies() -> Iterable[RolloutStrategy]:
     strategy, so a device can double-check what it is told.
 
     The object ``factory(options)`` returns implements
-    :class:`fleetcore.rollout.interface.Strategy`.
+    :class:`fleetcore.rollout.interface.Strategy`. Its ``eligible`` must be
+    a pure function of the device, the commit and the options: the server
+    builds one strategy per rollout step and remembers which devices a
+    step targets (for up to 30 s within a fleet generation), so a strategy
+    that reads the clock or the network would be asked less than it expects.
     """
 
 

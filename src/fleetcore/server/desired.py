@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
-from attrs import frozen
+from attrs import field, frozen
 from sqlalchemy.engine import Connection
 
 from fleetcore.config.convert import structure
@@ -29,6 +29,7 @@ from fleetcore.config.fleet import (
 )
 from fleetcore.plugin.types import DeviceInfo
 from fleetcore.policy import DesiredState, resolve
+from fleetcore.rollout.interface import Strategy
 from fleetcore.rollout.select import RolloutStrategies
 from fleetcore.server import schema as t
 from fleetcore.server.store import Store
@@ -99,6 +100,21 @@ class Snapshot:
     rollouts: tuple[Rollout, ...]  # active, newest first
     stables: dict[str, tuple[str, float]]
     generation: int
+    strategies: dict[tuple[int, int, str], Strategy] = field(factory=dict, eq=False)
+    """Each rollout step's strategy, built once for every device that asks."""
+
+    def strategy(
+        self, strategies: RolloutStrategies, rollout: Rollout, step: int | None, name: str
+    ) -> Strategy:
+        """``name`` with the options of ``step`` (the current one if None) of
+        ``rollout``: a step's options never change, and a pass over the
+        fleet asks once per device."""
+        index = min(rollout.step if step is None else step, len(rollout.steps) - 1)
+        key = (rollout.id, index, name)
+        found = self.strategies.get(key)
+        if found is None:
+            found = self.strategies[key] = strategies.get(name, rollout.options(index))
+        return found
 
     def rollout_for(self, role: str) -> Rollout | None:
         for rollout in self.rollouts:
@@ -197,11 +213,12 @@ def compute(
         options = active.options(step)
         rollout_policy = RolloutPolicy(strategy=active.strategy, stable=stable, options=options)
         head = active.commit
+        current = active
 
         def eligible(name: str, dev: DeviceInfo, commit: str) -> bool:
             if halted and running != commit:
                 return False
-            return strategies.get(name, options).eligible(dev, commit)
+            return snap.strategy(strategies, current, step, name).eligible(dev, commit)
     else:
         # No rollout: every device of the role runs the last one that finished.
         rollout_policy = RolloutPolicy(strategy="none", stable=stable)

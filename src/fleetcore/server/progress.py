@@ -30,11 +30,15 @@ def step_progress(
     """For each step reached (only the current one with ``current_only``):
     targeted, updated, healthy and failed devices.
 
-    Each step asks the strategy about every device in scope, so the engine,
-    which judges only the current step, asks for that one: at 100,000
-    devices a pass costs seconds of CPU."""
+    Which devices a step targets is the strategy's answer for each device
+    in scope, remembered per generation (:meth:`DesiredStates.targeted`);
+    the engine, which judges only the current step, asks for that one."""
     snap = load_snapshot(conn, ctx.store)
-    rows = list(conn.execute(sa.select(t.devices).where(rollout_scope(ro))))
+    # What the strategy and the counts read, no more: fetching whole rows
+    # was most of a pass once the targets are remembered.
+    c = t.devices.c
+    columns = (c.device_id, c.role, c.segment, c.branch, c.commit, c.pending_commit, c.status)
+    rows = list(conn.execute(sa.select(*columns).where(rollout_scope(ro))))
     policies = {p.device_id: p for p in conn.execute(sa.select(t.device_policies))}
     # device -> when the server last heard of a failure on (or rollback from) the commit
     failed_history: dict[str, float] = {}
@@ -60,10 +64,9 @@ def step_progress(
         targeted = updated = healthy = online = 0
         failed: set[str] = set()
         failing: set[str] = set()
+        targets = ctx.states.targeted(snap, ro, step, rows, policies)
         for row in rows:
-            policy = policies.get(row.device_id)
-            state, _ = ctx.states.compute(snap, row, policy, step=step, rollout=ro)
-            if state.why != "rollout":
+            if row.device_id not in targets:
                 continue
             targeted += 1
             if row.status != "offline":
