@@ -90,6 +90,8 @@ def test_bad_options_name_the_option(parse: object, text: str, message: str) -> 
         (["--offline", "60%", "--flap", "60%"], "--offline"),
         (["--update-time", "soon"], "--update-time"),
         (["--stats-file", "/nonexistent-folder/stats.json"], "--stats-file"),
+        (["--credentials", "/nonexistent-folder/fleet.credentials"], "--credentials"),
+        (["--credentials", "/etc/hostname"], "--credentials"),
     ],
 )
 def test_the_command_exits_2_naming_the_option(args: list[str], option: str) -> None:
@@ -229,3 +231,41 @@ def test_simulated_devices_woken_over_mqtt_take_a_release(tmp_path: Path, mqtt_b
     assert summary["events_received"] >= devices
     # Every poll was a device's first or answered an event: none waited for its schedule.
     assert summary["polls"] <= devices + summary["events_received"]
+
+
+def test_a_credentials_file_lets_a_second_run_resume_the_same_fleet(tmp_path: Path) -> None:
+    repo = FleetRepo.create(tmp_path / "repo")
+    repo.commit({"roles/web/activate.sh": "#!/bin/sh\n"}, "v1")
+    kept = tmp_path / "fleet.credentials"
+    with ServerProcess(tmp_path / "data", repo.path) as server:
+        token = server.enrollment_token()
+        run = ["--server", server.url, "--enrollment-token", token, "--devices", "20",
+               "--report-interval", "1s", "--poll-interval", "5s", "--duration", "4s",
+               "--events", "none", "--json"]  # fmt: skip
+        first = simulate(*run, "--credentials", str(kept))
+        again = simulate(*run, "--credentials", str(kept))
+        # Without the file the same ids are new enrollments, which the server refuses.
+        refused = simulate(*run)
+        total = server.api("GET", "/v1/fleet/status")["total"]
+        elsewhere = simulate(
+            "--server", "http://127.0.0.1:9", "--enrollment-token", token, "--devices", "20",
+            "--credentials", str(kept),
+        )  # fmt: skip
+
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["enrolled"] == 20
+    assert kept.stat().st_mode & 0o777 == 0o600
+    credentials = json.loads(kept.read_text())["credentials"]
+    assert len(credentials) == 20
+    assert again.returncode == 0, again.stderr
+    resumed = json.loads(again.stdout)
+    assert resumed["enrolled"] == 20 and resumed["errors"] == {}
+    assert resumed["reports"]["sent"] >= 20 and resumed["reports"]["failed"] == 0
+    assert refused.returncode == 1
+    assert json.loads(refused.stdout)["errors"] == {"enroll: HTTP 409": 20}
+    assert total == 20
+    assert elsewhere.returncode == 2
+    assert "--credentials" in elsewhere.stderr and "http://127.0.0.1:9" in elsewhere.stderr
+    # The credentials are secrets: in the file, never in what the runs print.
+    printed = first.stdout + first.stderr + again.stdout + again.stderr + elsewhere.stderr
+    assert not any(c in printed for c in credentials.values())

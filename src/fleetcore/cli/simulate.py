@@ -143,6 +143,14 @@ def _duration(value: str, option: str) -> float:
     help="Rewrite the summary so far to this file every 10 s (atomically), for "
     "a script or benchmark watching a long run.",
 )
+@click.option(
+    "--credentials",
+    "credentials_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Keep each device's credential in this file (mode 0600): a later run "
+    "with the same file and server resumes the same devices instead of being "
+    "refused for enrolling them again.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 @click.pass_obj
 def simulate(
@@ -167,6 +175,7 @@ def simulate(
     connections: int,
     ca_file: str | None,
     stats_file: Path | None,
+    credentials_file: Path | None,
     as_json: bool,
 ) -> None:
     """Simulate a fleet: many virtual devices speaking the real device protocol.
@@ -176,10 +185,12 @@ def simulate(
     server events, double-checks rollout eligibility with the same strategy
     plugin as a real agent, and applies a release by waiting --update-time.
     Devices, roles, segments, labels and failures are a pure function of the
-    options and --seed. A progress line every 10 s on a terminal; Ctrl-C
-    stops with the summary. Exit codes: 0 done, 1 nobody enrolled, 2 bad
+    options and --seed; --credentials lets a later run resume the same
+    devices. A progress line every 10 s on a terminal; Ctrl-C stops with
+    the summary. Exit codes: 0 done, 1 nobody enrolled, 2 bad
     options, 3 not converged (with --until-converged).
     """
+    from fleetcore.simulate.credentials import CredentialFile
     from fleetcore.simulate.plan import (
         SEGMENTS,
         OptionError,
@@ -219,6 +230,9 @@ def simulate(
             raise OptionError(f"--stats-file: no folder {str(stats_file.parent)!r} to write it in")
         if not server.startswith(("http://", "https://")):
             raise OptionError(f"--server: expected an http:// or https:// URL, got {server!r}")
+        credentials = None
+        if credentials_file is not None:
+            credentials = CredentialFile(credentials_file, server.rstrip("/"))
     except OptionError as exc:
         raise click.UsageError(str(exc)) from None
 
@@ -232,6 +246,7 @@ def simulate(
         connections=connections,
         ca_file=ca_file,
         stats_file=stats_file,
+        credentials=credentials,
     )
     progress = None
     if sys.stderr.isatty() and not as_json:

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from fleetcore import __version__
 from fleetcore.plugin.types import DeviceInfo
 from fleetcore.rollout.select import RolloutStrategies
+from fleetcore.simulate.credentials import CredentialFile
 from fleetcore.simulate.plan import SIMULATED_FAILURE, DeviceSpec, Plan, fails
 from fleetcore.simulate.wire import Endpoint, Pool, WireError
 
@@ -57,6 +58,7 @@ class Fleet(Protocol):
     enrolling: asyncio.Semaphore
     strategies: RolloutStrategies
     stopping: asyncio.Event
+    credentials: CredentialFile
 
     @property
     def stats(self) -> Counters: ...
@@ -137,6 +139,10 @@ class VirtualDevice:
                 task.cancel()
 
     async def _enroll(self) -> bool:
+        self.credential = self.sim.credentials.get(self.spec.device_id)
+        if self.credential is not None:  # enrolled by an earlier run (--credentials)
+            self.sim.stats.enrolled += 1
+            return True
         body: dict[str, Any] = {
             "enrollment_token": self.sim.enrollment_token,
             "device_id": self.spec.device_id,
@@ -159,6 +165,7 @@ class VirtualDevice:
             if 200 <= answer.status < 300:
                 self.credential = str(answer.json()["credential"])
                 self.sim.stats.enrolled += 1
+                self.sim.credentials.add(self.spec.device_id, self.credential)
                 return True
             self.sim.count_error(f"enroll: HTTP {answer.status}", answer.body)
             if answer.status < 500:

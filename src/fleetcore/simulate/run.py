@@ -20,6 +20,7 @@ from attrs import define, field
 from fleetcore.files import atomic_write_json
 from fleetcore.plugin.manager import PluginManager
 from fleetcore.rollout.select import RolloutStrategies
+from fleetcore.simulate.credentials import CredentialFile
 from fleetcore.simulate.device import VirtualDevice
 from fleetcore.simulate.plan import Plan, devices
 from fleetcore.simulate.presence import come_and_go, listen_sse, woken_by_channel
@@ -65,6 +66,7 @@ class Simulation:
         connections: int = 64,
         ca_file: str | None = None,
         stats_file: Path | None = None,
+        credentials: CredentialFile | None = None,
     ) -> None:
         self.plan = plan
         self.server = server
@@ -76,6 +78,8 @@ class Simulation:
         self.connections = connections
         self.stats_file = stats_file
         """Where the summary so far is rewritten every 10 s (``--stats-file``)."""
+        self.credentials = credentials or CredentialFile(None, server)
+        """The devices' credentials, kept between runs with ``--credentials``."""
         self.stats = Stats()
         self.devices: list[VirtualDevice] = []
         self.converged = False
@@ -185,8 +189,18 @@ class Simulation:
                 except Exception as exc:
                     self.count_error("events: channel close failed", exc)
             self.pool.close()
+            self.save_credentials()
         wall = time.monotonic() - start
         return self.summary(wall, time.process_time() - cpu_start)
+
+    def save_credentials(self) -> None:
+        """Keep the credentials of devices enrolled since the last save:
+        every 10 s and at the end, so a run killed mid-enrollment loses at
+        most 10 s of them (those devices are refused by the next run)."""
+        try:
+            self.credentials.save()
+        except OSError as exc:
+            self.count_error("credentials file: not written", exc)
 
     def _interrupt(self) -> None:
         self.interrupted = True
@@ -209,6 +223,7 @@ class Simulation:
                 next_progress += PROGRESS_EVERY
                 if progress is not None:
                     progress(self.progress_line(now - start))
+                self.save_credentials()
                 if self.stats_file is not None:
                     summary = self.summary(now - start, time.process_time() - cpu_start)
                     try:
