@@ -134,6 +134,13 @@ def database_url(data_dir: Path, url: str | None) -> str:
 _BUMPED = "fleetcore_generation_bumped"
 
 
+POOL_SIZE = 40
+POOL_OVERFLOW = 10
+"""Database connections one server holds at most: POOL_SIZE kept, and
+POOL_OVERFLOW more opened and closed at a peak (docs/server.md: a
+PostgreSQL's ``max_connections`` must cover every replica's)."""
+
+
 class Store:
     """The database, with its schema brought up to date on open."""
 
@@ -142,15 +149,16 @@ class Store:
         """Committed transactions of this process that bumped the generation."""
         self.url = url
         self.sqlite = url.startswith("sqlite")
+        # As many pooled connections as worker threads may run at once
+        # (anyio's 40), and a few for the engine, the report writer and the
+        # relay: past the pool's size, every checkout opens a connection and
+        # closes it again. On PostgreSQL that is a new backend process each
+        # time: at 10,000 devices a pool of 10 forked about 30 a second.
+        # Connections open only as load needs them, so a quiet server holds few.
+        pool = {"pool_size": POOL_SIZE, "max_overflow": POOL_OVERFLOW}
         if self.sqlite:
-            # As many pooled connections as worker threads may run at once
-            # (anyio's 40): past the pool's size, every checkout would open
-            # a connection (and set its pragmas) and close it again.
             self.engine: Engine = sa.create_engine(
-                url,
-                connect_args={"check_same_thread": False, "timeout": 30},
-                pool_size=40,
-                max_overflow=10,
+                url, connect_args={"check_same_thread": False, "timeout": 30}, **pool
             )
 
             @sa.event.listens_for(self.engine, "connect")
@@ -163,7 +171,7 @@ class Store:
                 cur.close()
         else:
             # No pre-ping: it costs a round trip per request; recycle instead.
-            self.engine = sa.create_engine(url, pool_size=10, max_overflow=20, pool_recycle=300)
+            self.engine = sa.create_engine(url, pool_recycle=300, **pool)
         self.migrate()
 
     def migrate(self) -> None:
