@@ -52,6 +52,15 @@ def container(service: str) -> str:
     ).stdout.strip()
 
 
+def docker(*args: str) -> str:
+    """Run the docker CLI; a failure names the command and what the engine said."""
+    out = subprocess.run(["docker", *args], capture_output=True, text=True)
+    assert out.returncode == 0, (
+        f"docker {' '.join(args)}: exit {out.returncode}: {out.stderr.strip()}"
+    )
+    return out.stdout
+
+
 def running(service: str) -> bool:
     ident = container(service)
     if not ident:
@@ -92,27 +101,25 @@ def test_containers_stopped_or_removed_by_hand_come_back(cam) -> None:
 
 
 def test_an_extra_container_of_the_project_is_found(cam, docker_engine: str) -> None:
-    subprocess.run(
-        [
-            "docker",
-            "run",
-            "-d",
-            "--network",
-            "host",
-            "--name",
-            "cam-intruder",
-            "--label",
-            f"com.docker.compose.project={PROJECT}",
-            "--label",
-            "com.docker.compose.service=intruder",
-            "--label",
-            "com.docker.compose.oneoff=False",
-            docker_engine,
-            "sleep",
-            "3600",
-        ],
-        check=True,
-        capture_output=True,
+    intruder = f"{PROJECT}-intruder"
+    # Not left by an earlier run (older engines exit 1 when there is none).
+    subprocess.run(["docker", "rm", "-f", intruder], capture_output=True, check=False)
+    docker(
+        "run",
+        "-d",
+        "--network",
+        "host",
+        "--name",
+        intruder,
+        "--label",
+        f"com.docker.compose.project={PROJECT}",
+        "--label",
+        "com.docker.compose.service=intruder",
+        "--label",
+        "com.docker.compose.oneoff=False",
+        docker_engine,
+        "sleep",
+        "3600",
     )
     result = cam.agent().check(deep=False, fix=True)
     assert [(f.subject, f.code) for f in result.findings] == [
