@@ -107,7 +107,7 @@ class Devices:
                 current = etag_of(self.ctx.states.read_generation(conn))
                 if if_none_match == current:
                     return current, None
-        return self.ctx.states.desired(device_id)
+            return self.ctx.states.desired(device_id, conn)
 
     # -- status and history ----------------------------------------------------------
 

@@ -231,7 +231,7 @@ class Store:
 
     @staticmethod
     def get_setting(conn: Connection, key: str, default: Any = None) -> Any:
-        row = conn.execute(sa.select(settings.c.value).where(settings.c.key == key)).first()
+        row = conn.execute(_SETTING, {"key": key}).first()
         return json.loads(row[0]) if row else default
 
     @staticmethod
@@ -395,9 +395,16 @@ def token_json(row: Any, now: float) -> dict[str, Any]:
     return item
 
 
+# Statements read on every request, built once: composing one per call cost
+# more CPU than running it.
+_SETTING = sa.select(settings.c.value).where(settings.c.key == sa.bindparam("key"))
+_DEVICE = sa.select(devices).where(devices.c.device_id == sa.bindparam("device_id"))
+_POLICY = sa.select(device_policies).where(device_policies.c.device_id == sa.bindparam("device_id"))
+
+
 def device_row(conn: Connection, device_id: str) -> Any:
     """A device's row, or a 404 naming it."""
-    row = conn.execute(sa.select(devices).where(devices.c.device_id == device_id)).first()
+    row = conn.execute(_DEVICE, {"device_id": device_id}).first()
     if row is None:
         raise ApiError(404, f"unknown device {device_id!r}", "device_id")
     return row
@@ -405,9 +412,7 @@ def device_row(conn: Connection, device_id: str) -> Any:
 
 def policy_row(conn: Connection, device_id: str) -> Any:
     """A device's policy row, or None when nothing was ever set for it."""
-    return conn.execute(
-        sa.select(device_policies).where(device_policies.c.device_id == device_id)
-    ).first()
+    return conn.execute(_POLICY, {"device_id": device_id}).first()
 
 
 def write_audit(
