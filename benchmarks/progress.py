@@ -13,6 +13,8 @@ canary rollout of v2 (the devices stay on v1) and times, at each of its three st
 - the fleet status,
 - an engine tick (it judges the step; an hour's wait keeps it from
   promoting),
+- one device's desired state computed in full (what every device woken
+  by an event asks for), the mean over 2,000 devices in µs,
 - then, at the first two steps, an operator's ``promote``, which tells
   every device whose desired state moved.
 
@@ -51,6 +53,14 @@ def best_ms(call: Callable[[], Any], repeat: int) -> float:
     return round(best * 1000, 1)
 
 
+def mean_us(call: Callable[[str], Any], ids: list[str]) -> float:
+    call(ids[0])  # the fleet-wide part, read once per generation, not timed
+    started = time.perf_counter()
+    for device_id in ids:
+        call(device_id)
+    return round((time.perf_counter() - started) / len(ids) * 1e6)
+
+
 def run(devices: int, repeat: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="fleetcore-progress-") as tmp:
         root = Path(tmp)
@@ -85,6 +95,8 @@ def run(devices: int, repeat: int) -> dict[str, Any]:
         # An hour's wait: the engine's ticks judge the step, never promote it.
         request = b.RolloutRequest(commit=v2, strategy="canary", role="web", wait_seconds=3600)
         rollout_id = ctl.start_rollout(admin, request)["id"]
+        # Every 7th device up to 2,000: all three segments.
+        sample = [f"sim-{i:06d}" for i in range(0, devices, 7)][:2000]
         steps = []
         for step in range(3):
             figures: dict[str, Any] = {
@@ -92,6 +104,7 @@ def run(devices: int, repeat: int) -> dict[str, Any]:
                 "rollout_ms": best_ms(lambda: ctl.rollout(rollout_id), repeat),
                 "fleet_status_ms": best_ms(ctl.fleet_status, repeat),
                 "engine_tick_ms": best_ms(lambda: engine.tick(ctl), repeat),
+                "desired_state_us": mean_us(ctl.states.desired, sample),
             }
             if step < 2:
                 figures["promote_ms"] = best_ms(
