@@ -10,7 +10,6 @@ part is read once per generation and a poll that hits is one primary-key read
 from __future__ import annotations
 
 import datetime as dt
-import json
 import time
 from collections.abc import Callable
 from types import SimpleNamespace
@@ -23,7 +22,6 @@ from sqlalchemy.engine import Connection
 from fleetcore.policy import DesiredState
 from fleetcore.rollout.select import RolloutStrategies
 from fleetcore.server import schema as t
-from fleetcore.server.bodies import ApiError
 from fleetcore.server.desired import (
     Rollout,
     Snapshot,
@@ -34,7 +32,7 @@ from fleetcore.server.desired import (
     load_snapshot,
 )
 from fleetcore.server.mirror import Mirror
-from fleetcore.server.store import Store
+from fleetcore.server.store import GENERATION, Store, unknown_device
 
 GENERATION_TTL = 0.5
 """Seconds a 304 may be answered from memory after the generation was read.
@@ -61,10 +59,7 @@ _POLICY_COLUMNS = [c.name for c in t.device_policies.c]
 
 ONE_DEVICE = (
     sa.select(
-        sa.select(t.settings.c.value)
-        .where(t.settings.c.key == "generation")
-        .scalar_subquery()
-        .label("generation"),
+        GENERATION.label("generation"),
         # What computing a desired state reads of the device's row.
         _device.device_id,
         _device.role,
@@ -221,13 +216,13 @@ class DesiredStates:
                 return self.desired(device_id, own)
         row = conn.execute(ONE_DEVICE, {"device_id": device_id}).first()
         if row is None:
-            raise ApiError(404, f"unknown device {device_id!r}", "device_id")
+            raise unknown_device(device_id)
         # The fleet-wide part is read once per generation, not once per
         # device: after a fleet-wide event, thousands of woken devices ask
         # at once. The generation is read with the device's rows, before
         # the fleet-wide part: a change committed in between shows in the
         # next generation, never under this one's ETag.
-        generation = int(json.loads(row.generation)) if row.generation is not None else 0
+        generation = self.store.generation_of(row.generation)
         snap = self._snapshot
         if snap is None or snap.generation != generation:
             snap = self._snapshot = load_snapshot(conn, self.store, generation)

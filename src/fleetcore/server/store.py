@@ -253,6 +253,11 @@ class Store:
     def generation(self, conn: Connection) -> int:
         return int(self.get_setting(conn, "generation", 0))
 
+    @staticmethod
+    def generation_of(stored: str | None) -> int:
+        """The generation from the text :data:`GENERATION` reads (None: never bumped)."""
+        return int(json.loads(stored)) if stored is not None else 0
+
     # -- tokens ----------------------------------------------------------------------
 
     def create_token(
@@ -401,12 +406,20 @@ _SETTING = sa.select(settings.c.value).where(settings.c.key == sa.bindparam("key
 _DEVICE = sa.select(devices).where(devices.c.device_id == sa.bindparam("device_id"))
 _POLICY = sa.select(device_policies).where(device_policies.c.device_id == sa.bindparam("device_id"))
 
+GENERATION = sa.select(settings.c.value).where(settings.c.key == "generation").scalar_subquery()
+"""The generation's stored text, for a statement that reads it with other
+rows (see :meth:`Store.generation_of`)."""
+
+
+def unknown_device(device_id: str) -> ApiError:
+    return ApiError(404, f"unknown device {device_id!r}", "device_id")
+
 
 def device_row(conn: Connection, device_id: str) -> Any:
     """A device's row, or a 404 naming it."""
     row = conn.execute(_DEVICE, {"device_id": device_id}).first()
     if row is None:
-        raise ApiError(404, f"unknown device {device_id!r}", "device_id")
+        raise unknown_device(device_id)
     return row
 
 
