@@ -139,6 +139,37 @@ def test_sse_delivers_promotions_and_policy_changes(server: Any, repo: Any) -> N
             s.close()
 
 
+def test_a_rollout_that_finishes_wakes_no_device_already_given_its_commit(
+    server: Any, repo: Any
+) -> None:
+    # Finishing turns every device's reason from "rollout" into "stable" on
+    # the same commit. Waking them all for that made a whole fleet ask for
+    # its desired state in the same second.
+    operator = server.token("operator")
+    cred = server.enroll("g-1", "web", "general")
+    head = repo.git("rev-parse", "HEAD")
+    events: queue.Queue[Any] = queue.Queue()
+    stream = _listen(server, "g-1", cred, events)
+    try:
+        r = server.request(
+            "POST",
+            "/v1/rollouts",
+            operator,
+            json={"commit": head, "strategy": "percentage", "role": "web",
+                  "steps": [{"options": {"percent": 100}}]},
+        )  # fmt: skip
+        assert r.status_code == 201
+        assert _next_event(events) == ("update-available", {"commit": head})
+        r = server.request("POST", f"/v1/rollouts/{r.json()['id']}/promote", operator)
+        assert r.status_code == 200 and r.json()["state"] == "completed"
+        assert server.request("GET", "/v1/devices/g-1/desired", cred).json()["why"] == "stable"
+        # The next event the device gets is the one an operator asks for.
+        assert server.request("POST", "/v1/devices/g-1/wake", operator).status_code == 200
+        assert _next_event(events) == ("update-available", {"commit": head, "forced": True})
+    finally:
+        stream.close()
+
+
 def test_a_stream_the_client_leaves_is_let_go(server: Any) -> None:
     """A device that goes away (power cut, network change) must not leave
     its stream behind: the server holds thousands and would grow forever."""

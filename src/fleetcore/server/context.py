@@ -179,10 +179,17 @@ class Context:
             after = self.states.desired_all(conn, tell.where)
         events = []
         for device_id, (commit, why) in after.items():
-            changed = before.get(device_id) != (commit, why)
-            if tell.kind == "update-available" and changed and commit:
-                events.append(Event(device_id, tell.kind, {"commit": commit}))
-            elif tell.kind == "policy-changed" and (changed or device_id in tell.touched):
+            old = before.get(device_id)
+            if tell.kind == "update-available":
+                # Only a new commit is news: a rollout that finishes turns
+                # every device's "rollout" into "stable" on the same commit,
+                # and waking the whole fleet for that had every device ask
+                # for its desired state in the same second.
+                if commit and (old is None or old[0] != commit):
+                    events.append(Event(device_id, tell.kind, {"commit": commit}))
+            elif tell.kind == "policy-changed" and (
+                old != (commit, why) or device_id in tell.touched
+            ):
                 events.append(Event(device_id, tell.kind, {"commit": commit, "why": why}))
         self.publish(events)
 
