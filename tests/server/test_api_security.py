@@ -49,7 +49,10 @@ def test_the_openapi_document_is_the_routes_and_bodies_the_server_checks(server:
         parsed |= set(
             re.findall(r"body(?:_or_empty)?\(request, (?:b\.)?(\w+)\)", module.read_text())
         )
-    named = {cls.__name__ for cls in BODIES.values() if cls is not None} - {"StatusReport"}
+    # (Status reports and history entries are parsed by the device writer,
+    # once their credential has been checked.)
+    written = {"StatusReport", "HistoryBody"}
+    named = {cls.__name__ for cls in BODIES.values() if cls is not None} - written
     assert parsed == named
     # A body's schema is its class's fields.
     enroll = operations[("POST", "/v1/enroll")]["requestBody"]["content"]["application/json"]

@@ -157,11 +157,11 @@ def build(config: ServerConfig, pm: PluginManager | None = None) -> tuple[Starle
         except ApiError as exc:
             raise ConfigError("--initial-release", [exc.message]) from None
     secrets = RoleSecrets(ctl, load_key(config.data_dir))
-    reports = GroupCommit(ctl.report_status_batch, name="status-writer")
+    writes = GroupCommit(ctl.write_device_batch, name="device-writer")
     latencies = Latencies(device_metrics=config.device_metrics)
     api = Api(ctl, config.max_body)
     routes = [
-        *device_routes(api, reports),
+        *device_routes(api, writes),
         *operator_routes(api),
         *incident_routes(api),
         *enrollment_routes(api),
@@ -193,7 +193,7 @@ def build(config: ServerConfig, pm: PluginManager | None = None) -> tuple[Starle
                 await asyncio.to_thread(channel.close)
             for pump in alert_pumps:
                 await asyncio.to_thread(pump.close)
-            await asyncio.to_thread(reports.close)
+            await asyncio.to_thread(writes.close)
 
     async def not_found(request: Request, exc: Exception) -> Response:
         code = getattr(exc, "status_code", 500)

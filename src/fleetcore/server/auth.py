@@ -34,6 +34,15 @@ send a whole fleet to the database at once."""
 FORGET_CREDENTIAL = "server:forget-credential"
 """The relayed note that tells the other replicas to forget a device's credentials."""
 
+_DEVICE_BY_CREDENTIAL = sa.select(t.devices.c.device_id, t.devices.c.pending).where(
+    t.devices.c.credential_hash == sa.bindparam("digest")
+)
+_OPERATOR_BY_TOKEN = sa.select(t.tokens).where(
+    t.tokens.c.token_hash == sa.bindparam("digest"), t.tokens.c.kind == "operator"
+)
+"""Both built once: composing a statement cost more CPU than running it,
+and every request not answered from memory asks one or both."""
+
 
 @frozen
 class Operator:
@@ -104,18 +113,10 @@ class Auth:
             with self.ctx.store.connect() as own:
                 return self.caller_for(secret, own)
         digest = hash_secret(secret)
-        row = conn.execute(
-            sa.select(t.devices.c.device_id, t.devices.c.pending).where(
-                t.devices.c.credential_hash == digest
-            )
-        ).first()
+        row = conn.execute(_DEVICE_BY_CREDENTIAL, {"digest": digest}).first()
         if row is not None:
             return DeviceCaller(row.device_id, bool(row.pending))
-        tok = conn.execute(
-            sa.select(t.tokens).where(
-                t.tokens.c.token_hash == digest, t.tokens.c.kind == "operator"
-            )
-        ).first()
+        tok = conn.execute(_OPERATOR_BY_TOKEN, {"digest": digest}).first()
         if tok is None or tok.revoked or (tok.expires_at and tok.expires_at < self.ctx.ts()):
             raise b.ApiError(401, "unknown, expired or revoked credential")
         return Operator(tok.name, tok.role)

@@ -52,6 +52,21 @@ METRIC_FIELDS = (
 the dashboard)."""
 
 
+STATUS, HISTORY = "status", "history"
+"""The kinds of device writes :meth:`Devices.write_batch` takes."""
+
+_history = t.history.c
+_HISTORY_SEEN = sa.select(_history.id).where(
+    _history.device_id == sa.bindparam("device_id"),
+    _history.timestamp == sa.bindparam("timestamp"),
+    _history.to_commit.is_not_distinct_from(sa.bindparam("to_commit")),
+    _history.result == sa.bindparam("result"),
+)
+"""An entry the device sent before (the same update, at the same moment)."""
+_HISTORY_ADD = t.history.insert()
+"""Both built once: every device of a rollout step sends its entry at once."""
+
+
 def metrics_text(req: b.StatusReport) -> str:
     return json.dumps(
         {
@@ -111,45 +126,32 @@ class Devices:
 
     # -- status and history ----------------------------------------------------------
 
-    def report_status_batch(
-        self, batch: list[tuple[str | None, str, Any]]
-    ) -> list[b.ApiError | None]:
-        """Many status reports in one transaction (group commit): each is
-        checked on its own, a refused one does not touch the others."""
+    def write_batch(self, batch: list[tuple[str, str | None, str, Any]]) -> list[b.ApiError | None]:
+        """Devices' status reports and history entries, many in one
+        transaction (group commit): each ``(STATUS or HISTORY, the
+        Authorization header, device id, JSON body)`` is checked on its
+        own, and a refused one does not touch the others. Both go through
+        one writer: every device of a rollout step sends both at once, and
+        on SQLite a second writer waiting for the lock sleeps in growing
+        steps instead of being woken when it is free."""
         outcomes: list[b.ApiError | None] = []
         now = self.ctx.ts()
         # One UPDATE per set of reported keys, for many devices. A device
         # that reported twice in one batch keeps its later report.
         groups: dict[tuple[str, ...], dict[str, dict[str, Any]]] = {}
+        updates: list[tuple[str, list[b.HistoryEntry]]] = []
         with self.ctx.store.begin() as conn:
-            for header, device_id, raw in batch:
+            for kind, header, device_id, raw in batch:
                 try:
                     caller = self.auth.device_caller(header, conn)
                     self.auth.device_access(caller, device_id, write=True, conn=conn)
-                    req = b.parse(raw, b.StatusReport)
+                    if kind == HISTORY:
+                        updates.append((device_id, _update_entries(device_id, raw)))
+                    else:
+                        self._stage_status(groups, device_id, raw, now)
                 except b.ApiError as exc:
                     outcomes.append(exc)
                     continue
-                # The checked values (numbers as floats), of the keys reported.
-                values = {k: getattr(req, k) for k in DEVICE_FIELDS if k in raw}
-                if req.labels is not None:  # left out: the labels stay as they are
-                    values["labels"] = labels_text(req.labels)
-                if any(k in raw for k in METRIC_FIELDS):
-                    values["metrics"] = metrics_text(req)
-                self.ctx.samples.add(
-                    device_id,
-                    now,
-                    (
-                        req.cpu_percent,
-                        req.memory_percent,
-                        req.disk_percent,
-                        req.network_receive_bytes_per_second,
-                        req.network_transmit_bytes_per_second,
-                    ),
-                )
-                values["status"] = req.status
-                values["last_seen"] = now
-                groups.setdefault(tuple(sorted(values)), {})[device_id] = values
                 outcomes.append(None)
             before = _watched(conn, groups)
             if _branch_changed(conn, groups):
@@ -158,8 +160,39 @@ class Devices:
                 self.ctx.store.bump_generation(conn)
             for keys, rows in groups.items():
                 update_devices(conn, keys, rows)
+            for device_id, entries in updates:
+                _add_history(conn, device_id, entries, now)
         self._status_alerts(before, groups, now)
         return outcomes
+
+    def _stage_status(
+        self,
+        groups: dict[tuple[str, ...], dict[str, dict[str, Any]]],
+        device_id: str,
+        raw: Any,
+        now: float,
+    ) -> None:
+        req = b.parse(raw, b.StatusReport)
+        # The checked values (numbers as floats), of the keys reported.
+        values = {k: getattr(req, k) for k in DEVICE_FIELDS if k in raw}
+        if req.labels is not None:  # left out: the labels stay as they are
+            values["labels"] = labels_text(req.labels)
+        if any(k in raw for k in METRIC_FIELDS):
+            values["metrics"] = metrics_text(req)
+        self.ctx.samples.add(
+            device_id,
+            now,
+            (
+                req.cpu_percent,
+                req.memory_percent,
+                req.disk_percent,
+                req.network_receive_bytes_per_second,
+                req.network_transmit_bytes_per_second,
+            ),
+        )
+        values["status"] = req.status
+        values["last_seen"] = now
+        groups.setdefault(tuple(sorted(values)), {})[device_id] = values
 
     def _status_alerts(
         self,
@@ -187,49 +220,6 @@ class Devices:
                 if old.status == "offline" and status != "offline":
                     silent = now - (old.last_seen or now)
                     self.ctx.alert(al.device_offline(old, silent, now, resolved=True))
-
-    def add_history(self, device_id: str, req: b.HistoryBody) -> int:
-        now = self.ctx.ts()
-        added = 0
-        for index, entry in enumerate(req.entries):
-            if entry.device_id not in (None, device_id):
-                raise b.ApiError(
-                    403, "a history entry names another device", f"entries.{index}.device_id"
-                )
-        with self.ctx.store.begin() as conn:
-            for entry in req.entries:
-                if entry.event != "update":
-                    # Drift, mode and outage events reach the server through the
-                    # status report; the history (and the health gate that reads
-                    # it) holds updates only.
-                    continue
-                stamp = entry.timestamp.timestamp()
-                exists = conn.execute(
-                    sa.select(t.history.c.id).where(
-                        t.history.c.device_id == device_id,
-                        t.history.c.timestamp == stamp,
-                        t.history.c.to_commit == entry.to_commit
-                        if entry.to_commit is not None
-                        else t.history.c.to_commit.is_(None),
-                        t.history.c.result == entry.result,
-                    )
-                ).first()
-                if exists:
-                    continue  # resent by an agent unsure the first send arrived
-                conn.execute(
-                    t.history.insert().values(
-                        device_id=device_id,
-                        timestamp=stamp,
-                        from_commit=entry.from_commit,
-                        to_commit=entry.to_commit,
-                        result=entry.result,
-                        reason=entry.reason,
-                        duration_seconds=entry.duration_seconds,
-                        received_at=now,
-                    )
-                )
-                added += 1
-        return added
 
     # -- credentials -------------------------------------------------------------------
 
@@ -291,3 +281,40 @@ def _branch_changed(
         conn.execute(sa.select(c.device_id, c.branch).where(c.device_id.in_(list(branches)))).all()
     )
     return any(stored.get(d) != branch for d, branch in branches.items())
+
+
+def _update_entries(device_id: str, raw: Any) -> list[b.HistoryEntry]:
+    """The update entries of a history body; a 400 or 403 names the bad one.
+    Drift, mode and outage events reach the server through the status
+    report: the history (and the health gate that reads it) holds updates."""
+    req = b.parse(raw, b.HistoryBody)
+    for index, entry in enumerate(req.entries):
+        if entry.device_id not in (None, device_id):
+            raise b.ApiError(
+                403, "a history entry names another device", f"entries.{index}.device_id"
+            )
+    return [entry for entry in req.entries if entry.event == "update"]
+
+
+def _add_history(
+    conn: Connection, device_id: str, entries: list[b.HistoryEntry], now: float
+) -> None:
+    for entry in entries:
+        row = {
+            "device_id": device_id,
+            "timestamp": entry.timestamp.timestamp(),
+            "to_commit": entry.to_commit,
+            "result": entry.result,
+        }
+        if conn.execute(_HISTORY_SEEN, row).first():
+            continue  # resent by an agent unsure the first send arrived
+        conn.execute(
+            _HISTORY_ADD,
+            {
+                **row,
+                "from_commit": entry.from_commit,
+                "reason": entry.reason,
+                "duration_seconds": entry.duration_seconds,
+                "received_at": now,
+            },
+        )

@@ -81,8 +81,7 @@ class Control(Context):
         # devices
         self.not_modified = dev.not_modified
         self.poll_desired = dev.poll_desired
-        self.report_status_batch = dev.report_status_batch
-        self.add_history = dev.add_history
+        self.write_device_batch = dev.write_batch
         self.enroll = self.enrollment.enroll
         self.rotate_credential = self.enrollment.rotate
         self.allow_reenroll = self.enrollment.allow_reenroll

@@ -15,6 +15,7 @@ from starlette.types import Receive, Scope, Send
 
 from fleetcore.server import bodies as b
 from fleetcore.server.auth import Caller, DeviceCaller
+from fleetcore.server.devices import HISTORY, STATUS
 from fleetcore.server.groupcommit import GroupCommit
 from fleetcore.server.mirror import COMMIT_RE, Mirror
 from fleetcore.server.routes import Api, call, guarded, read_json
@@ -26,7 +27,7 @@ SSE_HEADERS = [
 ]
 
 
-def device_routes(api: Api, reports: GroupCommit) -> list[Route]:
+def device_routes(api: Api, writes: GroupCommit) -> list[Route]:
     ctl = api.ctl
     mirror = ctl.mirror
 
@@ -62,16 +63,14 @@ def device_routes(api: Api, reports: GroupCommit) -> list[Route]:
     async def status(request: Request) -> Response:
         raw = await read_json(request, api.limit)
         header = request.headers.get("authorization")
-        await reports.submit(header, request.path_params["device_id"], raw)
+        await writes.submit(STATUS, header, request.path_params["device_id"], raw)
         return Response(status_code=204)
 
     @guarded
     async def add_history(request: Request) -> Response:
-        device_id = request.path_params["device_id"]
-        who = await api.caller(request)
-        await call(ctl.device_access, who, device_id, True)
-        req = await api.body(request, b.HistoryBody)
-        await call(ctl.add_history, device_id, req)
+        raw = await read_json(request, api.limit)
+        header = request.headers.get("authorization")
+        await writes.submit(HISTORY, header, request.path_params["device_id"], raw)
         return Response(status_code=204)
 
     @guarded
