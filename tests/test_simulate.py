@@ -157,6 +157,7 @@ def test_a_simulated_fleet_takes_a_canary_rollout(tmp_path: Path) -> None:
         assert list(buckets)[:3] == ["1", "2.5", "5"] and list(buckets)[-1] == "+Inf"
         assert list(buckets.values()) == sorted(buckets.values())  # cumulative
         assert buckets["+Inf"] == summary["latency_ms"]["requests"]
+        server.rollout_ended(server.api("GET", "/v1/rollouts")["rollouts"][0]["id"])
         time.sleep(4)  # the last reports reach the database in the next group commit
         status = json.loads(
             subprocess.run(

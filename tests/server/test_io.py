@@ -231,11 +231,14 @@ def test_bad_input_is_refused_and_changes_nothing(server: Any, repo: Any) -> Non
             "POST",
             "/v1/devices/pi-1/history",
             cred,
-            {"entries": [{"timestamp": "2026-01-01T11:00:00Z", "result": "success",
-                          "device_id": "pi-2"}]},
+            {
+                "entries": [
+                    {"timestamp": "2026-01-01T11:00:00Z", "result": "success", "device_id": "pi-2"}
+                ]
+            },
             403,
             "entries.0.device_id",
-        ),  # fmt: skip
+        ),
         ("PUT", "/v1/fleet/pin", viewer, {"commit": head, "reason": "x"}, 403, None),
         ("PUT", "/v1/fleet/pin", admin, {"commit": "f" * 40, "reason": "x"}, 400, "commit"),
         ("POST", "/v1/rollouts", viewer, {"commit": head, "strategy": "canary"}, 403, None),

@@ -232,7 +232,8 @@ class Simulation:
                         self.count_error("stats file: not written", exc)
 
     def is_converged(self) -> bool:
-        """Every online device settled on a release, no rollout under way, and
+        """Every online device settled on a release, none waiting for a rollout
+        under way to reach it, and
         the devices that follow the fleet agree on one commit (those refusing
         a failed commit, and those locked or overridden, aside)."""
         fleet_commits: set[str | None] = set()
@@ -244,7 +245,10 @@ class Simulation:
             if device.commit is None and not device.failed_commits:
                 return False  # nothing to run yet is not converged, only idle
             desired = device.desired
-            if desired.get("rollout"):
+            if desired.get("rollout") and desired.get("why") != "rollout":
+                # A rollout under way may still reach this device. One that
+                # has reached it is done with it: the server does not wake a
+                # device to say that its rollout finished on the same commit.
                 return False
             if desired.get("why") in ("rollout", "stable", "pin") and (
                 desired.get("commit") == device.commit

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -97,6 +98,17 @@ class ServerProcess:
         with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
             raw = response.read()
         return json.loads(raw) if raw else None
+
+    def rollout_ended(self, rollout_id: int, timeout: float = 30.0) -> dict[str, Any]:
+        """The rollout once it is no longer running. Simulated devices
+        converge as soon as its last step has reached them; the engine ends
+        it after that step's wait."""
+        deadline = time.monotonic() + timeout
+        while (rollout := self.api("GET", f"/v1/rollouts/{rollout_id}"))["state"] == "running":
+            if time.monotonic() > deadline:
+                raise AssertionError(f"rollout {rollout_id} still running after {timeout:.0f} s")
+            time.sleep(0.5)
+        return dict(rollout)
 
     def cpu_seconds(self) -> float:
         """User + system CPU time of the server process so far (from /proc)."""
