@@ -98,6 +98,8 @@ class VirtualDevice:
         self.history: list[dict[str, Any]] = []
         self.wake = asyncio.Event()
         self.silent = False
+        self.telling = False
+        """An update's history and status report are on their way."""
         self.started = time.monotonic()
         self.path = f"/v1/devices/{spec.device_id}"
 
@@ -106,7 +108,7 @@ class VirtualDevice:
     @property
     def settled(self) -> bool:
         """On the commit it should run (or refusing it), nothing under way."""
-        if self.updating or not self.desired_seen:
+        if self.updating or self.telling or not self.desired_seen:
             return False
         want = self.desired.get("commit")
         return (
@@ -315,8 +317,14 @@ class VirtualDevice:
         finally:
             self.updating = False
         # Like the agent: report and send history at the end of the cycle.
-        await self.send_history()
-        await self.report()
+        # Until they are answered the update is not over: a run that stopped
+        # here would leave the server with the device's previous state.
+        self.telling = True
+        try:
+            await self.send_history()
+            await self.report()
+        finally:
+            self.telling = False
 
     async def send_history(self) -> None:
         if not self.history:
