@@ -343,35 +343,11 @@ class VirtualDevice:
             if answer.status >= 500:
                 self.history = entries + self.history
 
-    def status_report(self) -> dict[str, Any]:
-        rng = self.rng
-        report: dict[str, Any] = {
-            "status": self.status,
-            "hostname": self.spec.device_id,
-            "role": self.spec.role,
-            "commit": self.commit,
-            "agent_version": f"{__version__}+simulated",
-            "uptime_seconds": round(time.monotonic() - self.started, 1),
-            "last_update": self.last_update,
-            "last_update_result": self.last_result,
-            "current_error": self.error,
-            "cpu_percent": round(rng.uniform(2, 40), 1),
-            "memory_percent": round(rng.uniform(20, 70), 1),
-            "disk_percent": round(rng.uniform(10, 80), 1),
-            "network_kbps": round(rng.uniform(1, 3000), 1),
-            "network_receive_bytes_per_second": round(rng.uniform(100, 300_000), 1),
-            "network_transmit_bytes_per_second": round(rng.uniform(100, 100_000), 1),
-            "mode": self.mode,
-        }
-        if self.spec.labels:
-            report["labels"] = self.spec.labels
-        return report
-
     async def report(self) -> None:
         stats = self.sim.stats
         try:
             answer = await self.sim.pool.request(
-                "POST", f"{self.path}/status", headers=self.auth(), body=self.status_report()
+                "POST", f"{self.path}/status", headers=self.auth(), body=status_report(self)
             )
         except WireError as exc:
             stats.reports_failed += 1
@@ -382,3 +358,30 @@ class VirtualDevice:
             self.sim.count_error(f"report: HTTP {answer.status}", answer.body)
         else:
             stats.reports_sent += 1
+
+
+def status_report(device: VirtualDevice) -> dict[str, Any]:
+    """What a virtual device reports: its state, and resource figures drawn
+    from its own random stream (repeatable with ``--seed``)."""
+    rng = device.rng
+    report: dict[str, Any] = {
+        "status": device.status,
+        "hostname": device.spec.device_id,
+        "role": device.spec.role,
+        "commit": device.commit,
+        "agent_version": f"{__version__}+simulated",
+        "uptime_seconds": round(time.monotonic() - device.started, 1),
+        "last_update": device.last_update,
+        "last_update_result": device.last_result,
+        "current_error": device.error,
+        "cpu_percent": round(rng.uniform(2, 40), 1),
+        "memory_percent": round(rng.uniform(20, 70), 1),
+        "disk_percent": round(rng.uniform(10, 80), 1),
+        "network_kbps": round(rng.uniform(1, 3000), 1),
+        "network_receive_bytes_per_second": round(rng.uniform(100, 300_000), 1),
+        "network_transmit_bytes_per_second": round(rng.uniform(100, 100_000), 1),
+        "mode": device.mode,
+    }
+    if device.spec.labels:
+        report["labels"] = device.spec.labels
+    return report
