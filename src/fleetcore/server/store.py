@@ -150,7 +150,7 @@ class Store:
         self.url = url
         self.sqlite = url.startswith("sqlite")
         # As many pooled connections as worker threads may run at once
-        # (anyio's 40), and a few for the engine, the report writer and the
+        # (anyio's 40), and a few for the engine, the device writer and the
         # relay: past the pool's size, every checkout opens a connection and
         # closes it again. On PostgreSQL that is a new backend process each
         # time: at 10,000 devices a pool of 10 forked about 30 a second.
