@@ -244,7 +244,7 @@ class Servers:
 def bench(
     db: str, db_url: str | None, devices: int, minutes: float, interval: int, events: str,
     rollout: bool, root: Path, replicas: int = 1, connections: int = 64,
-    enroll_minutes: float = 60, kill_replica: bool = False,
+    enroll_minutes: float = 60, kill_replica: bool = False, wake_rate: int | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     repo = FleetRepo.create(root / f"repo-{db}-{devices}")
     v1 = repo.commit({"roles/web/activate.sh": "#!/bin/sh\n"}, "v1")
@@ -261,11 +261,13 @@ def bench(
     device_metrics = devices <= 30000
     if not device_metrics:
         extra += ("--no-device-metrics",)
+    if wake_rate is not None:
+        extra += ("--wake-rate", str(wake_rate))
     server = Servers(root / f"data-{db}-{devices}", repo.path, db_url, replicas, extra).start()
     result: dict[str, Any] = {
         "db": db, "devices": devices, "interval_s": interval, "replicas": replicas,
         "events": "mqtt" if broker is not None else events, "connections": connections,
-        "device_metrics": device_metrics,
+        "device_metrics": device_metrics, "wake_rate": wake_rate,
     }  # fmt: skip
     sim = None
     try:
@@ -470,6 +472,12 @@ def main() -> int:
         default=60,
         help="measure what the server carries if the fleet has not enrolled by then",
     )
+    parser.add_argument(
+        "--wake-rate",
+        type=int,
+        default=None,
+        help="the servers' --wake-rate (devices told a second; default: the server's)",
+    )
     args = parser.parse_args()
     # Stopped from outside, it still stops its servers, broker and database.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -491,7 +499,8 @@ def main() -> int:
                         raise SystemExit("--replicas needs --db postgresql")
                     r = bench(db, url, n, args.minutes, args.interval, args.events,
                               args.rollout, root, args.replicas, args.connections,
-                              args.enroll_minutes, args.kill_replica)  # fmt: skip
+                              args.enroll_minutes, args.kill_replica,
+                              args.wake_rate)  # fmt: skip
                     print(json.dumps(r), flush=True)
                     results.append(r)
         finally:

@@ -27,6 +27,7 @@ FAMILIES = {
     "fleetcore_rollout_failed_devices": ("gauge", {"rollout", "role", "state"}),
     "fleetcore_rollout_step": ("gauge", {"rollout", "role"}),
     "fleetcore_sse_streams": ("gauge", set()),
+    "fleetcore_wakeups_waiting": ("gauge", set()),
     "fleetcore_http_request_duration_seconds": ("histogram", {"method", "route", "status"}),
 }
 

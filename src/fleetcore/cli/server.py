@@ -80,6 +80,14 @@ def _listen(value: str) -> tuple[str, int]:
     "to poll (503) [default 0: what the file-descriptor limit allows, less 1,024].",
 )
 @click.option(
+    "--wake-rate",
+    type=click.IntRange(min=0),
+    default=500,
+    show_default=True,
+    help="Tell at most this many devices a second that their desired state moved; "
+    "a promotion moving more tells them in waves (0: all at once).",
+)
+@click.option(
     "--alerts",
     "alerts",
     multiple=True,
@@ -124,6 +132,7 @@ def run(
     fetch_interval: str,
     events: tuple[str, ...],
     max_streams: int,
+    wake_rate: int,
     alerts: tuple[str, ...],
     initial_release: str | None,
     device_metrics: bool,
@@ -165,6 +174,7 @@ def run(
         fetch_interval=fetch,
         events=events,
         max_streams=max_streams,
+        wake_rate=wake_rate,
         alerts=alerts,
         initial_release=initial_release,
         device_metrics=device_metrics,

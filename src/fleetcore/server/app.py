@@ -73,6 +73,9 @@ class ServerConfig:
     max_streams: int = 0
     """Event streams held at most (``--max-streams``); 0: what the process's
     file-descriptor limit leaves after a reserve for everything else."""
+    wake_rate: int = 500
+    """Devices told a second at most when a change moves many (``--wake-rate``;
+    0: all at once). See pacing.py."""
     alerts: tuple[str, ...] = ()
     """Alert channels (``--alerts``): URLs or channel names."""
     initial_release: str | None = None
@@ -141,6 +144,7 @@ def build(config: ServerConfig, pm: PluginManager | None = None) -> tuple[Starle
         offline_after=config.offline_after,
         hub=hub,
         channels=channels,
+        wake_rate=config.wake_rate,
     )
     alert_pumps = [
         AlertPump(s.label, s.record.sender(s.options))
@@ -185,6 +189,7 @@ def build(config: ServerConfig, pm: PluginManager | None = None) -> tuple[Starle
             yield
         finally:
             stop.set()
+            await asyncio.to_thread(ctl.wakeups.close)
             hub.close_all()
             await asyncio.gather(*tasks, return_exceptions=True)
             if ctl.relay is not None:

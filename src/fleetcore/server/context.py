@@ -32,6 +32,7 @@ from fleetcore.server.channels import ChannelPump
 from fleetcore.server.desired_states import DesiredStates
 from fleetcore.server.events import EVERY_DEVICE, Event, EventHub
 from fleetcore.server.mirror import Mirror
+from fleetcore.server.pacing import WakePacer
 from fleetcore.server.relay import PgRelay
 from fleetcore.server.samples import Samples
 from fleetcore.server.store import Store, write_audit
@@ -105,6 +106,7 @@ class Context:
         offline_after: float = 180.0,
         hub: EventHub | None = None,
         channels: Sequence[ChannelPump] = (),
+        wake_rate: int = 0,
     ) -> None:
         self.store = store
         self.mirror = mirror
@@ -114,6 +116,8 @@ class Context:
         self.states = DesiredStates(store, mirror, self.strategies, self.now)
         self.hub = hub or EventHub()
         self.channels = tuple(channels)
+        self.wakeups = WakePacer(self.publish, wake_rate)
+        """The devices a change moved, told in waves of at most ``wake_rate`` a second."""
         self.samples = Samples()
         """The last hour of each device's resource figures (the dashboard's sparklines)."""
         self.relay: PgRelay | None = None
@@ -191,7 +195,7 @@ class Context:
                 old != (commit, why) or device_id in tell.touched
             ):
                 events.append(Event(device_id, tell.kind, {"commit": commit, "why": why}))
-        self.publish(events)
+        self.wakeups.submit(events)
 
     def _tell_everyone(self, tell: Everyone) -> None:
         # One event object for every stream here and one relayed message:

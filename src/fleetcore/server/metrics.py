@@ -147,6 +147,11 @@ class FleetCollector(Collector):
         yield GaugeMetricFamily(
             "fleetcore_sse_streams", "Connected event streams.", value=ctl.hub.connected
         )
+        yield GaugeMetricFamily(
+            "fleetcore_wakeups_waiting",
+            "Devices a change moved that wait to be told (--wake-rate).",
+            value=ctl.wakeups.waiting,
+        )
         if ctl.channels:
             events = CounterMetricFamily(
                 "fleetcore_channel_events",

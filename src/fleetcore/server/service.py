@@ -46,9 +46,17 @@ class Control(Context):
         offline_after: float = 180.0,
         hub: EventHub | None = None,
         channels: Sequence[ChannelPump] = (),
+        wake_rate: int = 0,
     ) -> None:
         super().__init__(
-            store, mirror, pm, now=now, offline_after=offline_after, hub=hub, channels=channels
+            store,
+            mirror,
+            pm,
+            now=now,
+            offline_after=offline_after,
+            hub=hub,
+            channels=channels,
+            wake_rate=wake_rate,
         )
         self.auth = Auth(self)
         self.device_api = Devices(self, self.auth)
