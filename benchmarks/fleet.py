@@ -39,7 +39,7 @@ promotion) follows the window: the time from its start to the last device
 applying the commit (seen in the simulator's stats file, so good to 10 s)
 and to the database holding every device's report of it (read directly
 every 5 s), what the devices' requests met meanwhile
-(``rollout_devices_saw``), when the engine promoted each step and
+(``rollout_devices_saw``) and the server's own latency (``rollout_server``), when the engine promoted each step and
 completed (from its decisions), the server's and the simulator's CPU share meanwhile, and the
 devices by status and commit in the database at the end. A rollout still short of the whole
 fleet after 900 s is reported with how many devices run the commit.
@@ -338,7 +338,7 @@ def bench(
             v2 = repo.commit({"roles/web/activate.sh": "#!/bin/sh\necho 2\n"}, "v2")
             server.api("POST", "/v1/hooks/git")
             time.sleep(2)
-            seen_r0 = sim_stats(stats_file)
+            seen_r0, hr0 = sim_stats(stats_file), server.histograms()
             start = time.monotonic()
             cpu_r0, sim_r0, db_r0 = server.cpu_seconds(), _cpu(sim.pid), _database_cpu()
             created = server.api("POST", "/v1/rollouts", {
@@ -377,6 +377,12 @@ def bench(
             result.setdefault("rollout_all_applied_s", None)
             # What the devices' requests met while the rollout moved them.
             result["rollout_devices_saw"] = devices_saw(seen_r0, sim_stats(stats_file))
+            if not kill_replica:  # (a killed replica's counts are gone)
+                hr1 = server.histograms()
+                result["rollout_server"] = {
+                    name: percentiles(hr0.get(key, {}), hr1.get(key, {}))
+                    for name, key in ROUTES.items()
+                }
             # When the engine promoted each step (and completed), from its decisions.
             ro = server.api("GET", f"/v1/rollouts/{created['id']}")
             began = _stamp(ro["created_at"])
