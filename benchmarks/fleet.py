@@ -39,9 +39,11 @@ promotion) follows the window: the time from its start to the last device
 applying the commit (seen in the simulator's stats file, so good to 10 s)
 and to the database holding every device's report of it (read directly
 every 5 s), what the devices' requests met meanwhile
-(``rollout_devices_saw``) and the server's own latency (``rollout_server``), when the engine promoted each step and
-completed (from its decisions), the server's and the simulator's CPU share meanwhile, and the
-devices by status and commit in the database at the end. A rollout still short of the whole
+(``rollout_devices_saw``) and the server's own latency
+(``rollout_server``), when the engine promoted each step and completed
+(from its decisions), the server's and the simulator's CPU share
+meanwhile, and the devices by status and commit in the database at the
+end. A rollout still short of the whole
 fleet after 900 s is reported with how many devices run the commit.
 
 A fleet still enrolling after ``--enroll-minutes`` is one the server does
