@@ -82,7 +82,7 @@ def _listen(value: str) -> tuple[str, int]:
 @click.option(
     "--wake-rate",
     type=click.IntRange(min=0),
-    default=500,
+    default=250,
     show_default=True,
     help="Tell at most this many devices a second that their desired state moved; "
     "a promotion moving more tells them in waves (0: all at once).",

@@ -73,7 +73,7 @@ class ServerConfig:
     max_streams: int = 0
     """Event streams held at most (``--max-streams``); 0: what the process's
     file-descriptor limit leaves after a reserve for everything else."""
-    wake_rate: int = 500
+    wake_rate: int = 250
     """Devices told a second at most when a change moves many (``--wake-rate``;
     0: all at once). See pacing.py."""
     alerts: tuple[str, ...] = ()
