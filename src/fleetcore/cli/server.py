@@ -8,6 +8,7 @@ import click
 
 from fleetcore.cli.app import App
 from fleetcore.model import SEGMENTS
+from fleetcore.server.pacing import DEFAULT_WAKE_RATE
 
 DATA_DIR = click.option(
     "--data-dir",
@@ -82,7 +83,7 @@ def _listen(value: str) -> tuple[str, int]:
 @click.option(
     "--wake-rate",
     type=click.IntRange(min=0),
-    default=250,
+    default=DEFAULT_WAKE_RATE,
     show_default=True,
     help="Tell at most this many devices a second that their desired state moved; "
     "a promotion moving more tells them in waves (0: all at once).",

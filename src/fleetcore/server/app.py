@@ -38,6 +38,7 @@ from fleetcore.server.groupcommit import GroupCommit
 from fleetcore.server.metrics import Latencies
 from fleetcore.server.mirror import Mirror
 from fleetcore.server.openapi import document
+from fleetcore.server.pacing import DEFAULT_WAKE_RATE
 from fleetcore.server.pages import page_routes
 from fleetcore.server.routes import Api, error
 from fleetcore.server.routes.device_api import device_routes
@@ -73,7 +74,7 @@ class ServerConfig:
     max_streams: int = 0
     """Event streams held at most (``--max-streams``); 0: what the process's
     file-descriptor limit leaves after a reserve for everything else."""
-    wake_rate: int = 250
+    wake_rate: int = DEFAULT_WAKE_RATE
     """Devices told a second at most when a change moves many (``--wake-rate``;
     0: all at once). See pacing.py."""
     alerts: tuple[str, ...] = ()

@@ -25,6 +25,10 @@ from collections.abc import Callable, Sequence
 from fleetcore.model import Event
 
 WAVES_PER_SECOND = 10
+DEFAULT_WAKE_RATE = 250
+"""``server run``'s default: at 10,000 devices on two cores, 500 a second
+still queued the devices' requests during a promotion and 250 did not
+(docs/benchmarks.md)."""
 
 
 class WakePacer:
